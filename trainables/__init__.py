@@ -1,0 +1,1 @@
+"""What one trial runs: data, models, episodes, the meta step, evaluation."""

