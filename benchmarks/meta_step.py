@@ -1,0 +1,132 @@
+"""Benchmark: time and peak memory of a first- and second-order meta step, as ratios to a plain
+fine-tuning step on the same batch (K = N = 8, real XNLI en -> hi pairs).
+
+    python benchmarks/meta_step.py                     # tiny, medium and the embedded model
+    python benchmarks/meta_step.py --models tiny medium --reps 5
+    python benchmarks/meta_step.py --freeze-embeddings # fast weights without the 96M embedding rows
+    python benchmarks/meta_step.py --smoke-test        # tiny only, seconds
+
+Each (model, step kind) runs in its own process so the peak resident memory (CPU) or the peak
+allocated memory (CUDA) belongs to that step alone. A benchmark, not a test: it prints, it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import statistics
+import time
+
+MODELS = {
+    "tiny": dict(name="tiny", tiny=dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)),
+    "medium": dict(name="tiny", tiny=dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024)),
+    "embedded": dict(name="embedded"),
+}
+KINDS = ("finetune", "first-order", "second-order")
+
+
+def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embeddings: bool,
+            device: str, threads: int) -> dict:
+    """Return the median seconds of one `kind` step and the peak memory, measured in this process."""
+    import torch
+
+    from trainables.config import config_from_dict
+    from trainables.maml import MetaLearner
+    from trainables.models import apply_freezing, load_classifier
+    from trainables.run import build_sampler, encode_split
+    from trainables.tasks.nli import NUM_LABELS, collate_mixed, loss_fn
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = config_from_dict({"model": {**MODELS[model_key], "max_length": max_length}, "device": device,
+                            "meta": {"support_langs": ["en"], "query_langs": ["hi"], "k": 8, "n": 8}})
+    model, tok = load_classifier(cfg.model, NUM_LABELS, seed=0)
+    model.to(device)
+    trainable = apply_freezing(model, freeze_embeddings, 0)
+    dev = encode_split(cfg, tok, "dev", ["en", "hi"], max_examples=400)
+    sampler = build_sampler(cfg, dev)
+    episodes = [sampler.next() for _ in range(reps + 2)]
+    batches = [(collate_mixed(dev, e.support, device), collate_mixed(dev, e.query, device)) for e in episodes]
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    if kind == "finetune":
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+
+        def step(support, query):
+            loss_fn(model, None, support).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    else:
+        learner = MetaLearner(model, loss_fn, 1e-5, 1, kind == "first-order", 1e-5, 0.01, total_steps=10**6)
+
+        def step(support, query):
+            learner.step([(support, query)])
+
+    model.train()
+    times = []
+    for i, (support, query) in enumerate(batches):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step(support, query)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i >= 2:  # the first two steps allocate optimizer state and warm up kernels
+            times.append(time.perf_counter() - t0)
+    if device == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        # ru_maxrss is in KiB on Linux: the growth over the loaded model is what the step costs.
+        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+    return {"seconds": statistics.median(times), "peak_mb": peak_mb,
+            "params": sum(p.numel() for p in model.parameters()), "trainable": trainable}
+
+
+def _child(queue: mp.Queue, *args) -> None:
+    try:
+        queue.put(measure(*args))
+    except Exception as e:  # reported in the table rather than killing the other measurements
+        queue.put({"error": f"{type(e).__name__}: {e}"})
+
+
+def main() -> None:
+    """Print the table of step times, ratios to fine-tuning and peak memory."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--freeze-embeddings", action="store_true")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--smoke-test", action="store_true", help="tiny model, 2 reps")
+    args = parser.parse_args()
+    if args.smoke_test:
+        args.models, args.reps = ["tiny"], 2
+
+    ctx = mp.get_context("spawn")
+    print(f"K = N = 8, max_length {args.max_length}, device {args.device}, "
+          f"embeddings {'frozen' if args.freeze_embeddings else 'trained'}, median of {args.reps} steps")
+    print(f"{'model':<9} {'params':>8} {'trainable':>9} {'step':<13} {'s/step':>8} {'x finetune':>10} {'peak MB':>8}")
+    for key in args.models:
+        base = None
+        for kind in KINDS:
+            queue = ctx.Queue()
+            proc = ctx.Process(target=_child, args=(queue, key, kind, args.reps, args.max_length,
+                                                    args.freeze_embeddings, args.device, args.threads))
+            proc.start()
+            res = queue.get()
+            proc.join()
+            if "error" in res:
+                print(f"{key:<9} {'':>8} {'':>9} {kind:<13} failed: {res['error']}")
+                continue
+            base = res["seconds"] if kind == "finetune" else base
+            ratio = f"{res['seconds'] / base:10.2f}" if base else f"{'-':>10}"
+            print(f"{key:<9} {res['params'] / 1e6:7.2f}M {res['trainable'] / 1e6:8.2f}M {kind:<13} "
+                  f"{res['seconds']:8.3f} {ratio} {res['peak_mb']:8.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The config dataclass: YAML + --set overrides, one-line errors that name the key."""
+
+import pytest
+
+from trainables.config import ConfigError, RunConfig, english_stage_key, load_config, parse_overrides
+
+
+def test_defaults_are_the_papers_settings():
+    cfg = load_config()
+    assert (cfg.meta.k, cfg.meta.n, cfg.meta.inner_lr, cfg.meta.outer_lr, cfg.meta.weight_decay) == (8, 8, 1e-5, 1e-5, 0.01)
+    assert (cfg.english.batch_size, cfg.english.lr, cfg.english.epochs, cfg.model.max_length) == (32, 2e-5, 3.0, 128)
+    assert cfg.meta.steps_per_query_lang == 500 and len(cfg.eval.target_langs) == 15
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("method: x-maml\nmeta:\n  query_langs: [de]\n  parallel: false\n  inner_lr: 1e-4\n")
+    cfg = load_config(path, ["meta.k=4", "meta.n=4", "eval.target_langs=en,hi", "meta.first_order=true"])
+    assert cfg.method == "x-maml" and cfg.meta.inner_lr == 1e-4 and cfg.meta.k == 4
+    assert cfg.eval.target_langs == ["en", "hi"] and cfg.meta.first_order is True
+    assert cfg.aux_langs == ["de"]
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["meta.inner_lrr=1"], "unknown config key meta.inner_lrr"),
+    (["bogus=1"], "unknown config key bogus"),
+    (["meta.sampling=sometimes"], "meta.sampling: expected one of random, cover"),
+    (["meta.k=two"], "meta.k: expected an integer"),
+    (["meta.k=0"], "meta.k: expected a positive integer"),
+    (["meta.query_langs=hi,xx"], "unknown language code 'xx'"),
+    (["meta.query_langs=en"], "meta.query_langs: xla-maml needs query languages that differ"),
+    (["meta.k=4"], "meta.k and meta.n must be equal"),
+    (["method=x-maml"], "meta.parallel: x-maml"),
+    (["meta.parallel=maybe"], "meta.parallel: expected true or false"),
+    (["meta.outer_lr=-1"], "meta.outer_lr: expected a positive learning rate"),
+    (["noequals"], "expected key=value"),
+])
+def test_bad_values_name_the_key(overrides, needle):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_yaml_names_the_file_and_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("method: xla-maml\nmeta: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: not valid YAML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_english_stage_key_ignores_meta_settings():
+    a, b = RunConfig(), RunConfig()
+    b.meta.inner_lr = 1.0
+    assert english_stage_key(a) == english_stage_key(b)
+    b.english.lr = 1.0
+    assert english_stage_key(a) != english_stage_key(b)
+
+
+def test_aux_langs_leave_out_english_and_baseline_has_none():
+    assert load_config(None, ["meta.query_langs=hi,de"]).aux_langs == ["de", "hi"]
+    assert load_config(None, ["method=baseline"]).aux_langs == []
+    assert parse_overrides(["a.b=1", "a.c=x"]) == {"a": {"b": 1, "c": "x"}}
