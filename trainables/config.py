@@ -88,6 +88,7 @@ class MetaConfig:
     warmup_steps: int = 0
     freeze_embeddings: bool = False
     freeze_layers: int = 0  # the bottom k encoder layers stay fixed (and are no fast weights)
+    steps_per_report: int = 50  # a sweep trial evaluates dev and reports after this many meta steps
 
 
 @dataclass
@@ -106,7 +107,9 @@ class EvalConfig:
     target_langs: list[str] = field(default_factory=lambda: list(XNLI_LANGS))
     max_examples: Optional[int] = None  # per language and split, for quick runs
     batch_size: int = 64
-    dev: bool = False  # also score every target's dev set (model choice uses dev, never test)
+    dev: bool = False  # `xlamaml run`: also score every target's dev set (model choice uses dev, never test)
+    dev_langs: list[str] = field(default_factory=list)  # dev sets a sweep trial reports; [] = the targets
+    dev_max_examples: Optional[int] = 500  # per language, for those reports
     write_predictions: bool = True
 
 
@@ -137,16 +140,16 @@ class RunConfig:
         _one_of("meta.sampling", self.meta.sampling, SAMPLING)
         _one_of("meta.optimizer", self.meta.optimizer, OPTIMIZERS)
         langs = XNLI_LANGS if self.task == "xnli" else MLQA_LANGS
-        for key in ("meta.support_langs", "meta.query_langs", "eval.target_langs"):
+        for key in ("meta.support_langs", "meta.query_langs", "eval.target_langs", "eval.dev_langs"):
             value = _get(self, key)
-            if not value:
+            if not value and key != "eval.dev_langs":
                 raise ConfigError(f"config key {key}: expected a non-empty list of language codes")
             try:
                 check_langs(value, langs, f"config key {key}")
             except ValueError as e:
                 raise ConfigError(str(e)) from None
         for key in ("model.max_length", "english.batch_size", "meta.k", "meta.n", "meta.inner_steps",
-                    "meta.tasks_per_step", "few_shot.batch_size", "eval.batch_size",
+                    "meta.tasks_per_step", "meta.steps_per_report", "few_shot.batch_size", "eval.batch_size",
                     "model.tiny.hidden_size", "model.tiny.num_layers", "model.tiny.num_heads"):
             if _get(self, key) < 1:
                 raise ConfigError(f"config key {key}: expected a positive integer, got {_get(self, key)}")
@@ -159,7 +162,7 @@ class RunConfig:
         for key in ("english.epochs", "few_shot.epochs"):
             if _get(self, key) < 0:
                 raise ConfigError(f"config key {key}: expected a number >= 0, got {_get(self, key)}")
-        for key in ("english.max_examples", "english.dev_max_examples", "eval.max_examples"):
+        for key in ("english.max_examples", "english.dev_max_examples", "eval.max_examples", "eval.dev_max_examples"):
             if _get(self, key) is not None and _get(self, key) < 1:
                 raise ConfigError(f"config key {key}: expected a positive integer or null, got {_get(self, key)}")
         if self.model.tiny.hidden_size % self.model.tiny.num_heads:
@@ -312,6 +315,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Return the validated RunConfig from a YAML file (or defaults) plus `key=value` overrides."""
     values = read_yaml(path) if path else {}
+    values.pop("sweep", None)  # a sweep preset's own section (search/sweep.py reads it)
     values = merge(values, parse_overrides(overrides or []))
     try:
         return config_from_dict(values)
@@ -334,5 +338,9 @@ def english_stage_key(cfg: RunConfig) -> str:
         "english_data": cfg.data.english,
         "xnli": cfg.data.xnli,
     }
+    if cfg.model.name == "embedded":  # a new converter makes new weights under the same name
+        from trainables.embedded import CONVERTER_VERSION
+
+        relevant["converter_version"] = CONVERTER_VERSION
     blob = json.dumps(relevant, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -13,6 +13,7 @@ import copy
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,45 +54,72 @@ def build_sampler(cfg: RunConfig, dev: dict[str, Encoded]) -> EpisodeSampler:
                           m.query_langs, m.k, m.n, m.sampling, m.parallel, cfg.seed)
 
 
-def build_learner(cfg: RunConfig, model: torch.nn.Module) -> MetaLearner:
-    """Return the MetaLearner for `cfg.meta` (freezing applied first: frozen weights are no fast weights)."""
-    m = cfg.meta
-    apply_freezing(model, m.freeze_embeddings, m.freeze_layers)
-    return MetaLearner(model, loss_fn, m.inner_lr, m.inner_steps, m.first_order, m.outer_lr, m.weight_decay,
-                       total_meta_steps(cfg), m.warmup_steps, m.optimizer)
-
-
 def total_meta_steps(cfg: RunConfig) -> int:
     """Return the meta stage's budget: steps per query language times the number of query languages."""
     return cfg.meta.steps_per_query_lang * len(cfg.meta.query_langs)
 
 
+@dataclass
+class MetaState:
+    """Everything the meta stage carries between steps (what a trial checkpoints besides the weights)."""
+
+    dev: dict[str, Encoded]  # the auxiliary dev sets episodes are drawn from
+    sampler: EpisodeSampler
+    learner: MetaLearner
+    total: int
+    query_losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.learner.steps_done >= self.total
+
+
+def start_meta(cfg: RunConfig, model: torch.nn.Module, tokenizer) -> MetaState:
+    """Return a fresh meta stage for `model` (freezing applied: frozen weights are no fast weights)."""
+    m = cfg.meta
+    langs = sorted(set(m.support_langs) | set(m.query_langs))
+    dev = encode_split(cfg, tokenizer, "dev", langs)
+    apply_freezing(model, m.freeze_embeddings, m.freeze_layers)
+    learner = MetaLearner(model, loss_fn, m.inner_lr, m.inner_steps, m.first_order, m.outer_lr, m.weight_decay,
+                          total_meta_steps(cfg), m.warmup_steps, m.optimizer)
+    return MetaState(dev, build_sampler(cfg, dev), learner, total_meta_steps(cfg))
+
+
+def advance_meta(cfg: RunConfig, state: MetaState, count: int, device: torch.device) -> None:
+    """Run up to `count` more meta steps (never past the budget), logging progress every tenth of it."""
+    every = max(1, state.total // 10)
+    t0 = time.perf_counter()
+    for _ in range(min(count, state.total - state.learner.steps_done)):
+        episodes = [state.sampler.next() for _ in range(cfg.meta.tasks_per_step)]
+        batches = [(collate_mixed(state.dev, ep.support, device), collate_mixed(state.dev, ep.query, device))
+                   for ep in episodes]
+        state.query_losses.append(state.learner.step(batches)["query_loss"])
+        step = state.learner.steps_done
+        if step % every == 0 or step == state.total:
+            rate = (state.seconds + time.perf_counter() - t0) / max(1, len(state.query_losses))
+            log.info("meta step %d/%d  query loss %.4f  %.2f s/step  eta %.0f s", step, state.total,
+                     float(np.mean(state.query_losses[-every:])), rate, rate * (state.total - step))
+    state.seconds += time.perf_counter() - t0
+
+
+def meta_summary(state: MetaState) -> dict[str, float]:
+    """Return the meta stage's metrics: steps done, seconds, and the recent mean query loss."""
+    recent = state.query_losses[-max(1, state.total // 10):]
+    return {"meta/steps": state.learner.steps_done, "meta/seconds": state.seconds,
+            "meta/query_loss": float(np.mean(recent)) if recent else float("nan")}
+
+
 def meta_stage(cfg: RunConfig, model: torch.nn.Module, tokenizer, device: torch.device) -> dict[str, float]:
     """Meta-train `model` in place on episodes of the auxiliary dev sets; return its summary metrics."""
-    langs = sorted(set(cfg.meta.support_langs) | set(cfg.meta.query_langs))
-    dev = encode_split(cfg, tokenizer, "dev", langs)
-    sampler = build_sampler(cfg, dev)
-    learner = build_learner(cfg, model)
-    total = total_meta_steps(cfg)
+    state = start_meta(cfg, model, tokenizer)
     log.info("meta stage: %s %s -> %s, %d steps, %s order, %s sampling, %s", cfg.method,
-             "+".join(cfg.meta.support_langs), "+".join(cfg.meta.query_langs), total,
+             "+".join(cfg.meta.support_langs), "+".join(cfg.meta.query_langs), state.total,
              "first" if cfg.meta.first_order else "second", cfg.meta.sampling,
              "parallel" if cfg.meta.parallel else "non-parallel")
-    t0 = time.perf_counter()
-    every = max(1, total // 10)
-    recent: list[float] = []
-    for step in range(total):
-        episodes = [sampler.next() for _ in range(cfg.meta.tasks_per_step)]
-        batches = [(collate_mixed(dev, ep.support, device), collate_mixed(dev, ep.query, device)) for ep in episodes]
-        out = learner.step(batches)
-        recent.append(out["query_loss"])
-        if (step + 1) % every == 0 or step + 1 == total:
-            rate = (time.perf_counter() - t0) / (step + 1)
-            log.info("meta step %d/%d  query loss %.4f  %.2f s/step  eta %.0f s", step + 1, total,
-                     float(np.mean(recent[-every:])), rate, rate * (total - step - 1))
+    advance_meta(cfg, state, state.total, device)
     apply_freezing(model, False, 0)
-    return {"meta/steps": total, "meta/seconds": time.perf_counter() - t0,
-            "meta/query_loss": float(np.mean(recent[-every:])) if recent else float("nan")}
+    return meta_summary(state)
 
 
 def few_shot_and_test(cfg: RunConfig, model: torch.nn.Module, tokenizer, device: torch.device,

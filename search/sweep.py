@@ -1,0 +1,227 @@
+"""A Ray Tune sweep: the English stage once, then one trial per assignment x seed (grid) or an
+Optuna search with ASHA early stopping, resumable after an interruption.
+
+A sweep preset is a run config (trainables/config.py keys) plus a `sweep:` section (SweepConfig).
+The experiment directory gets `xlamaml_sweep.json` (the resolved run config and sweep), so
+`--resume` and the analysis need nothing but that directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainables.config import ConfigError, RunConfig, _build, config_from_dict, merge, parse_overrides, read_yaml
+from search.space import AssignmentSpec, assignments, hyper_space, nested
+
+log = logging.getLogger("xlamaml")
+SWEEP_FILE = "xlamaml_sweep.json"
+MODES = ("grid", "optuna")
+
+
+@dataclass
+class SweepConfig:
+    mode: str = "grid"  # grid: every assignment x seed, no early stopping; optuna: OptunaSearch + ASHA
+    assignments: AssignmentSpec = field(default_factory=AssignmentSpec)
+    seeds: list[int] = field(default_factory=lambda: [42])
+    grid: dict[str, list] = field(default_factory=dict)  # more grid axes: {"meta.sampling": [random, cover]}
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0  # fractions share a GPU between trials
+    max_concurrent: int = 0  # 0: as many as the resources allow
+    keep_checkpoints: int = 1
+    checkpoint_every: int = 1  # reports between checkpoints
+    max_failures: int = 1  # retries of a failed trial before it counts as errored
+    # optuna mode
+    num_samples: int = 8
+    metric: str = "dev/avg_excl_aux/acc"
+    metric_mode: str = "max"
+    space: dict[str, Any] = field(default_factory=dict)  # {"meta.inner_lr": {"loguniform": [1e-6, 1e-3]}}
+    grace_period: int = 1  # ASHA: reports before a trial can be stopped
+    reduction_factor: int = 2
+
+    def validate(self) -> "SweepConfig":
+        """Return self after checking the values; raise ConfigError naming the key."""
+        if self.mode not in MODES:
+            raise ConfigError(f"config key sweep.mode: expected one of {', '.join(MODES)}; got {self.mode!r}")
+        if self.metric_mode not in ("max", "min"):
+            raise ConfigError(f"config key sweep.metric_mode: expected max or min; got {self.metric_mode!r}")
+        if not self.seeds:
+            raise ConfigError("config key sweep.seeds: expected a non-empty list of integers")
+        if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
+            raise ConfigError("config key sweep.cpus_per_trial: expected > 0 (and sweep.gpus_per_trial >= 0)")
+        for key in ("keep_checkpoints", "checkpoint_every", "num_samples", "grace_period", "reduction_factor"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key sweep.{key}: expected a positive integer, got {getattr(self, key)}")
+        for key, values in self.grid.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"config key sweep.grid.{key}: expected a non-empty list of values")
+        try:
+            assignments(self.assignments)
+            hyper_space(self.space)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        return self
+
+
+@dataclass
+class Sweep:
+    run: dict[str, Any]  # the run config every trial starts from (before assignment and seed)
+    sweep: SweepConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the sweep as plain dicts (what xlamaml_sweep.json holds)."""
+        return {"run": self.run, "sweep": dataclasses.asdict(self.sweep)}
+
+
+def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
+    """Return the Sweep of a preset file plus `key=value` overrides (`sweep.*` keys go to the sweep)."""
+    values = merge(read_yaml(path), parse_overrides(overrides or []))
+    sweep_values = values.pop("sweep", {}) or {}
+    try:
+        sweep = _build(SweepConfig, sweep_values, "sweep.").validate()
+        cfg = config_from_dict(values)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return Sweep(absolute_paths(cfg).to_dict(), sweep)
+
+
+def absolute_paths(cfg: RunConfig) -> RunConfig:
+    """Return `cfg` with its local paths made absolute (every trial changes its working directory)."""
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data))
+    cfg.data.dir = str(Path(cfg.data.dir).expanduser().resolve())
+    for key in ("xnli", "english"):
+        value = getattr(cfg.data, key)
+        if os.path.sep in value or Path(value).exists():
+            setattr(cfg.data, key, str(Path(value).expanduser().resolve()))
+    if cfg.base_checkpoint:
+        cfg.base_checkpoint = str(Path(cfg.base_checkpoint).expanduser().resolve())
+    return cfg
+
+
+def reports_per_trial(cfg: RunConfig) -> int:
+    """Return how many reports a meta trial makes (the ASHA time budget)."""
+    total = cfg.meta.steps_per_query_lang * len(cfg.meta.query_langs)
+    return max(1, math.ceil(total / cfg.meta.steps_per_report))
+
+
+def param_space(sw: Sweep) -> dict[str, Any]:
+    """Return the Tune param space: the run config with the assignment and seed (and hyper-parameters) to search."""
+    from ray import tune
+
+    s = sw.sweep
+    space = dict(sw.run)
+    space["threads"] = max(1, int(s.cpus_per_trial))  # torch threads match the CPUs a trial holds
+    names = assignments(s.assignments)
+    if s.mode == "grid":
+        space["assignment"] = tune.grid_search(names)
+        space["seed"] = tune.grid_search(s.seeds)
+        return merge(space, nested({k: tune.grid_search(v) for k, v in s.grid.items()}))
+    space["assignment"] = tune.choice(names) if len(names) > 1 else names[0]
+    space["seed"] = tune.choice(s.seeds) if len(s.seeds) > 1 else s.seeds[0]
+    return merge(space, hyper_space(s.space))
+
+
+def trial_dirname(trial) -> str:
+    """Return a short, filesystem-safe trial folder name: assignment, seed and trial id."""
+    a = str(trial.config.get("assignment", "run")).replace(":", "_").replace(">", "-").replace("+", "")
+    return f"{a}_s{trial.config.get('seed')}_{trial.trial_id}"
+
+
+def make_tuner(sw: Sweep, exp_dir: Path, resume: bool = False):
+    """Return the Tuner of a new sweep in `exp_dir`, or the restored one when `resume`."""
+    from ray import tune
+
+    from trainables.trainable import XlaMamlTrainable
+
+    s = sw.sweep
+    trainable = tune.with_resources(XlaMamlTrainable, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
+    if resume:
+        return tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
+    search_alg = scheduler = None
+    if s.mode == "optuna":
+        from ray.tune.schedulers import ASHAScheduler
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = OptunaSearch(metric=s.metric, mode=s.metric_mode)
+        scheduler = ASHAScheduler(time_attr="training_iteration", metric=s.metric, mode=s.metric_mode,
+                                  max_t=reports_per_trial(config_from_dict(sw.run)),
+                                  grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    return tune.Tuner(
+        trainable,
+        param_space=param_space(sw),
+        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
+                                    num_samples=s.num_samples if s.mode == "optuna" else 1,
+                                    max_concurrent_trials=s.max_concurrent or None,
+                                    trial_dirname_creator=trial_dirname),
+        run_config=tune.RunConfig(
+            name=exp_dir.name, storage_path=str(exp_dir.parent),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=s.keep_checkpoints,
+                                                    checkpoint_frequency=s.checkpoint_every),
+            failure_config=tune.FailureConfig(max_failures=s.max_failures),
+            # Predictions are written in the trial's working directory; this copies them into its folder.
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+            verbose=1,
+        ),
+    )
+
+
+def prepare_base(sw: Sweep) -> Sweep:
+    """Return the sweep with `base_checkpoint` set: the English stage, built (or found) before any trial."""
+    if sw.run.get("base_checkpoint"):
+        return sw
+    from trainables.finetune import english_stage
+    from trainables.run import setup_torch
+
+    cfg = config_from_dict(sw.run)
+    setup_torch(cfg)
+    base = english_stage(cfg)
+    return Sweep(merge(sw.run, {"base_checkpoint": str(base)}), sw.sweep)
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Join the cluster at `address`, or start a local Ray (once per process)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+
+
+def run_sweep(sw: Sweep | None, storage: str | Path, name: str, address: str | None = None,
+              resume: bool = False, num_cpus: int | None = None) -> Path:
+    """Run (or with `resume`, continue) the sweep `storage/name`; return the experiment directory."""
+    exp_dir = Path(storage).expanduser().resolve() / name
+    meta = exp_dir / SWEEP_FILE
+    if resume:
+        if not meta.is_file():
+            raise FileNotFoundError(f"{exp_dir}: no interrupted sweep to resume (no {SWEEP_FILE})")
+        saved = json.loads(meta.read_text())
+        sw = Sweep(saved["run"], _build(SweepConfig, saved["sweep"], "sweep."))
+    elif meta.is_file():
+        raise FileExistsError(f"{exp_dir}: a sweep already ran here; pass --resume to continue it or choose "
+                              f"another --name")
+    assert sw is not None
+    t0 = time.perf_counter()
+    sw = prepare_base(sw)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps(sw.to_dict(), indent=2))
+    init_ray(address, num_cpus)
+    log.info("sweep %s: %s mode, %d assignments x %d seeds, English stage ready after %.0f s", exp_dir,
+             sw.sweep.mode, len(assignments(sw.sweep.assignments)), len(sw.sweep.seeds), time.perf_counter() - t0)
+    tuner = make_tuner(sw, exp_dir, resume=resume)
+    results = tuner.fit()
+    errors = [r for r in results if r.error is not None]
+    if errors:
+        log.warning("sweep %s: %d of %d trials errored (see error.txt in their folders)", exp_dir, len(errors),
+                    len(results))
+    return exp_dir

@@ -1,0 +1,140 @@
+"""Sweeps through Ray on the shared data with the tiny model: grid, errors, resume after SIGKILL, Optuna + ASHA."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from search.space import AssignmentSpec, assignments, hyper_space
+from search.sweep import SWEEP_FILE, load_sweep, param_space, run_sweep
+from search.cli import preset_path
+from trainables.config import ConfigError
+
+
+def trials(exp: Path) -> dict[str, list[dict]]:
+    """Return each trial folder's result lines (a trial whose setup failed has only error.txt)."""
+    out = {}
+    for d in sorted(exp.iterdir()):
+        if (d / "params.json").is_file() or (d / "error.txt").is_file():
+            lines = (d / "result.json").read_text().splitlines() if (d / "result.json").is_file() else []
+            out[d.name] = [json.loads(line) for line in lines]
+    return out
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XLAMAML_CACHE", str(tmp_path / "cache"))
+
+
+def test_assignment_kinds():
+    assert assignments(AssignmentSpec("en-aux", ["hi", "sw"])) == [
+        "baseline", "x-maml:hi", "xla-maml:en>hi", "x-maml:sw", "xla-maml:en>sw"]
+    pairs = assignments(AssignmentSpec("pairs", ["ar", "bg", "de"], ["x-maml", "xla-maml"]))
+    assert len(pairs) == 9 and "x-maml:bg" in pairs and "xla-maml:ar>de" in pairs
+    from trainables.languages import XNLI_LANGS
+    assert len(assignments(AssignmentSpec("pairs", list(XNLI_LANGS), ["x-maml", "xla-maml"]))) == 225
+    assert assignments(AssignmentSpec("two-aux", ["bg", "de"], ["xla-maml", "x-maml"])) == [
+        "xla-maml:bg>de", "xla-maml:de>bg", "x-maml:bg+de"]
+    with pytest.raises(ValueError, match="kind"):
+        assignments(AssignmentSpec("every"))
+    with pytest.raises(ValueError, match="sweep.space.meta.inner_lr"):
+        hyper_space({"meta.inner_lr": {"lognormal": [1, 2]}})
+
+
+def test_sweep_preset_errors_name_the_key():
+    with pytest.raises(ConfigError, match="sweep.mode"):
+        load_sweep(preset_path("smoke"), ["sweep.mode=bayes"])
+    with pytest.raises(ConfigError, match="unknown config key sweep.seed"):
+        load_sweep(preset_path("smoke"), ["sweep.seed=1"])
+    with pytest.raises(ConfigError, match="assignment 'xla-maml:en>xx'"):
+        load_sweep(preset_path("smoke"), ["sweep.assignments.items=[xla-maml:en>xx]"])
+
+
+def test_grid_space_covers_assignments_seeds_and_extra_axes():
+    sw = load_sweep(preset_path("smoke"), ["sweep.seeds=[1,2]", "sweep.grid={meta.sampling: [random, cover]}"])
+    space = param_space(sw)
+    assert space["assignment"]["grid_search"] == ["baseline", "x-maml:hi", "xla-maml:en>hi"]
+    assert space["seed"]["grid_search"] == [1, 2]
+    assert space["meta"]["sampling"]["grid_search"] == ["random", "cover"]
+    assert os.path.isabs(space["data"]["dir"])
+
+
+def test_smoke_sweep_runs_every_trial_and_isolates_a_failing_one(tmp_path, cache, ray_local):
+    # meta.k=0 is a bad value that only the trial sees: it must error alone.
+    sw = load_sweep(preset_path("smoke"), ["sweep.grid={meta.k: [4, 0]}", "sweep.max_failures=0"])
+    exp = run_sweep(sw, tmp_path / "runs", "grid")
+    got = trials(exp)
+    assert len(got) == 6 and (exp / SWEEP_FILE).is_file()
+    ok = {name: lines for name, lines in got.items() if lines and lines[-1].get("done")}
+    failed = [name for name in got if name not in ok]
+    assert len(ok) == 3 and len(failed) == 3
+    for name in failed:
+        assert "meta.k" in (exp / name / "error.txt").read_text()
+    for name, lines in ok.items():
+        final = lines[-1]
+        assert {"test/en/acc", "test/de/acc", "test/hi/acc", "test/avg/acc", "test/avg_excl_aux/acc"} <= final.keys()
+        assert ("meta/steps" in final) == (not name.startswith("baseline"))
+        assert (exp / name / "predictions" / "test-hi.tsv").is_file()
+    assert len(list((Path(os.environ["XLAMAML_CACHE"]) / "base").iterdir())) == 1  # English stage built once
+
+
+def test_optuna_asha_smoke(tmp_path, cache, ray_local):
+    sw = load_sweep(preset_path("smoke"), [
+        "sweep.mode=optuna", "sweep.num_samples=4", "sweep.max_concurrent=2",
+        "sweep.assignments.items=[xla-maml:en>hi, xla-maml:en>de]",
+        "sweep.space={meta.inner_lr: {loguniform: [1.0e-5, 1.0e-2]}, meta.first_order: {choice: [true, false]}}",
+        "meta.steps_per_query_lang=8"])
+    exp = run_sweep(sw, tmp_path / "runs", "optuna")
+    got = trials(exp)
+    assert len(got) == 4
+    lrs = {json.loads((exp / name / "params.json").read_text())["meta"]["inner_lr"] for name in got}
+    assert len(lrs) == 4 and all(1e-5 <= lr <= 1e-2 for lr in lrs)
+    assert all(lines and "dev/avg_excl_aux/acc" in lines[-1] for lines in got.values())
+
+
+def test_sigkill_driver_then_resume_finishes_every_trial_once(tmp_path, cache):
+    storage = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "search.cli", "-q", "sweep", "--preset", "smoke", "--storage", str(storage),
+           "--name", "killed", "--set", "meta.steps_per_query_lang=60", "--set", "sweep.max_concurrent=1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    exp = storage / "killed"
+    try:
+        # Wait until the baseline finished and a meta trial has a checkpoint, then kill the driver.
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            got = trials(exp) if exp.is_dir() else {}
+            done = [n for n, lines in got.items() if lines and lines[-1].get("done")]
+            midway = [n for n in got if n not in done and list((exp / n).glob("checkpoint_*"))]
+            if done and midway:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the sweep never reached a finished trial and a checkpointed one")
+        finished_before = {n: len(trials(exp)[n]) for n in done}
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        proc.wait()
+    resumed = subprocess.run([sys.executable, "-m", "search.cli", "-q", "sweep", "--resume", "--name", "killed",
+                              "--storage", str(storage)], env=env, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    got = trials(exp)
+    assert len(got) == 3 and all(lines[-1].get("done") for lines in got.values())
+    for name, count in finished_before.items():
+        assert len(got[name]) == count  # a finished trial is not run again
+    meta_trials = [lines for name, lines in got.items() if not name.startswith("baseline")]
+    assert all(lines[-1]["meta/steps"] == 60 for lines in meta_trials)

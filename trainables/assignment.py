@@ -1,0 +1,69 @@
+"""A language assignment (method, support languages, query languages) written as one short string.
+
+    baseline                the English model as is
+    x-maml:hi               support and query from hi (X-MAML; several: x-maml:bg+de)
+    xla-maml:en>hi          support en, query hi (XLA-MAML; several: xla-maml:bg+de>hi)
+
+Strings, not dicts, so an assignment is one categorical value for `tune.grid_search`, `tune.choice`
+and Optuna alike, and one readable column in the analysis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from trainables.languages import XNLI_LANGS, check_langs
+
+METHODS = ("baseline", "x-maml", "xla-maml")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    method: str
+    support: tuple[str, ...] = ()
+    query: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """Return the assignment's string form (what `parse_assignment` reads)."""
+        if self.method == "baseline":
+            return "baseline"
+        if self.method == "x-maml":
+            return f"x-maml:{'+'.join(self.query)}"
+        return f"xla-maml:{'+'.join(self.support)}>{'+'.join(self.query)}"
+
+    @property
+    def aux(self) -> str:
+        """Return the auxiliary languages as one label ('' for the baseline), e.g. 'hi' or 'bg+de'."""
+        langs = self.query if self.method == "x-maml" else tuple(dict.fromkeys(self.support + self.query))
+        return "+".join(lang for lang in langs if lang != "en") or "+".join(langs)
+
+    def overrides(self) -> dict[str, Any]:
+        """Return the config keys this assignment sets (nested, for `trainables.config.merge`)."""
+        if self.method == "baseline":
+            return {"method": "baseline"}
+        if self.method == "x-maml":
+            # Same-language episodes cannot be translations of each other.
+            return {"method": "x-maml", "meta": {"support_langs": list(self.query),
+                                                 "query_langs": list(self.query), "parallel": False}}
+        return {"method": "xla-maml", "meta": {"support_langs": list(self.support), "query_langs": list(self.query)}}
+
+
+def parse_assignment(text: str, known: tuple[str, ...] = XNLI_LANGS) -> Assignment:
+    """Return the Assignment written as `text`, or raise ValueError saying what was expected."""
+    expected = "expected 'baseline', 'x-maml:<lang>[+<lang>]' or 'xla-maml:<support>[+...]><query>[+...]'"
+    method, _, langs = text.partition(":")
+    where = f"assignment {text!r}"
+    if method == "baseline" and not langs:
+        return Assignment("baseline")
+    if method == "x-maml" and langs and ">" not in langs:
+        return Assignment("x-maml", (), tuple(check_langs(langs.split("+"), known, where)))
+    if method == "xla-maml" and langs.count(">") == 1:
+        support, query = langs.split(">")
+        a = Assignment("xla-maml", tuple(check_langs(support.split("+"), known, where)),
+                       tuple(check_langs(query.split("+"), known, where)))
+        if set(a.support) == set(a.query):
+            raise ValueError(f"{where}: xla-maml needs different support and query languages (use x-maml:{query})")
+        return a
+    raise ValueError(f"{where}: {expected}")

@@ -1,0 +1,119 @@
+"""The Ray Tune Trainable: one trial = meta stage (in chunks), optional few-shot stage, evaluation.
+
+A trial's config is the nested RunConfig dict plus an optional `assignment` string
+(`trainables.assignment`) that sets the method and languages. `setup` loads the shared base
+checkpoint from `base_checkpoint` (a path: the model never travels in the config or the object
+store). Each `step` runs `meta.steps_per_report` meta steps and reports dev accuracy; the step that
+spends the budget also reports test accuracy for every target and `done`. Checkpoints hold the
+meta-trained weights, optimizer, schedule, sampler position and RNG, so a restored trial continues
+exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from trainables.assignment import parse_assignment
+from trainables.config import ConfigError, RunConfig, config_from_dict, merge
+from trainables.evaluate import add_averages, evaluate_sets
+from trainables.models import apply_freezing, load_classifier
+from trainables.run import (MetaState, advance_meta, encode_split, few_shot_and_test, meta_summary, setup_torch,
+                            start_meta)
+from trainables.tasks.nli import NUM_LABELS
+
+log = logging.getLogger("xlamaml")
+CHECKPOINT_FILE = "trial.pt"
+
+
+def trial_config(config: dict[str, Any]) -> RunConfig:
+    """Return the RunConfig of a trial: its config dict with the `assignment` string applied."""
+    values = dict(config)
+    assignment = values.pop("assignment", None)
+    if assignment is not None:
+        try:
+            values = merge(values, parse_assignment(assignment).overrides())
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    cfg = config_from_dict(values)
+    if not cfg.base_checkpoint:
+        raise ConfigError("config key base_checkpoint: a trial needs the English stage's directory "
+                          "(the sweep builds it before any trial starts)")
+    return cfg
+
+
+class XlaMamlTrainable(tune.Trainable):
+    """One XLA-MAML / X-MAML / baseline trial."""
+
+    def setup(self, config: dict[str, Any]) -> None:
+        self.cfg = trial_config(config)
+        self.device = setup_torch(self.cfg)
+        base = Path(self.cfg.base_checkpoint)
+        if not (base / "config.json").is_file():
+            raise FileNotFoundError(f"{base}: base checkpoint not found (expected a save_pretrained directory)")
+        self.model, self.tokenizer = load_classifier(self.cfg.model, NUM_LABELS, source=str(base), seed=self.cfg.seed)
+        self.model.to(self.device)
+        self.meta: MetaState | None = None
+        if self.cfg.method != "baseline":
+            self.meta = start_meta(self.cfg, self.model, self.tokenizer)
+        dev_langs = self.cfg.eval.dev_langs or self.cfg.eval.target_langs
+        self.dev = encode_split(self.cfg, self.tokenizer, "dev", dev_langs, self.cfg.eval.dev_max_examples)
+
+    def step(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if self.meta is not None:
+            advance_meta(cfg, self.meta, cfg.meta.steps_per_report, self.device)
+        metrics: dict[str, Any] = evaluate_sets(self.model, self.dev, "dev", cfg.eval.batch_size, self.device)
+        metrics = add_averages(metrics, "dev", list(self.dev), cfg.aux_langs)
+        if self.meta is not None:
+            metrics.update(meta_summary(self.meta))
+        # Which Ray node ran the trial: the cluster test and users spreading trials read it.
+        metrics["node_id"] = ray.get_runtime_context().get_node_id()
+        if self.meta is None or self.meta.done:
+            metrics.update(self._test())
+            metrics["done"] = True
+        return metrics
+
+    def _test(self) -> dict[str, float]:
+        """Return test metrics of every target (after the few-shot stage when it is on)."""
+        cfg = self.cfg
+        if self.meta is not None:
+            apply_freezing(self.model, False, 0)
+        test = encode_split(cfg, self.tokenizer, "test", cfg.eval.target_langs, cfg.eval.max_examples)
+        # The trial's working directory is its own folder (Ray changes into it).
+        pred_dir = Path.cwd() / "predictions" if cfg.eval.write_predictions else None
+        if cfg.few_shot.enabled:
+            metrics = few_shot_and_test(cfg, self.model, self.tokenizer, self.device, test, pred_dir)
+        else:
+            metrics = evaluate_sets(self.model, test, "test", cfg.eval.batch_size, self.device, pred_dir)
+        return add_averages(metrics, "test", cfg.eval.target_langs, cfg.aux_langs)
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        state: dict[str, Any] = {"rng": torch.get_rng_state()}
+        if self.meta is not None:
+            # Only the weights the meta stage trains: frozen ones equal the base checkpoint, which
+            # `setup` loads anyway (with frozen embeddings this is 21M instead of 118M parameters).
+            state["weights"] = {n: p.detach().cpu() for n, p in self.meta.learner.params.items()}
+            state["learner"] = self.meta.learner.state_dict()
+            state["sampler"] = self.meta.sampler.state_dict()
+            state["query_losses"] = self.meta.query_losses
+            state["seconds"] = self.meta.seconds
+        torch.save(state, os.path.join(checkpoint_dir, CHECKPOINT_FILE))
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        state = torch.load(os.path.join(checkpoint_dir, CHECKPOINT_FILE), weights_only=False)
+        torch.set_rng_state(state["rng"])
+        if self.meta is not None:
+            with torch.no_grad():
+                for name, value in state["weights"].items():
+                    self.meta.learner.params[name].copy_(value)
+            self.meta.learner.load_state_dict(state["learner"])
+            self.meta.sampler.load_state_dict(state["sampler"])
+            self.meta.query_losses = list(state["query_losses"])
+            self.meta.seconds = state["seconds"]
