@@ -1,0 +1,87 @@
+"""An experiment directory (Ray Tune layout) -> one tidy table of every trial's final metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.reports import Metric, final_metrics, has_split, read_reports
+from analysis.trial_info import TrialInfo, trial_info
+
+CONFIG_COLUMNS: tuple[str, ...] = (
+    "assignment", "method", "support", "query", "aux", "sampling", "parallel", "seed", "inner_lr", "outer_lr",
+    "inner_steps", "first_order", "task", "model", "few_shot",
+)
+COLUMNS: tuple[str, ...] = (
+    ("trial_id", "trial_dir", "status") + CONFIG_COLUMNS + ("split", "lang", "metric", "value", "iteration")
+)
+
+
+def trial_dirs(exp_dir: Path) -> list[Path]:
+    """Return the trial folders of an experiment (those holding params.json), sorted by name."""
+    if not exp_dir.is_dir():
+        raise FileNotFoundError(f"{exp_dir}: experiment directory not found")
+    dirs = sorted(p for p in exp_dir.iterdir() if p.is_dir() and (p / "params.json").is_file())
+    if not dirs:
+        raise FileNotFoundError(f"{exp_dir}: no trials in this directory (no subfolder holds a params.json)")
+    return dirs
+
+
+def folder_trial_id(name: str) -> str:
+    """Return the Ray trial id in a trial folder's name ('T_abb19_00002_2_...' -> 'abb19_00002'), else the name."""
+    # Needed for trials that failed before their first report: only the folder names them then.
+    found = re.search(r"(?:^|_)([0-9a-f]{5}_\d{5})(?:_|$)", name)
+    return found.group(1) if found else name
+
+
+def read_params(path: Path) -> dict[str, Any]:
+    """Return the config dict of a params.json, or raise a one-line ValueError naming the file."""
+    try:
+        params = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(params).__name__}")
+    return params
+
+
+def trial_status(trial_dir: Path, metrics: list[Metric]) -> str:
+    """Return 'done' (test metrics reported), 'error' (error.txt, no test metrics) or 'incomplete'."""
+    # Test metrics win over error.txt: a trial restored with resume_errored keeps the old error.txt
+    # even after it finished, and its final report is as good as any.
+    if has_split(metrics, "test"):
+        return "done"
+    return "error" if (trial_dir / "error.txt").is_file() else "incomplete"
+
+
+def trial_rows(trial_dir: Path) -> list[dict[str, Any]]:
+    """Return the tidy rows of one trial (one placeholder row when it reported nothing)."""
+    info: TrialInfo = trial_info(read_params(trial_dir / "params.json"), str(trial_dir / "params.json"))
+    reports = read_reports(trial_dir / "result.json")
+    metrics = final_metrics(reports)
+    ids = [r["trial_id"] for r in reports if r.get("trial_id")]
+    head = {"trial_id": str(ids[-1]) if ids else folder_trial_id(trial_dir.name), "trial_dir": str(trial_dir),
+            "status": trial_status(trial_dir, metrics), **info.as_dict()}
+    if not metrics:
+        # Keep trials that failed before their first report visible, with an empty metric.
+        return [{**head, "split": None, "lang": None, "metric": None, "value": float("nan"), "iteration": None}]
+    return [{**head, "split": m.split, "lang": m.lang, "metric": m.metric, "value": m.value,
+             "iteration": m.iteration} for m in metrics]
+
+
+def load_results(exp_dir: str | Path) -> pd.DataFrame:
+    """Return the experiment's tidy table: one row per trial x split x language x metric (final values)."""
+    rows = [row for d in trial_dirs(Path(exp_dir)) for row in trial_rows(d)]
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    df["value"] = df["value"].astype(float)
+    # Nullable integers: a baseline has no inner_steps, a trial that never reported no iteration.
+    for col in ("seed", "inner_steps", "iteration"):
+        try:
+            df[col] = df[col].astype("Int64")
+        except (TypeError, ValueError):  # a hand-written config with, say, a string seed stays as it is
+            pass
+    return df
