@@ -20,17 +20,17 @@ import torch
 
 from trainables.config import RunConfig, english_stage_key, save_config
 from trainables.maml import linear_schedule
-from trainables.models import apply_freezing, load_classifier, pick_device
+from trainables.models import apply_freezing, pick_device
 from trainables.paths import cache_dir
-from trainables.tasks.nli import NUM_LABELS, Encoded, collate, encode_nli, loss_fn
+from trainables.tasks import Task, get_task
 
 log = logging.getLogger("xlamaml")
 
 
-def train_supervised(model: torch.nn.Module, enc: Encoded, epochs: float, batch_size: int, lr: float,
+def train_supervised(task: Task, model: torch.nn.Module, enc, epochs: float, batch_size: int, lr: float,
                      weight_decay: float = 0.0, warmup_ratio: float = 0.0, seed: int = 0,
                      device: torch.device | str = "cpu", what: str = "fine-tune") -> dict[str, float]:
-    """Train `model` on `enc` with AdamW and a linear schedule; return steps, mean loss of the last 10% and seconds."""
+    """Train `model` on the encoded rows `enc` with AdamW and a linear schedule; return steps, final loss, seconds."""
     steps_per_epoch = math.ceil(len(enc) / batch_size)
     total = max(1, math.ceil(epochs * steps_per_epoch))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -47,7 +47,7 @@ def train_supervised(model: torch.nn.Module, enc: Encoded, epochs: float, batch_
         if pos == 0:
             order = rng.permutation(len(enc))
         rows = order[pos : pos + batch_size].tolist()
-        loss = loss_fn(model, None, collate(enc, rows, device))
+        loss = task.loss_fn(model, None, task.collate(enc, rows, device))
         loss.backward()
         optimizer.step()
         scheduler.step()
@@ -77,8 +77,6 @@ def read_stage_metrics(out: Path) -> dict | None:
 
 def english_stage(cfg: RunConfig, out_dir: str | Path | None = None) -> Path:
     """Return a base checkpoint directory for `cfg`: found in the cache, or trained on English and saved."""
-    from trainables.data.english import load_english_nli
-    from trainables.data.xnli import load_xnli
     from trainables.evaluate import evaluate_sets, limit
 
     key = english_stage_key(cfg)
@@ -93,13 +91,14 @@ def english_stage(cfg: RunConfig, out_dir: str | Path | None = None) -> Path:
 
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model, tokenizer = load_classifier(cfg.model, NUM_LABELS, seed=cfg.seed)
+    task = get_task(cfg.task)
+    model, tokenizer = task.load_model(cfg.model, None, cfg.seed)
     model.to(device)
     trainable = apply_freezing(model, cfg.english.freeze_embeddings, 0)
-    train, source = load_english_nli(cfg.data.english, cfg.data.dir, cfg.english.max_examples, cfg.seed)
-    log.info("English stage: %d pairs from %s, %d trainable parameters, %s epochs", len(train), source,
+    train, source = task.english(cfg)
+    log.info("English stage: %d examples from %s, %d trainable parameters, %s epochs", len(train), source,
              trainable, cfg.english.epochs)
-    stats = train_supervised(model, encode_nli(train, tokenizer, cfg.model.max_length), cfg.english.epochs,
+    stats = train_supervised(task, model, task.encode(train, tokenizer, cfg, True), cfg.english.epochs,
                              cfg.english.batch_size, cfg.english.lr, cfg.english.weight_decay,
                              cfg.english.warmup_ratio, cfg.seed, device, what="English stage")
     apply_freezing(model, False, 0)  # later stages decide their own freezing
@@ -107,10 +106,11 @@ def english_stage(cfg: RunConfig, out_dir: str | Path | None = None) -> Path:
     metrics: dict = {"english_stage_key": key, "train_source": source, "train_examples": len(train),
                      **{f"train/{k}": v for k, v in stats.items()}}
     for split in ("dev", "test"):
-        data = load_xnli(cfg.data.xnli, split, ["en"], cfg.data.dir)["en"]
-        enc = encode_nli(limit(data, cfg.english.dev_max_examples), tokenizer, cfg.model.max_length)
-        metrics.update(evaluate_sets(model, {"en": enc}, split, cfg.eval.batch_size, device))
-    log.info("English stage: XNLI en dev acc %.4f, test acc %.4f", metrics["dev/en/acc"], metrics["test/en/acc"])
+        data = task.load(cfg, split, ["en"])["en"]
+        enc = task.encode(limit(data, cfg.english.dev_max_examples), tokenizer, cfg, False)
+        metrics.update(evaluate_sets(task, model, {"en": enc}, split, cfg, device))
+    m = task.metrics[0]
+    log.info("English stage: en dev %s %.4f, test %s %.4f", m, metrics[f"dev/en/{m}"], m, metrics[f"test/en/{m}"])
 
     # Write next to the destination and rename, so an interrupted stage never looks finished.
     out.parent.mkdir(parents=True, exist_ok=True)

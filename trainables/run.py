@@ -20,13 +20,12 @@ import numpy as np
 import torch
 
 from trainables.config import RunConfig, save_config
-from trainables.data.xnli import load_xnli
 from trainables.episodes import EpisodeSampler
 from trainables.evaluate import add_averages, evaluate_sets, limit
 from trainables.finetune import english_stage, train_supervised
 from trainables.maml import MetaLearner
-from trainables.models import apply_freezing, load_classifier, pick_device
-from trainables.tasks.nli import NUM_LABELS, Encoded, collate_mixed, encode_nli, loss_fn
+from trainables.models import apply_freezing, pick_device
+from trainables.tasks import Task, get_task
 
 log = logging.getLogger("xlamaml")
 
@@ -40,14 +39,15 @@ def setup_torch(cfg: RunConfig) -> torch.device:
     return pick_device(cfg.device)
 
 
-def encode_split(cfg: RunConfig, tokenizer, split: str, langs: list[str],
-                 max_examples: int | None = None) -> dict[str, Encoded]:
-    """Return the tokenized XNLI `split` of each language in `langs` (first `max_examples` rows)."""
-    data = load_xnli(cfg.data.xnli, split, langs, cfg.data.dir)
-    return {lang: encode_nli(limit(data[lang], max_examples), tokenizer, cfg.model.max_length) for lang in langs}
+def encode_split(cfg: RunConfig, tokenizer, split: str, langs: list[str], max_examples: int | None = None,
+                 train: bool = False) -> dict:
+    """Return the encoded `split` of each language in `langs` (first `max_examples` examples)."""
+    task = get_task(cfg.task)
+    data = task.load(cfg, split, langs)
+    return {lang: task.encode(limit(data[lang], max_examples), tokenizer, cfg, train) for lang in langs}
 
 
-def build_sampler(cfg: RunConfig, dev: dict[str, Encoded]) -> EpisodeSampler:
+def build_sampler(cfg: RunConfig, dev: dict) -> EpisodeSampler:
     """Return the episode sampler over the auxiliary dev sets for `cfg.method`."""
     m = cfg.meta
     return EpisodeSampler({lang: enc.uids for lang, enc in dev.items()}, cfg.method, m.support_langs,
@@ -63,7 +63,7 @@ def total_meta_steps(cfg: RunConfig) -> int:
 class MetaState:
     """Everything the meta stage carries between steps (what a trial checkpoints besides the weights)."""
 
-    dev: dict[str, Encoded]  # the auxiliary dev sets episodes are drawn from
+    dev: dict  # the auxiliary dev sets episodes are drawn from (one row per example)
     sampler: EpisodeSampler
     learner: MetaLearner
     total: int
@@ -79,16 +79,17 @@ def start_meta(cfg: RunConfig, model: torch.nn.Module, tokenizer) -> MetaState:
     """Return a fresh meta stage for `model` (freezing applied: frozen weights are no fast weights)."""
     m = cfg.meta
     langs = sorted(set(m.support_langs) | set(m.query_langs))
-    dev = encode_split(cfg, tokenizer, "dev", langs)
+    dev = encode_split(cfg, tokenizer, "dev", langs, train=True)
     apply_freezing(model, m.freeze_embeddings, m.freeze_layers)
-    learner = MetaLearner(model, loss_fn, m.inner_lr, m.inner_steps, m.first_order, m.outer_lr, m.weight_decay,
-                          total_meta_steps(cfg), m.warmup_steps, m.optimizer)
+    learner = MetaLearner(model, get_task(cfg.task).loss_fn, m.inner_lr, m.inner_steps, m.first_order,
+                          m.outer_lr, m.weight_decay, total_meta_steps(cfg), m.warmup_steps, m.optimizer)
     return MetaState(dev, build_sampler(cfg, dev), learner, total_meta_steps(cfg))
 
 
 def advance_meta(cfg: RunConfig, state: MetaState, count: int, device: torch.device) -> None:
     """Run up to `count` more meta steps (never past the budget), logging progress every tenth of it."""
     every = max(1, state.total // 10)
+    collate_mixed = get_task(cfg.task).collate_mixed
     t0 = time.perf_counter()
     for _ in range(min(count, state.total - state.learner.steps_done)):
         episodes = [state.sampler.next() for _ in range(cfg.meta.tasks_per_step)]
@@ -123,19 +124,20 @@ def meta_stage(cfg: RunConfig, model: torch.nn.Module, tokenizer, device: torch.
 
 
 def few_shot_and_test(cfg: RunConfig, model: torch.nn.Module, tokenizer, device: torch.device,
-                      test: dict[str, Encoded], pred_dir: Path | None) -> dict[str, float]:
+                      test: dict, pred_dir: Path | None) -> dict[str, float]:
     """Return test metrics after fine-tuning a fresh copy of `model` on each target's dev set."""
+    task = get_task(cfg.task)
     start = copy.deepcopy(model.state_dict())
-    dev = encode_split(cfg, tokenizer, "dev", list(test))
+    dev = encode_split(cfg, tokenizer, "dev", list(test), train=True)
     metrics: dict[str, float] = {}
     for lang, enc in test.items():
         model.load_state_dict(start)
         apply_freezing(model, cfg.few_shot.freeze_embeddings, 0)
         fs = cfg.few_shot
-        train_supervised(model, dev[lang], fs.epochs, fs.batch_size, fs.lr, seed=cfg.seed, device=device,
+        train_supervised(task, model, dev[lang], fs.epochs, fs.batch_size, fs.lr, seed=cfg.seed, device=device,
                          what=f"few-shot {lang}")
-        metrics.update(evaluate_sets(model, {lang: enc}, "test", cfg.eval.batch_size, device, pred_dir))
-        log.info("few-shot %s: test acc %.4f", lang, metrics[f"test/{lang}/acc"])
+        metrics.update(evaluate_sets(task, model, {lang: enc}, "test", cfg, device, pred_dir))
+        log.info("few-shot %s: test %s %.4f", lang, task.metrics[0], metrics[f"test/{lang}/{task.metrics[0]}"])
     model.load_state_dict(start)
     apply_freezing(model, False, 0)
     return metrics
@@ -149,7 +151,8 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, float]:
     t0 = time.perf_counter()
     device = setup_torch(cfg)
     base = Path(cfg.base_checkpoint).resolve() if cfg.base_checkpoint else english_stage(cfg)
-    model, tokenizer = load_classifier(cfg.model, NUM_LABELS, source=str(base), seed=cfg.seed)
+    task = get_task(cfg.task)
+    model, tokenizer = task.load_model(cfg.model, str(base), cfg.seed)
     model.to(device)
     metrics: dict[str, float] = {}
     if cfg.method != "baseline":
@@ -162,16 +165,17 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, float]:
     if cfg.few_shot.enabled:
         metrics.update(few_shot_and_test(cfg, model, tokenizer, device, test, pred_dir))
     else:
-        metrics.update(evaluate_sets(model, test, "test", cfg.eval.batch_size, device, pred_dir))
-    metrics = add_averages(metrics, "test", targets, cfg.aux_langs)
+        metrics.update(evaluate_sets(task, model, test, "test", cfg, device, pred_dir))
+    metrics = add_averages(metrics, "test", targets, cfg.aux_langs, task.metrics)
     if cfg.eval.dev:
         dev = encode_split(cfg, tokenizer, "dev", targets, cfg.eval.max_examples)
-        metrics = add_averages({**metrics, **evaluate_sets(model, dev, "dev", cfg.eval.batch_size, device)},
-                               "dev", targets, cfg.aux_langs)
+        metrics = add_averages({**metrics, **evaluate_sets(task, model, dev, "dev", cfg, device)},
+                               "dev", targets, cfg.aux_langs, task.metrics)
     metrics["eval/seconds"] = time.perf_counter() - t_eval
     metrics["run/seconds"] = time.perf_counter() - t0
     (out / "metrics.json").write_text(json.dumps({"base_checkpoint": str(base), **metrics}, indent=2))
-    log.info("test accuracy: %s  (avg %.4f, avg excl. aux %.4f)",
-             " ".join(f"{lang} {metrics[f'test/{lang}/acc']:.3f}" for lang in targets),
-             metrics["test/avg/acc"], metrics["test/avg_excl_aux/acc"])
+    m = task.metrics[0]
+    log.info("test %s: %s  (avg %.4f, avg excl. aux %.4f)", m,
+             " ".join(f"{lang} {metrics[f'test/{lang}/{m}']:.3f}" for lang in targets),
+             metrics[f"test/avg/{m}"], metrics[f"test/avg_excl_aux/{m}"])
     return metrics

@@ -23,10 +23,10 @@ from ray import tune
 from trainables.assignment import parse_assignment
 from trainables.config import ConfigError, RunConfig, config_from_dict, merge
 from trainables.evaluate import add_averages, evaluate_sets
-from trainables.models import apply_freezing, load_classifier
+from trainables.models import apply_freezing
 from trainables.run import (MetaState, advance_meta, encode_split, few_shot_and_test, meta_summary, setup_torch,
                             start_meta)
-from trainables.tasks.nli import NUM_LABELS
+from trainables.tasks import get_task
 
 log = logging.getLogger("xlamaml")
 CHECKPOINT_FILE = "trial.pt"
@@ -57,7 +57,8 @@ class XlaMamlTrainable(tune.Trainable):
         base = Path(self.cfg.base_checkpoint)
         if not (base / "config.json").is_file():
             raise FileNotFoundError(f"{base}: base checkpoint not found (expected a save_pretrained directory)")
-        self.model, self.tokenizer = load_classifier(self.cfg.model, NUM_LABELS, source=str(base), seed=self.cfg.seed)
+        self.task = get_task(self.cfg.task)
+        self.model, self.tokenizer = self.task.load_model(self.cfg.model, str(base), self.cfg.seed)
         self.model.to(self.device)
         self.meta: MetaState | None = None
         if self.cfg.method != "baseline":
@@ -69,8 +70,8 @@ class XlaMamlTrainable(tune.Trainable):
         cfg = self.cfg
         if self.meta is not None:
             advance_meta(cfg, self.meta, cfg.meta.steps_per_report, self.device)
-        metrics: dict[str, Any] = evaluate_sets(self.model, self.dev, "dev", cfg.eval.batch_size, self.device)
-        metrics = add_averages(metrics, "dev", list(self.dev), cfg.aux_langs)
+        metrics: dict[str, Any] = evaluate_sets(self.task, self.model, self.dev, "dev", cfg, self.device)
+        metrics = add_averages(metrics, "dev", list(self.dev), cfg.aux_langs, self.task.metrics)
         if self.meta is not None:
             metrics.update(meta_summary(self.meta))
         # Which Ray node ran the trial: the cluster test and users spreading trials read it.
@@ -91,8 +92,8 @@ class XlaMamlTrainable(tune.Trainable):
         if cfg.few_shot.enabled:
             metrics = few_shot_and_test(cfg, self.model, self.tokenizer, self.device, test, pred_dir)
         else:
-            metrics = evaluate_sets(self.model, test, "test", cfg.eval.batch_size, self.device, pred_dir)
-        return add_averages(metrics, "test", cfg.eval.target_langs, cfg.aux_langs)
+            metrics = evaluate_sets(self.task, self.model, test, "test", cfg, self.device, pred_dir)
+        return add_averages(metrics, "test", cfg.eval.target_langs, cfg.aux_langs, self.task.metrics)
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         state: dict[str, Any] = {"rng": torch.get_rng_state()}

@@ -7,6 +7,7 @@ index and padded to the longest sequence in the batch, not to `max_length`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -190,3 +191,49 @@ def predict(model: torch.nn.Module, enc: Encoded, batch_size: int, device: torch
 def accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
     """Return the fraction of `preds` equal to `labels`."""
     return float((preds == labels).mean()) if len(labels) else float("nan")
+
+
+def write_predictions(preds: np.ndarray, path: Path) -> None:
+    """Write one label word per line in the data's row order (the XTREME prediction format)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(LABELS[p] + "\n" for p in preds), encoding="utf-8")
+
+
+def _load(cfg, split: str, langs: list[str]) -> dict:
+    from trainables.data.xnli import load_xnli
+
+    return load_xnli(cfg.data.xnli, split, langs, cfg.data.dir)
+
+
+def _english(cfg):
+    from trainables.data.english import load_english_nli
+
+    return load_english_nli(cfg.data.english, cfg.data.dir, cfg.english.max_examples, cfg.seed)
+
+
+def _encode(dataset, tokenizer, cfg, train: bool) -> Encoded:
+    return encode_nli(dataset, tokenizer, cfg.model.max_length)
+
+
+def _score(model: torch.nn.Module, enc: Encoded, cfg, device, pred_file: Path | None) -> dict[str, float]:
+    preds = predict(model, enc, cfg.eval.batch_size, device)
+    if pred_file is not None:
+        write_predictions(preds, pred_file)
+    return {"acc": accuracy(preds, enc.labels)}
+
+
+def _load_model(model_cfg, source: str | None, seed: int):
+    from trainables.models import load_classifier
+
+    return load_classifier(model_cfg, NUM_LABELS, source=source, seed=seed)
+
+
+def _task():
+    from trainables.languages import XNLI_LANGS
+    from trainables.tasks import Task
+
+    return Task("xnli", XNLI_LANGS, ("acc",), _load, _english, _encode, collate, collate_mixed, loss_fn, _score,
+                _load_model, ".tsv")
+
+
+XNLI = _task()

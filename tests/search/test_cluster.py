@@ -1,0 +1,37 @@
+"""The smoke sweep on a local two-node Ray cluster: trials are placed on both nodes."""
+
+import json
+
+import pytest
+
+from search.cli import preset_path
+from search.sweep import load_sweep, run_sweep
+
+
+@pytest.fixture
+def two_nodes():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def test_smoke_sweep_spreads_trials_over_two_nodes(tmp_path, monkeypatch, two_nodes):
+    monkeypatch.setenv("XLAMAML_CACHE", str(tmp_path / "cache"))
+    # Enough meta steps that trials overlap in time, so both 1-CPU nodes hold one.
+    sw = load_sweep(preset_path("smoke"), ["meta.steps_per_query_lang=40", "meta.steps_per_report=10",
+                                           "sweep.seeds=[0, 1]"])
+    exp = run_sweep(sw, tmp_path / "runs", "cluster", address=two_nodes.address)
+    finals, nodes = [], set()
+    for trial in exp.iterdir():
+        if (trial / "result.json").is_file():
+            lines = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+            finals.append(lines[-1])
+            nodes |= {line["node_id"] for line in lines}
+    assert len(finals) == 6 and all(f.get("done") and "test/avg/acc" in f for f in finals)
+    assert len(nodes) == 2

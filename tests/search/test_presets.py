@@ -1,0 +1,39 @@
+"""Every preset loads, validates and says in its header what it is and how to launch it."""
+
+from pathlib import Path
+
+import pytest
+
+from search.cli import PRESETS
+from search.space import assignments
+from search.sweep import load_sweep
+from trainables.config import load_config
+
+NAMES = sorted(p.stem for p in PRESETS.glob("*.yaml"))
+
+
+def test_the_presets_the_project_promises_exist():
+    assert {"smoke", "demo", "paper-xnli-mbert-fig2", "paper-xnli-mbert-pairs", "paper-xnli-xlmr",
+            "tune-xnli"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_preset_loads_and_documents_itself(name):
+    path = PRESETS / f"{name}.yaml"
+    header = path.read_text().split("\n")[0]
+    assert header.startswith(f"# {name}:")
+    assert "Launch:" in path.read_text()
+    load_config(path)
+    sw = load_sweep(path)
+    assert assignments(sw.sweep.assignments)
+
+
+def test_paper_presets_hold_the_papers_settings():
+    cfg = load_config(PRESETS / "paper-xnli-mbert-fig2.yaml")
+    m = cfg.meta
+    assert (m.k, m.n, m.inner_lr, m.outer_lr, m.weight_decay, m.steps_per_query_lang, m.first_order) == (
+        8, 8, 1e-5, 1e-5, 0.01, 500, False)
+    sw = load_sweep(PRESETS / "paper-xnli-mbert-fig2.yaml")
+    assert sw.sweep.seeds == [1, 2, 3] and len(assignments(sw.sweep.assignments)) == 15
+    pairs = load_sweep(PRESETS / "paper-xnli-mbert-pairs.yaml")
+    assert len(assignments(pairs.sweep.assignments)) == 226
