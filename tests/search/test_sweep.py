@@ -74,6 +74,8 @@ def test_grid_space_covers_assignments_seeds_and_extra_axes():
 
 
 def test_smoke_sweep_runs_every_trial_and_isolates_a_failing_one(tmp_path, cache, ray_local):
+    from analysis.report import analyze
+
     # meta.k=0 is a bad value that only the trial sees: it must error alone.
     sw = load_sweep(preset_path("smoke"), ["sweep.grid={meta.k: [4, 0]}", "sweep.max_failures=0"])
     exp = run_sweep(sw, tmp_path / "runs", "grid")
@@ -90,6 +92,9 @@ def test_smoke_sweep_runs_every_trial_and_isolates_a_failing_one(tmp_path, cache
         assert ("meta/steps" in final) == (not name.startswith("baseline"))
         assert (exp / name / "predictions" / "test-hi.tsv").is_file()
     assert len(list((Path(os.environ["XLAMAML_CACHE"]) / "base").iterdir())) == 1  # English stage built once
+    # The analysis reads the experiment directory alone, errored trials included.
+    written = analyze(exp, tmp_path / "analysis")
+    assert {"results.csv", "table.md", "heatmap.png", "heatmap.svg", "best_pairs.csv"} <= set(written)
 
 
 def test_optuna_asha_smoke(tmp_path, cache, ray_local):
@@ -138,3 +143,14 @@ def test_sigkill_driver_then_resume_finishes_every_trial_once(tmp_path, cache):
         assert len(got[name]) == count  # a finished trial is not run again
     meta_trials = [lines for name, lines in got.items() if not name.startswith("baseline")]
     assert all(lines[-1]["meta/steps"] == 60 for lines in meta_trials)
+
+
+def test_qa_smoke_sweep_and_its_analysis(tmp_path, cache, ray_local):
+    from analysis.report import analyze
+
+    exp = run_sweep(load_sweep(preset_path("smoke-qa")), tmp_path / "runs", "qa")
+    got = trials(exp)
+    assert len(got) == 2 and all(lines[-1].get("done") and "test/hi/f1" in lines[-1] for lines in got.values())
+    written = analyze(exp, tmp_path / "analysis")
+    assert {"results.csv", "table.md", "heatmap.png", "heatmap.svg", "best_pairs.csv"} <= set(written)
+    assert "f1" in (tmp_path / "analysis" / "table.md").read_text()

@@ -1,0 +1,423 @@
+"""Extractive QA (SQuAD, MLQA): windows over long contexts, dynamic-padding batches, loss, span post-processing.
+
+Each language's data is tokenized once into a `QAEncoded` set of windows (question first, then a slice of the
+context, as in the HF/XTREME recipe); batches are cut from it by window index and padded to the longest
+window in the batch, not to `max_length`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+from transformers import BertConfig, BertForQuestionAnswering, PreTrainedModel, PreTrainedTokenizerFast
+
+from trainables.config import ModelConfig
+from trainables.models import build_byte_tokenizer
+
+Batch = dict[str, torch.Tensor]
+Span = tuple[int, int]  # [start, end) character offsets into the context
+OUTSIDE = -1  # the offset of a question or special token: it has no span in the context
+
+
+@dataclass
+class QAEncoded:
+    """One language's QA examples cut into windows (ragged lists, no padding); window i came from example_index[i]."""
+
+    lang: str
+    uids: list[str]  # per example
+    contexts: list[str]  # per example
+    answers: list[list[str]]  # per example: the gold answer texts
+    input_ids: list[list[int]]  # per window
+    token_type_ids: list[list[int]] | None  # per window; None when the tokenizer uses none
+    # Per window, (T, 2) int32: each token's [start, end) span in its context, OUTSIDE (-1, -1) for question and
+    # special tokens. Arrays rather than lists of tuples: SQuAD train's ~88k windows would take ~1.5 GB as tuples.
+    offsets: list[np.ndarray]
+    example_index: np.ndarray  # (windows,) int64
+    start_positions: np.ndarray  # (windows,) int64: the answer's first token, 0 (CLS) when not in the window
+    end_positions: np.ndarray  # (windows,) int64: its last token (inclusive), 0 when not in the window
+    example_windows: list[list[int]]  # per example: its windows, in context order
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def num_examples(self) -> int:
+        """Return the number of examples (questions), not windows."""
+        return len(self.uids)
+
+    def span(self, w: int, i: int) -> Span | None:
+        """Return the context span of token i of window w, or None for a question or special token."""
+        a, b = self.offsets[w][i]
+        return None if a == OUTSIDE else (int(a), int(b))
+
+    def select_examples(self, examples: Sequence[int]) -> "QAEncoded":
+        """Return the examples `examples` with all their windows as a new QAEncoded set."""
+        windows = [w for e in examples for w in self.example_windows[e]]
+        new_index = {e: i for i, e in enumerate(examples)}
+        example_windows, pos = [], 0
+        for e in examples:
+            example_windows.append(list(range(pos, pos + len(self.example_windows[e]))))
+            pos += len(self.example_windows[e])
+        w = np.asarray(windows, dtype=np.int64)
+        return QAEncoded(
+            self.lang, [self.uids[e] for e in examples], [self.contexts[e] for e in examples],
+            [self.answers[e] for e in examples], [self.input_ids[i] for i in windows],
+            [self.token_type_ids[i] for i in windows] if self.token_type_ids is not None else None,
+            [self.offsets[i] for i in windows],
+            np.asarray([new_index[int(self.example_index[i])] for i in windows], dtype=np.int64),
+            self.start_positions[w], self.end_positions[w], example_windows, self.pad_id,
+        )
+
+
+# --- encoding -------------------------------------------------------------------------------------------------
+
+
+def encode_qa(dataset, tokenizer: PreTrainedTokenizerFast, max_length: int = 384, doc_stride: int = 128,
+              max_query_length: int = 64) -> QAEncoded:
+    """Return the windows of a QA `datasets.Dataset` (uid, question, context, answers) with start/end labels."""
+    # doc_stride is the overlap in context tokens between consecutive windows (the tokenizer's `stride`, as in
+    # HF run_qa.py), not the step between window starts.
+    questions, longest = _cut_questions([q.lstrip() for q in dataset["question"]], tokenizer, max_query_length)
+    room = max_length - tokenizer.backend_tokenizer.num_special_tokens_to_add(is_pair=True) - longest
+    if room <= doc_stride:  # the tokenizer's own error here ("sequence to truncate too short") names neither
+        raise ValueError(f"encode_qa: max_length {max_length} leaves {room} context tokens beside a "
+                         f"{longest}-token question; expected more than doc_stride {doc_stride}")
+    contexts = list(dataset["context"])
+    answers = list(dataset["answers"])
+    enc = tokenizer(questions, contexts, truncation="only_second", max_length=max_length, stride=doc_stride,
+                    return_overflowing_tokens=True, return_offsets_mapping=True, padding=False)
+    uses_types = "token_type_ids" in tokenizer.model_input_names and "token_type_ids" in enc
+    example_index = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
+    offsets, starts, ends = [], [], []
+    example_windows: list[list[int]] = [[] for _ in contexts]
+    spaces: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per example, built once for all its windows
+    for w, ex in enumerate(example_index.tolist()):
+        if ex not in spaces:
+            spaces[ex] = _space_maps(contexts[ex])
+        in_ctx = np.asarray([sid == 1 for sid in enc.sequence_ids(w)])  # sequence 1 = the context
+        raw = np.asarray(enc["offset_mapping"][w], dtype=np.int32).reshape(-1, 2)  # (T, 2)
+        offs = np.full_like(raw, OUTSIDE)
+        offs[in_ctx] = _trim(raw[in_ctx], *spaces[ex])  # question tokens' offsets point into the question
+        offsets.append(offs)
+        first = answers[ex]["answer_start"][0]  # train-time label: the first answer
+        s, e = _answer_tokens(offs, first, first + len(answers[ex]["text"][0]))
+        starts.append(s)
+        ends.append(e)
+        example_windows[ex].append(w)
+    lang = dataset[0]["lang"] if len(dataset) else "?"
+    return QAEncoded(
+        lang=lang,
+        uids=[str(u) for u in dataset["uid"]],
+        contexts=contexts,
+        answers=[list(a["text"]) for a in answers],
+        input_ids=enc["input_ids"],
+        token_type_ids=enc["token_type_ids"] if uses_types else None,
+        offsets=offsets,
+        example_index=example_index,
+        start_positions=np.asarray(starts, dtype=np.int64),
+        end_positions=np.asarray(ends, dtype=np.int64),
+        example_windows=example_windows,
+        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+    )
+
+
+def _cut_questions(questions: list[str], tokenizer: PreTrainedTokenizerFast,
+                   max_query_length: int) -> tuple[list[str], int]:
+    """Return (the questions cut as text after their first `max_query_length` tokens, the longest kept length)."""
+    # The tokenizer's pair truncation can only cut one side ("only_second" keeps the whole question), so a
+    # long question is shortened here, at the end of its last kept token.
+    backend = tokenizer.backend_tokenizer
+    backend.no_truncation()  # a previous call's truncation setting stays on the backend
+    backend.no_padding()
+    encs = backend.encode_batch(questions, add_special_tokens=False)
+    cut = [q if len(e.ids) <= max_query_length else q[: e.offsets[max_query_length - 1][1]]
+           for q, e in zip(questions, encs)]
+    return cut, max((min(len(e.ids), max_query_length) for e in encs), default=0)
+
+
+def _space_maps(context: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return (next_text, end_text), both (len+1,): the first non-space at or after k, the trimmed end before k."""
+    n = len(context)
+    is_space = np.fromiter((c.isspace() for c in context), dtype=bool, count=n)
+    idx = np.arange(n)
+    next_text = np.full(n + 1, n, dtype=np.int32)
+    next_text[:n] = np.minimum.accumulate(np.where(is_space, n, idx)[::-1])[::-1]
+    end_text = np.zeros(n + 1, dtype=np.int32)
+    end_text[1:] = np.maximum.accumulate(np.where(is_space, 0, idx + 1))
+    return next_text, end_text
+
+
+def _trim(offs: np.ndarray, next_text: np.ndarray, end_text: np.ndarray) -> np.ndarray:
+    """Return token spans (T, 2) without their leading and trailing whitespace ("▁x" pieces cover the space)."""
+    a = np.minimum(next_text[offs[:, 0]], offs[:, 1])
+    b = np.maximum(end_text[offs[:, 1]], a)  # a whitespace-only token becomes empty, at its end
+    return np.stack([a, b], axis=1).astype(np.int32)
+
+
+def _answer_tokens(offs: np.ndarray, start_char: int, end_char: int) -> tuple[int, int]:
+    """Return the (first, last) tokens of the answer [start_char, end_char) in a window, or (0, 0) if not all in it."""
+    ctx = np.nonzero(offs[:, 0] != OUTSIDE)[0]
+    if not len(ctx) or offs[ctx[0], 0] > start_char or offs[ctx[-1], 1] < end_char:
+        return 0, 0
+    # The start token is the last one starting at or before the answer; the end token the first one from there
+    # that reaches the answer's end (a subword can run past either edge).
+    first = int(ctx[offs[ctx, 0] <= start_char][-1])
+    after = ctx[ctx >= first]
+    last = int(after[offs[after, 1] >= end_char][0])
+    return first, last
+
+
+# --- batches and loss ---------------------------------------------------------------------------------------
+
+
+def collate_qa(enc: QAEncoded, rows: Sequence[int], device: torch.device | str = "cpu") -> Batch:
+    """Return a padded batch of windows `rows`: input_ids/attention_mask[/token_type_ids] (B, T), start/end (B,)."""
+    seqs = [enc.input_ids[i] for i in rows]
+    t = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), t), enc.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), t), dtype=torch.long)
+    for b, s in enumerate(seqs):
+        ids[b, : len(s)] = torch.as_tensor(s)
+        mask[b, : len(s)] = 1
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if enc.token_type_ids is not None:
+        tt = torch.zeros((len(seqs), t), dtype=torch.long)
+        for b, i in enumerate(rows):
+            tt[b, : len(enc.token_type_ids[i])] = torch.as_tensor(enc.token_type_ids[i])
+        batch["token_type_ids"] = tt
+    idx = np.asarray(rows, dtype=np.int64)
+    batch["start_positions"] = torch.as_tensor(enc.start_positions[idx])
+    batch["end_positions"] = torch.as_tensor(enc.end_positions[idx])
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def qa_loss_fn(model: torch.nn.Module, params: Mapping[str, torch.Tensor] | None, batch: Batch) -> torch.Tensor:
+    """Return the mean of the start and end cross-entropies of `model` (with `params` swapped in when given)."""
+    inputs = {k: v for k, v in batch.items() if k not in ("start_positions", "end_positions")}
+    if params is None:
+        out = model(**inputs)
+    else:
+        out = functional_call(model, dict(params), args=(), kwargs=inputs)
+    # start_logits, end_logits: (B, T); padding positions stay in the softmax, as in BertForQuestionAnswering.
+    start = F.cross_entropy(out.start_logits, batch["start_positions"])
+    end = F.cross_entropy(out.end_logits, batch["end_positions"])
+    return (start + end) / 2
+
+
+# --- predictions --------------------------------------------------------------------------------------------
+
+
+def postprocess(enc: QAEncoded, start_logits, end_logits, n_best: int = 20,
+                max_answer_length: int = 30) -> dict[str, str]:
+    """Return {example uid: answer text}: the best-scoring valid span over all of an example's windows ("" if none)."""
+    # start_logits/end_logits: one 1-D array per window (any length >= the window's), or a (windows, T) array.
+    best: dict[int, tuple[float, Span]] = {}
+    for w, offs in enumerate(enc.offsets):
+        s_log = np.asarray(start_logits[w], dtype=np.float64)[: len(offs)]
+        e_log = np.asarray(end_logits[w], dtype=np.float64)[: len(offs)]
+        # The n best starts and ends are paired; an invalid top pair (end before start, in the question, too
+        # long) gives way to the best valid one: the paper's k-best search.
+        starts = np.argsort(-s_log, kind="stable")[:n_best]
+        ends = np.argsort(-e_log, kind="stable")[:n_best]
+        in_ctx = offs[:, 0] != OUTSIDE
+        # (n_best, n_best) candidate grid: row = start, column = end.
+        length = ends[None, :] - starts[:, None] + 1
+        valid = in_ctx[starts][:, None] & in_ctx[ends][None, :] & (length >= 1) & (length <= max_answer_length)
+        if not valid.any():
+            continue
+        score = np.where(valid, s_log[starts][:, None] + e_log[ends][None, :], -np.inf)
+        k = int(np.argmax(score))  # the first best in (start rank, end rank) order on ties
+        i, j = int(starts[k // len(ends)]), int(ends[k % len(ends)])
+        ex = int(enc.example_index[w])
+        if ex not in best or score.flat[k] > best[ex][0]:
+            best[ex] = (float(score.flat[k]), (int(offs[i, 0]), int(offs[j, 1])))
+    out = {}
+    for ex, uid in enumerate(enc.uids):
+        if ex in best:
+            a, b = best[ex][1]
+            out[uid] = enc.contexts[ex][a:b].strip()  # an empty "▁" end token can leave a space
+        else:
+            out[uid] = ""
+    return out
+
+
+@torch.no_grad()
+def predict_qa(model: torch.nn.Module, enc: QAEncoded, batch_size: int, device: torch.device | str,
+               n_best: int = 20, max_answer_length: int = 30) -> dict[str, str]:
+    """Return {example uid: predicted answer text} for every example of `enc`."""
+    was_training = model.training
+    model.eval()
+    # Sorting by length keeps padding (and so wasted compute) small in every batch.
+    order = np.argsort([len(s) for s in enc.input_ids], kind="stable")
+    start_logits: list[np.ndarray | None] = [None] * len(enc)
+    end_logits: list[np.ndarray | None] = [None] * len(enc)
+    for begin in range(0, len(order), batch_size):
+        rows = order[begin : begin + batch_size].tolist()
+        batch = collate_qa(enc, rows, device)
+        batch.pop("start_positions")
+        batch.pop("end_positions")
+        out = model(**batch)
+        s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()  # (B, T)
+        for b, w in enumerate(rows):
+            n = len(enc.input_ids[w])
+            start_logits[w], end_logits[w] = s[b, :n], e[b, :n]
+    model.train(was_training)
+    return postprocess(enc, start_logits, end_logits, n_best=n_best, max_answer_length=max_answer_length)
+
+
+# --- a tiny model for tests ---------------------------------------------------------------------------------
+
+
+def build_tiny_qa_model(cfg: ModelConfig, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """Return a randomly initialised (fixed by `seed`) tiny BERT span-extraction model and its byte tokenizer."""
+    tokenizer = build_byte_tokenizer()
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.tiny.hidden_size,
+        num_hidden_layers=cfg.tiny.num_layers,
+        num_attention_heads=cfg.tiny.num_heads,
+        intermediate_size=cfg.tiny.intermediate_size,
+        max_position_embeddings=max(cfg.max_length, 8),
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=2,  # start and end logits
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BertForQuestionAnswering(config)
+    return model, tokenizer
+
+
+# --- the MLQA task: what the stages call -------------------------------------------------------------------
+
+
+@dataclass
+class QATrain:
+    """Training rows: one window per example (the one holding its answer), so the parallel key stays unique."""
+
+    enc: QAEncoded
+    windows: list[int]  # per example: the window trained on
+
+    @property
+    def uids(self) -> list[str]:
+        return self.enc.uids
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+
+def train_view(enc: QAEncoded) -> QATrain:
+    """Return the training rows of `enc`: per example its first window that holds the answer (else its first)."""
+    windows = []
+    for ws in enc.example_windows:
+        holding = [w for w in ws if enc.start_positions[w] > 0]
+        windows.append(holding[0] if holding else ws[0])
+    return QATrain(enc, windows)
+
+
+def collate_train(rows_set: QATrain, rows: Sequence[int], device: torch.device | str = "cpu") -> Batch:
+    """Return a padded batch of the training windows of examples `rows`."""
+    return collate_qa(rows_set.enc, [rows_set.windows[r] for r in rows], device)
+
+
+def collate_mixed_qa(sets: Mapping[str, QATrain], pairs: Sequence[tuple[str, int]],
+                     device: torch.device | str = "cpu") -> Batch:
+    """Return one padded batch of training windows from (lang, example row) pairs of several languages."""
+    parts = [collate_train(sets[lang], [row], "cpu") for lang, row in pairs]
+    t = max(p["input_ids"].shape[1] for p in parts)
+    pad_id = next(iter(sets.values())).enc.pad_id
+    batch = {}
+    for key in parts[0]:
+        if parts[0][key].dim() == 1:  # start/end positions (1,)
+            batch[key] = torch.cat([p[key] for p in parts])
+        else:  # (1, T_i) -> (B, T), padded with the pad id (input_ids) or 0 (masks, types)
+            fill = pad_id if key == "input_ids" else 0
+            batch[key] = torch.cat([torch.nn.functional.pad(p[key], (0, t - p[key].shape[1]), value=fill)
+                                    for p in parts])
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _split_dev(cfg, ds):
+    """Return (meta/few-shot part, held-out test part) of an MLQA dev set, split by article."""
+    from trainables.data.mlqa import heldout_split
+
+    return heldout_split(ds, cfg.eval.qa_heldout_fraction, cfg.seed)
+
+
+def _load(cfg, split: str, langs: list[str]) -> dict:
+    from trainables.data.mlqa import load_mlqa
+
+    if cfg.eval.qa_test == "official":  # MLQA_V1 test files: the whole dev set trains, test scores
+        return load_mlqa(cfg.data.mlqa, split, langs, cfg.data.dir)
+    # Offline there is no MLQA test split: a deterministic part of dev, whole articles, stands in for it.
+    dev = load_mlqa(cfg.data.mlqa, "dev", langs, cfg.data.dir)
+    return {lang: _split_dev(cfg, ds)[0 if split == "dev" else 1] for lang, ds in dev.items()}
+
+
+def _english(cfg):
+    from trainables.data.english import subset_indices
+    from trainables.data.mlqa import load_squad
+
+    source = cfg.data.english
+    if source in ("squad-hub", "hub"):
+        ds, what = load_squad("hub", cfg.data.dir), "SQuAD v1.1 train (hub)"
+    elif source not in ("auto", "mlqa-en-dev"):
+        ds, what = load_squad(source, cfg.data.dir), f"SQuAD v1.1 ({source})"
+    else:
+        ds, what = None, ""
+        if source == "auto":
+            try:
+                ds, what = load_squad("auto", cfg.data.dir), f"SQuAD v1.1 ({cfg.data.dir}/squad)"
+            except (FileNotFoundError, ValueError):
+                ds = None
+        if ds is None:  # offline: the English MLQA dev examples not held out for evaluation
+            ds = _load(cfg, "dev", ["en"])["en"]
+            what = f"MLQA en dev less its held-out part ({cfg.data.dir}; no SQuAD there)"
+    rows = subset_indices(len(ds), cfg.english.max_examples, cfg.seed)
+    if rows is not None:
+        ds = ds.select(rows)
+    return ds, f"{what}: {len(ds):,} questions"
+
+
+def _encode(dataset, tokenizer, cfg, train: bool):
+    enc = encode_qa(dataset, tokenizer, cfg.model.max_length, cfg.model.doc_stride)
+    return train_view(enc) if train else enc
+
+
+def _score(model: torch.nn.Module, enc: QAEncoded, cfg, device, pred_file) -> dict[str, float]:
+    import json
+
+    from trainables.tasks.qa_eval import evaluate_examples
+
+    preds = predict_qa(model, enc, cfg.eval.batch_size, device, cfg.eval.n_best, cfg.eval.max_answer_length)
+    if pred_file is not None:  # the official script's prediction format: {question id: answer text}
+        pred_file.parent.mkdir(parents=True, exist_ok=True)
+        pred_file.write_text(json.dumps(preds, ensure_ascii=False, indent=0), encoding="utf-8")
+    scores = evaluate_examples(dict(zip(enc.uids, enc.answers)), preds, enc.lang)
+    return {"em": scores["exact_match"], "f1": scores["f1"]}
+
+
+def _load_model(model_cfg, source: str | None, seed: int):
+    from transformers import AutoModelForQuestionAnswering
+
+    from trainables.models import load_pretrained
+
+    if source is None and model_cfg.name == "tiny":
+        return build_tiny_qa_model(model_cfg, seed)
+    return load_pretrained(AutoModelForQuestionAnswering, source or model_cfg.name, seed)
+
+
+def _task():
+    from trainables.languages import MLQA_LANGS
+    from trainables.tasks import Task
+
+    return Task("mlqa", MLQA_LANGS, ("f1", "em"), _load, _english, _encode, collate_train, collate_mixed_qa,
+                qa_loss_fn, _score, _load_model, ".json")
+
+
+MLQA = _task()
