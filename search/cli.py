@@ -6,7 +6,7 @@
     xlamaml sweep (--preset NAME | --config FILE) [--set k=v ...] [--address ADDR] [--storage DIR]
                   [--name NAME] [--resume]
     xlamaml analyze EXP_DIR --out DIR
-    xlamaml demo [--storage DIR]
+    xlamaml demo [--preset demo|demo-qa] [--storage DIR]
 
 `--config` takes a YAML file or the name of a preset in search/presets (e.g. `smoke`, `demo`).
 """
@@ -89,8 +89,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from search.sweep import load_sweep, run_sweep
 
     t0 = time.perf_counter()
-    name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    exp = run_sweep(load_sweep(preset_path("demo"), args.set), args.storage, name)
+    name = f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    exp = run_sweep(load_sweep(preset_path(args.preset), args.set), args.storage, name)
     written = analyze(exp, exp / "analysis")
     print((exp / "analysis" / "table.md").read_text())
     print(f"heatmap: {written['heatmap.png']}")
@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("demo", help="English stage (cached), the demo sweep and its analysis")
+    p.add_argument("--preset", default="demo", help="demo (XNLI, default) or demo-qa (MLQA)")
     p.add_argument("--storage", default="runs", help="experiments folder (default: ./runs)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a demo key")
     p.set_defaults(func=cmd_demo)
