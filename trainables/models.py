@@ -53,8 +53,9 @@ def build_byte_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_tiny_model(cfg: ModelConfig, num_labels: int, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    """Return a randomly initialised (fixed by `seed`) tiny BERT classifier and its byte tokenizer."""
+def build_tiny_model(cfg: ModelConfig, num_labels: int, seed: int = 0,
+                     head: type = BertForSequenceClassification) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """Return a randomly initialised (fixed by `seed`) tiny BERT with the `head` class and its byte tokenizer."""
     tokenizer = build_byte_tokenizer()
     config = BertConfig(
         vocab_size=len(tokenizer),
@@ -68,7 +69,7 @@ def build_tiny_model(cfg: ModelConfig, num_labels: int, seed: int = 0) -> tuple[
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = BertForSequenceClassification(config)
+        model = head(config)
     return model, tokenizer
 
 

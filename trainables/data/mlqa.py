@@ -20,6 +20,7 @@ from typing import Any
 
 import datasets
 
+from trainables.data.checks import check_langs, normalize_split
 from trainables.data.errors import DataError
 from trainables.data.xnli import open_binary, quote
 from trainables.languages import MLQA_LANGS
@@ -35,7 +36,6 @@ FEATURES = datasets.Features({
     "answers": {"text": datasets.List(datasets.Value("string")),
                 "answer_start": datasets.List(datasets.Value("int64"))},
 })
-SPLITS: dict[str, str] = {"dev": "dev", "validation": "dev", "test": "test"}
 HUB_MLQA = "facebook/mlqa"
 HUB_SQUAD = "rajpurkar/squad"
 HUB_SPLITS: dict[str, str] = {"dev": "validation", "test": "test", "train": "train"}
@@ -66,10 +66,10 @@ class QARecord:
 def load_mlqa(source: str, split: str, langs: list[str], data_dir: str | None = None,
               question_langs: str = "same") -> dict[str, datasets.Dataset]:
     """Return {context lang: Dataset} of MLQA; questions in the same language, or all in `question_langs`."""
-    split = _normalize_split(split, source)
-    langs = _check_langs(langs, source)
+    split = normalize_split(split, source)
+    langs = check_langs(langs, MLQA_LANGS, source)
     if question_langs != "same":
-        _check_langs([question_langs], source)
+        check_langs([question_langs], MLQA_LANGS, source)
     return {lang: load_mlqa_pair(source, split, lang, lang if question_langs == "same" else question_langs,
                                  data_dir)
             for lang in langs}
@@ -78,8 +78,8 @@ def load_mlqa(source: str, split: str, langs: list[str], data_dir: str | None = 
 def load_mlqa_pair(source: str, split: str, context_lang: str, question_lang: str,
                    data_dir: str | None = None) -> datasets.Dataset:
     """Return one (context language, question language) MLQA set (the G-XLT matrix); `lang` = context language."""
-    split = _normalize_split(split, source)
-    _check_langs([context_lang, question_lang], source)
+    split = normalize_split(split, source)
+    check_langs([context_lang, question_lang], MLQA_LANGS, source)
     if source == "hub":
         return _load_hub(HUB_MLQA, f"mlqa.{context_lang}.{question_lang}", HUB_SPLITS[split], context_lang)
     path = _mlqa_file(_resolve_root(source, data_dir, "mlqa"), split, context_lang, question_lang)
@@ -147,20 +147,8 @@ def qa_dataset(lang: str, records: list[QARecord]) -> datasets.Dataset:
 # --- locating files -----------------------------------------------------------------------------------------
 
 
-def _normalize_split(split: str, source: str) -> str:
-    """Return 'dev' or 'test' for an MLQA split name ('validation' counts as dev)."""
-    if split not in SPLITS:
-        raise DataError(source, f"split {split!r}", "dev, validation or test")
-    return SPLITS[split]
 
 
-def _check_langs(langs: list[str] | tuple[str, ...] | str, source: str) -> list[str]:
-    """Return `langs` as a list of known MLQA codes (one bare string counts as one code)."""
-    langs = [langs] if isinstance(langs, str) else list(langs)
-    for lang in langs:
-        if lang not in MLQA_LANGS:
-            raise DataError(source, f"unknown language code {lang!r}", f"one of {' '.join(MLQA_LANGS)}")
-    return langs
 
 
 def _resolve_root(source: str, data_dir: str | None, name: str) -> Path:

@@ -15,6 +15,7 @@ from typing import BinaryIO, Iterator
 
 import datasets
 
+from trainables.data.checks import check_langs, normalize_split
 from trainables.data.errors import DataError
 from trainables.languages import XNLI_LANGS
 from trainables.paths import default_data_dir
@@ -30,7 +31,6 @@ FEATURES = datasets.Features({
 })
 HEADER: tuple[str, ...] = ("id", "premise", "hypothesis", "label")
 OFFICIAL_COLUMNS: tuple[str, ...] = ("language", "gold_label", "pairID", "sentence1", "sentence2")
-SPLITS: dict[str, str] = {"dev": "dev", "validation": "dev", "test": "test"}
 HUB_NAME = "facebook/xnli"
 HUB_SPLITS: dict[str, str] = {"dev": "validation", "test": "test"}
 LAYOUTS = ("a folder <dir>/{dev,test}/<lang>.tsv[.gz] with header 'id premise hypothesis label', "
@@ -40,8 +40,8 @@ _INT_LABELS = {"0": 0, "1": 1, "2": 2}
 
 def load_xnli(source: str, split: str, langs: list[str], data_dir: str | None = None) -> dict[str, datasets.Dataset]:
     """Return {lang: Dataset with columns uid, lang, premise, hypothesis, label} for one XNLI split."""
-    split = _normalize_split(split, source)
-    langs = _check_langs(langs, source)
+    split = normalize_split(split, source)
+    langs = check_langs(langs, XNLI_LANGS, source)
     if source == "hub":
         return {lang: _load_hub(lang, split) for lang in langs}
     kind, path = _find_layout(_resolve_root(source, data_dir), split)
@@ -59,7 +59,7 @@ def load_xnli(source: str, split: str, langs: list[str], data_dir: str | None = 
 
 def xnli_langs_available(source: str, split: str, data_dir: str | None = None) -> list[str]:
     """Return the XNLI language codes that `source` holds for `split`, in XNLI_LANGS order."""
-    split = _normalize_split(split, source)
+    split = normalize_split(split, source)
     if source == "hub":
         return list(XNLI_LANGS)
     kind, path = _find_layout(_resolve_root(source, data_dir), split)
@@ -112,20 +112,8 @@ def quote(text: str, limit: int = 60) -> str:
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
-def _normalize_split(split: str, source: str) -> str:
-    """Return 'dev' or 'test' for a split name ('validation' counts as dev)."""
-    if split not in SPLITS:
-        raise DataError(source, f"split {split!r}", "dev, validation or test")
-    return SPLITS[split]
 
 
-def _check_langs(langs: list[str] | tuple[str, ...] | str, source: str) -> list[str]:
-    """Return `langs` as a list of known XNLI codes (one bare string counts as one code)."""
-    langs = [langs] if isinstance(langs, str) else list(langs)
-    for lang in langs:
-        if lang not in XNLI_LANGS:
-            raise DataError(source, f"unknown language code {lang!r}", f"one of {' '.join(XNLI_LANGS)}")
-    return langs
 
 
 def _resolve_root(source: str, data_dir: str | None) -> Path:

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from trainables.tasks.batching import pad_inputs
+
 LABELS = ("entailment", "neutral", "contradiction")
 NUM_LABELS = len(LABELS)
 
@@ -128,19 +130,8 @@ def encode_nli(dataset, tokenizer, max_length: int) -> Encoded:
 
 def collate(enc: Encoded, rows: Sequence[int], device: torch.device | str = "cpu") -> Batch:
     """Return a padded batch of `rows`: input_ids/attention_mask[/token_type_ids] (B, T), labels (B,)."""
-    seqs = [enc.input_ids[i] for i in rows]
-    t = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), t), enc.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), t), dtype=torch.long)
-    for b, s in enumerate(seqs):
-        ids[b, : len(s)] = torch.as_tensor(s)
-        mask[b, : len(s)] = 1
-    batch = {"input_ids": ids, "attention_mask": mask}
-    if enc.token_type_ids is not None:
-        tt = torch.zeros((len(seqs), t), dtype=torch.long)
-        for b, i in enumerate(rows):
-            tt[b, : len(enc.token_type_ids[i])] = torch.as_tensor(enc.token_type_ids[i])
-        batch["token_type_ids"] = tt
+    types = [enc.token_type_ids[i] for i in rows] if enc.token_type_ids is not None else None
+    batch = pad_inputs([enc.input_ids[i] for i in rows], types, enc.pad_id)
     batch["labels"] = torch.as_tensor(enc.labels[np.asarray(rows, dtype=np.int64)])
     return {k: v.to(device) for k, v in batch.items()}
 

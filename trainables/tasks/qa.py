@@ -14,10 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
-from transformers import BertConfig, BertForQuestionAnswering, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import BertForQuestionAnswering, PreTrainedModel, PreTrainedTokenizerFast
 
 from trainables.config import ModelConfig
-from trainables.models import build_byte_tokenizer
+from trainables.models import build_tiny_model
+from trainables.tasks.batching import pad_inputs
 
 Batch = dict[str, torch.Tensor]
 Span = tuple[int, int]  # [start, end) character offsets into the context
@@ -178,22 +179,16 @@ def _answer_tokens(offs: np.ndarray, start_char: int, end_char: int) -> tuple[in
 
 def collate_qa(enc: QAEncoded, rows: Sequence[int], device: torch.device | str = "cpu") -> Batch:
     """Return a padded batch of windows `rows`: input_ids/attention_mask[/token_type_ids] (B, T), start/end (B,)."""
-    seqs = [enc.input_ids[i] for i in rows]
-    t = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), t), enc.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), t), dtype=torch.long)
-    for b, s in enumerate(seqs):
-        ids[b, : len(s)] = torch.as_tensor(s)
-        mask[b, : len(s)] = 1
-    batch = {"input_ids": ids, "attention_mask": mask}
-    if enc.token_type_ids is not None:
-        tt = torch.zeros((len(seqs), t), dtype=torch.long)
-        for b, i in enumerate(rows):
-            tt[b, : len(enc.token_type_ids[i])] = torch.as_tensor(enc.token_type_ids[i])
-        batch["token_type_ids"] = tt
-    idx = np.asarray(rows, dtype=np.int64)
-    batch["start_positions"] = torch.as_tensor(enc.start_positions[idx])
-    batch["end_positions"] = torch.as_tensor(enc.end_positions[idx])
+    return collate_windows([(enc, w) for w in rows], device)
+
+
+def collate_windows(items: Sequence[tuple[QAEncoded, int]], device: torch.device | str = "cpu") -> Batch:
+    """Return a padded batch of (encoded set, window) items, which may come from several languages."""
+    first = items[0][0]
+    types = [enc.token_type_ids[w] for enc, w in items] if first.token_type_ids is not None else None
+    batch = pad_inputs([enc.input_ids[w] for enc, w in items], types, first.pad_id)
+    batch["start_positions"] = torch.as_tensor([int(enc.start_positions[w]) for enc, w in items])
+    batch["end_positions"] = torch.as_tensor([int(enc.end_positions[w]) for enc, w in items])
     return {k: v.to(device) for k, v in batch.items()}
 
 
@@ -276,21 +271,7 @@ def predict_qa(model: torch.nn.Module, enc: QAEncoded, batch_size: int, device: 
 
 def build_tiny_qa_model(cfg: ModelConfig, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """Return a randomly initialised (fixed by `seed`) tiny BERT span-extraction model and its byte tokenizer."""
-    tokenizer = build_byte_tokenizer()
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=cfg.tiny.hidden_size,
-        num_hidden_layers=cfg.tiny.num_layers,
-        num_attention_heads=cfg.tiny.num_heads,
-        intermediate_size=cfg.tiny.intermediate_size,
-        max_position_embeddings=max(cfg.max_length, 8),
-        pad_token_id=tokenizer.pad_token_id,
-        num_labels=2,  # start and end logits
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = BertForQuestionAnswering(config)
-    return model, tokenizer
+    return build_tiny_model(cfg, 2, seed, head=BertForQuestionAnswering)  # 2 labels: start and end logits
 
 
 # --- the MLQA task: what the stages call -------------------------------------------------------------------
@@ -328,18 +309,7 @@ def collate_train(rows_set: QATrain, rows: Sequence[int], device: torch.device |
 def collate_mixed_qa(sets: Mapping[str, QATrain], pairs: Sequence[tuple[str, int]],
                      device: torch.device | str = "cpu") -> Batch:
     """Return one padded batch of training windows from (lang, example row) pairs of several languages."""
-    parts = [collate_train(sets[lang], [row], "cpu") for lang, row in pairs]
-    t = max(p["input_ids"].shape[1] for p in parts)
-    pad_id = next(iter(sets.values())).enc.pad_id
-    batch = {}
-    for key in parts[0]:
-        if parts[0][key].dim() == 1:  # start/end positions (1,)
-            batch[key] = torch.cat([p[key] for p in parts])
-        else:  # (1, T_i) -> (B, T), padded with the pad id (input_ids) or 0 (masks, types)
-            fill = pad_id if key == "input_ids" else 0
-            batch[key] = torch.cat([torch.nn.functional.pad(p[key], (0, t - p[key].shape[1]), value=fill)
-                                    for p in parts])
-    return {k: v.to(device) for k, v in batch.items()}
+    return collate_windows([(sets[lang].enc, sets[lang].windows[row]) for lang, row in pairs], device)
 
 
 def _split_dev(cfg, ds):
