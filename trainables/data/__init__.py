@@ -1,7 +1,9 @@
-"""Data readers: XNLI dev/test per language and the English-stage NLI training data."""
+"""Data readers: XNLI and MLQA per language with a parallel key, and the English-stage data."""
 
 from trainables.data.english import load_english_nli
 from trainables.data.errors import DataError
+from trainables.data.mlqa import heldout_split, load_mlqa, load_mlqa_pair, load_squad
 from trainables.data.xnli import LABELS, load_xnli, xnli_langs_available
 
-__all__ = ["DataError", "LABELS", "load_english_nli", "load_xnli", "xnli_langs_available"]
+__all__ = ["DataError", "LABELS", "heldout_split", "load_english_nli", "load_mlqa", "load_mlqa_pair",
+           "load_squad", "load_xnli", "xnli_langs_available"]
