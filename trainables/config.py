@@ -82,7 +82,7 @@ class MetaConfig:
     n: int = 8  # query examples per episode
     sampling: str = "cover"
     parallel: bool = True
-    steps_per_query_lang: int = 500
+    steps_per_query_lang: Optional[int] = None  # None: the paper's 500 for NLI, 100 for QA
     tasks_per_step: int = 1  # episodes averaged into one outer update
     inner_lr: float = 1e-5
     inner_steps: int = 1
@@ -154,6 +154,8 @@ class RunConfig:
         langs = XNLI_LANGS if self.task == "xnli" else MLQA_LANGS
         if not self.eval.target_langs:
             self.eval.target_langs = list(langs)
+        if self.meta.steps_per_query_lang is None:
+            self.meta.steps_per_query_lang = 500 if self.task == "xnli" else 100
         if not 0 < self.eval.qa_heldout_fraction < 1:
             raise ConfigError(f"config key eval.qa_heldout_fraction: expected a number between 0 and 1, "
                               f"got {self.eval.qa_heldout_fraction}")

@@ -10,6 +10,8 @@ def test_defaults_are_the_papers_settings():
     assert (cfg.meta.k, cfg.meta.n, cfg.meta.inner_lr, cfg.meta.outer_lr, cfg.meta.weight_decay) == (8, 8, 1e-5, 1e-5, 0.01)
     assert (cfg.english.batch_size, cfg.english.lr, cfg.english.epochs, cfg.model.max_length) == (32, 2e-5, 3.0, 128)
     assert cfg.meta.steps_per_query_lang == 500 and len(cfg.eval.target_langs) == 15
+    qa = load_config(None, ["task=mlqa"])
+    assert qa.meta.steps_per_query_lang == 100 and qa.eval.target_langs == ["ar", "de", "en", "es", "hi", "vi", "zh"]
 
 
 def test_yaml_and_overrides(tmp_path):
