@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainables.config import ConfigError, RunConfig, _build, config_from_dict, merge, parse_overrides, read_yaml
+from trainables.config import (ConfigError, RunConfig, build_dataclass, config_from_dict, merge, parse_overrides,
+                               read_yaml)
 from search.space import AssignmentSpec, assignments, hyper_space, nested
 
 log = logging.getLogger("xlamaml")
@@ -85,7 +86,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
     values = merge(read_yaml(path), parse_overrides(overrides or []))
     sweep_values = values.pop("sweep", {}) or {}
     try:
-        sweep = _build(SweepConfig, sweep_values, "sweep.").validate()
+        sweep = build_dataclass(SweepConfig, sweep_values, "sweep.").validate()
         cfg = config_from_dict(values)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
@@ -206,7 +207,7 @@ def run_sweep(sw: Sweep | None, storage: str | Path, name: str, address: str | N
         if not meta.is_file():
             raise FileNotFoundError(f"{exp_dir}: no interrupted sweep to resume (no {SWEEP_FILE})")
         saved = json.loads(meta.read_text())
-        sw = Sweep(saved["run"], _build(SweepConfig, saved["sweep"], "sweep."))
+        sw = Sweep(saved["run"], build_dataclass(SweepConfig, saved["sweep"], "sweep."))
     elif meta.is_file():
         raise FileExistsError(f"{exp_dir}: a sweep already ran here; pass --resume to continue it or choose "
                               f"another --name")

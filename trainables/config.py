@@ -221,7 +221,7 @@ def _get(cfg: Any, dotted: str) -> Any:
     return cfg
 
 
-def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+def build_dataclass(cls: type, values: dict[str, Any], prefix: str) -> Any:
     """Return a `cls` dataclass filled from `values`, checking names and types key by key."""
     if not isinstance(values, dict):
         raise ConfigError(f"config key {prefix.rstrip('.') or '<root>'}: expected a mapping, got {values!r}")
@@ -238,7 +238,7 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
 def _coerce(tp: Any, value: Any, key: str) -> Any:
     """Return `value` converted to the annotated type `tp`, or raise ConfigError naming `key`."""
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value if value is not None else {}, key + ".")
+        return build_dataclass(tp, value if value is not None else {}, key + ".")
     origin, args = get_origin(tp), get_args(tp)
     if origin is not None and type(None) in args:  # Optional[X]
         if value is None:
@@ -281,7 +281,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
 
 def config_from_dict(values: dict[str, Any]) -> RunConfig:
     """Return a validated RunConfig from nested dicts (unknown keys and bad values raise ConfigError)."""
-    return _build(RunConfig, values or {}, "").validate()
+    return build_dataclass(RunConfig, values or {}, "").validate()
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
