@@ -24,7 +24,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from trainables.config import ModelConfig
+from trainables.config import ConfigError, ModelConfig
 
 BYTE_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -133,5 +133,8 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("config key device: cuda was asked for but torch sees no CUDA device")
+        raise ConfigError("config key device: cuda was asked for but torch sees no CUDA device; "
+                          "expected auto or cpu on this machine")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("config key device: mps was asked for but torch sees no MPS device; expected auto or cpu")
     return torch.device(name)

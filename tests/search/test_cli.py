@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 import yaml
 
 from search.cli import main
@@ -75,6 +76,8 @@ def test_finetune_reuses_a_finished_stage(tmp_path, cache, capsys):
     (["--set", "meta.sampling=often"], "meta.sampling: expected one of random, cover"),
     (["--set", "meta.colour=red"], "unknown config key meta.colour"),
     (["--set", "data.xnli=/nonexistent/xnli"], "/nonexistent/xnli"),
+    pytest.param(["--set", "device=cuda"], "config key device: cuda was asked for",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])
 def test_bad_input_is_a_one_line_error(tmp_path, cache, capsys, args, needle):
     assert run_cli("run", "--config", "smoke", *args, "--out", str(tmp_path / "r")) == 2
