@@ -121,6 +121,7 @@ class EvalConfig:
     qa_heldout_fraction: float = 0.5
     n_best: int = 20
     max_answer_length: int = 30
+    gxlt: bool = False  # QA: also score every context language x question language pair of the targets
     write_predictions: bool = True
 
 
@@ -156,6 +157,9 @@ class RunConfig:
             self.eval.target_langs = list(langs)
         if self.meta.steps_per_query_lang is None:
             self.meta.steps_per_query_lang = 500 if self.task == "xnli" else 100
+        if self.eval.gxlt and self.task != "mlqa":
+            raise ConfigError("config key eval.gxlt: the context x question language matrix is MLQA's; "
+                              "expected false for task xnli")
         if not 0 < self.eval.qa_heldout_fraction < 1:
             raise ConfigError(f"config key eval.qa_heldout_fraction: expected a number between 0 and 1, "
                               f"got {self.eval.qa_heldout_fraction}")

@@ -143,6 +143,25 @@ def few_shot_and_test(cfg: RunConfig, model: torch.nn.Module, tokenizer, device:
     return metrics
 
 
+def score_test(cfg: RunConfig, model: torch.nn.Module, tokenizer, device: torch.device,
+               pred_dir: Path | None) -> dict[str, float]:
+    """Return test metrics of every target with averages (after the few-shot stage when it is on), plus G-XLT."""
+    task = get_task(cfg.task)
+    targets = cfg.eval.target_langs
+    test = encode_split(cfg, tokenizer, "test", targets, cfg.eval.max_examples)
+    if cfg.few_shot.enabled:
+        metrics = few_shot_and_test(cfg, model, tokenizer, device, test, pred_dir)
+    else:
+        metrics = evaluate_sets(task, model, test, "test", cfg, device, pred_dir)
+    metrics = add_averages(metrics, "test", targets, cfg.aux_langs, task.metrics)
+    if cfg.eval.gxlt:
+        from trainables.tasks.qa import encode_gxlt
+
+        # Context language x question language (MLQA's G-XLT); keys gxlt/<context>-<question>/<metric>.
+        metrics.update(evaluate_sets(task, model, encode_gxlt(cfg, tokenizer, targets), "gxlt", cfg, device))
+    return metrics
+
+
 def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, float]:
     """Run the meta stage (unless baseline), few-shot if asked, and evaluation; return and write the metrics."""
     out = Path(out_dir).resolve()
@@ -160,13 +179,7 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, float]:
 
     targets = cfg.eval.target_langs
     t_eval = time.perf_counter()
-    test = encode_split(cfg, tokenizer, "test", targets, cfg.eval.max_examples)
-    pred_dir = out / "predictions" if cfg.eval.write_predictions else None
-    if cfg.few_shot.enabled:
-        metrics.update(few_shot_and_test(cfg, model, tokenizer, device, test, pred_dir))
-    else:
-        metrics.update(evaluate_sets(task, model, test, "test", cfg, device, pred_dir))
-    metrics = add_averages(metrics, "test", targets, cfg.aux_langs, task.metrics)
+    metrics.update(score_test(cfg, model, tokenizer, device, out / "predictions" if cfg.eval.write_predictions else None))
     if cfg.eval.dev:
         dev = encode_split(cfg, tokenizer, "dev", targets, cfg.eval.max_examples)
         metrics = add_averages({**metrics, **evaluate_sets(task, model, dev, "dev", cfg, device)},

@@ -24,8 +24,7 @@ from trainables.assignment import parse_assignment
 from trainables.config import ConfigError, RunConfig, config_from_dict, merge
 from trainables.evaluate import add_averages, evaluate_sets
 from trainables.models import apply_freezing
-from trainables.run import (MetaState, advance_meta, encode_split, few_shot_and_test, meta_summary, setup_torch,
-                            start_meta)
+from trainables.run import MetaState, advance_meta, encode_split, meta_summary, score_test, setup_torch, start_meta
 from trainables.tasks import get_task
 
 log = logging.getLogger("xlamaml")
@@ -83,17 +82,11 @@ class XlaMamlTrainable(tune.Trainable):
 
     def _test(self) -> dict[str, float]:
         """Return test metrics of every target (after the few-shot stage when it is on)."""
-        cfg = self.cfg
         if self.meta is not None:
             apply_freezing(self.model, False, 0)
-        test = encode_split(cfg, self.tokenizer, "test", cfg.eval.target_langs, cfg.eval.max_examples)
         # The trial's working directory is its own folder (Ray changes into it).
-        pred_dir = Path.cwd() / "predictions" if cfg.eval.write_predictions else None
-        if cfg.few_shot.enabled:
-            metrics = few_shot_and_test(cfg, self.model, self.tokenizer, self.device, test, pred_dir)
-        else:
-            metrics = evaluate_sets(self.task, self.model, test, "test", cfg, self.device, pred_dir)
-        return add_averages(metrics, "test", cfg.eval.target_langs, cfg.aux_langs, self.task.metrics)
+        pred_dir = Path.cwd() / "predictions" if self.cfg.eval.write_predictions else None
+        return score_test(self.cfg, self.model, self.tokenizer, self.device, pred_dir)
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         state: dict[str, Any] = {"rng": torch.get_rng_state()}

@@ -101,3 +101,15 @@ def test_qa_run_reports_em_and_f1_and_writes_official_predictions(tmp_path, cach
         preds = json.loads((out / "predictions" / f"test-{lang}.json").read_text())
         assert len(preds) == 16 and all(isinstance(v, str) for v in preds.values())
     assert metrics["test/avg_excl_aux/f1"] == pytest.approx((metrics["test/en/f1"] + metrics["test/de/f1"]) / 2)
+
+
+def test_qa_gxlt_matrix_covers_every_pair_and_its_diagonal_is_the_test_score(tmp_path, cache):
+    out = tmp_path / "gxlt"
+    assert run_cli("run", "--config", "smoke-qa", "--set", "eval.gxlt=true", "--set", "method=baseline",
+                   "--set", "eval.target_langs=[en,hi,zh]", "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    pairs = {k.split("/")[1] for k in metrics if k.startswith("gxlt/")}
+    assert pairs == {f"{c}-{q}" for c in ("en", "hi", "zh") for q in ("en", "hi", "zh")}
+    for lang in ("en", "hi", "zh"):  # a same-language pair is the same-language test set
+        assert metrics[f"gxlt/{lang}-{lang}/f1"] == pytest.approx(metrics[f"test/{lang}/f1"])
+    assert run_cli("run", "--config", "smoke", "--set", "eval.gxlt=true", "--out", str(tmp_path / "x")) == 2

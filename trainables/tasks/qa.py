@@ -354,6 +354,26 @@ def _english(cfg):
     return ds, f"{what}: {len(ds):,} questions"
 
 
+def encode_gxlt(cfg, tokenizer, langs: list[str]) -> dict[str, QAEncoded]:
+    """Return the encoded test data of every (context, question) pair of `langs`, keyed "<context>-<question>"."""
+    from trainables.data.mlqa import load_mlqa_pair
+    from trainables.evaluate import limit
+
+    sets = {}
+    official = cfg.eval.qa_test == "official"
+    heldout = {} if official else {c: set(ds["uid"]) for c, ds in _load(cfg, "test", langs).items()}
+    for c in langs:
+        for q in langs:
+            ds = load_mlqa_pair(cfg.data.mlqa, "test" if official else "dev", c, q, cfg.data.dir)
+            if not official:  # the held-out articles of the context language stand in for test
+                keep = heldout[c]
+                ds = ds.select([i for i, uid in enumerate(ds["uid"]) if uid in keep])
+            if len(ds):
+                sets[f"{c}-{q}"] = encode_qa(limit(ds, cfg.eval.max_examples), tokenizer, cfg.model.max_length,
+                                             cfg.model.doc_stride)
+    return sets
+
+
 def _encode(dataset, tokenizer, cfg, train: bool):
     enc = encode_qa(dataset, tokenizer, cfg.model.max_length, cfg.model.doc_stride)
     return train_view(enc) if train else enc
