@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -163,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"xlamaml: error: {e}", file=sys.stderr)
+        if os.environ.get("XLAMAML_DEBUG"):  # the full traceback, when a one-liner hides a bug
+            raise
+        print(f"xlamaml: error: {e} (XLAMAML_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 2
     return 0
 

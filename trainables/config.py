@@ -358,7 +358,8 @@ def english_stage_key(cfg: RunConfig) -> str:
         "task": cfg.task,
         "seed": cfg.seed,
         "model": dataclasses.asdict(cfg.model),
-        "english": dataclasses.asdict(cfg.english),
+        # dev_max_examples only sizes the scoring after training: changing it must not retrain.
+        "english": {k: v for k, v in dataclasses.asdict(cfg.english).items() if k != "dev_max_examples"},
         "english_data": cfg.data.english,
         "task_data": cfg.data.xnli if cfg.task == "xnli" else cfg.data.mlqa,
     }

@@ -104,6 +104,7 @@ def english_stage(cfg: RunConfig, out_dir: str | Path | None = None) -> Path:
     apply_freezing(model, False, 0)  # later stages decide their own freezing
 
     metrics: dict = {"english_stage_key": key, "train_source": source, "train_examples": len(train),
+                     "eval_max_examples": cfg.english.dev_max_examples,
                      **{f"train/{k}": v for k, v in stats.items()}}
     for split in ("dev", "test"):
         data = task.load(cfg, split, ["en"])["en"]

@@ -25,7 +25,7 @@ from trainables.evaluate import add_averages, evaluate_sets, limit
 from trainables.finetune import english_stage, train_supervised
 from trainables.maml import MetaLearner
 from trainables.models import apply_freezing, pick_device
-from trainables.tasks import Task, get_task
+from trainables.tasks import get_task
 
 log = logging.getLogger("xlamaml")
 

@@ -1,6 +1,5 @@
 """Every preset loads, validates and says in its header what it is and how to launch it."""
 
-from pathlib import Path
 
 import pytest
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from trainables.config import ModelConfig
 from trainables.data.xnli import load_xnli
