@@ -4,9 +4,9 @@
     heatmap.py     delta_matrix / support_query_matrix (gain over the baseline), marked_cells, plot_heatmap
     tables.py      paper_table (Table 3: mean ± std over seeds), to_markdown, to_latex, to_csv
     select.py      best_pairs (by avg_excl_aux), best_per_target
-    report.py      analyze(exp_dir, out_dir): every file above, for `xlamaml analyze`
+    analyze.py     analyze(exp_dir, out_dir): every file above, for `xlamaml analyze`
 
-Helpers: reports.py (result.json lines), trial_info.py (params.json), aggregate.py (means over seeds,
+Helpers: trial_reports.py (result.json lines), trial_info.py (params.json), aggregate.py (means over seeds,
 the matching baseline, dev-based choice among variants), langs.py (language order and aux labels).
 Means over seeds count finished trials only; where several variants (e.g. learning rates) share a
 row, the one with the best mean dev score is shown, never the best on test.

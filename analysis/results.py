@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.reports import Metric, final_metrics, has_split, read_reports
+from analysis.trial_reports import Metric, final_metrics, has_split, read_reports
 from analysis.trial_info import TrialInfo, trial_info
 
 CONFIG_COLUMNS: tuple[str, ...] = (

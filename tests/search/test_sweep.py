@@ -74,7 +74,7 @@ def test_grid_space_covers_assignments_seeds_and_extra_axes():
 
 
 def test_smoke_sweep_runs_every_trial_and_isolates_a_failing_one(tmp_path, cache, ray_local):
-    from analysis.report import analyze
+    from analysis.analyze import analyze
 
     # meta.k=0 is a bad value that only the trial sees: it must error alone.
     sw = load_sweep(preset_path("smoke"), ["sweep.grid={meta.k: [4, 0]}", "sweep.max_failures=0"])
@@ -146,7 +146,7 @@ def test_sigkill_driver_then_resume_finishes_every_trial_once(tmp_path, cache):
 
 
 def test_qa_smoke_sweep_and_its_analysis(tmp_path, cache, ray_local):
-    from analysis.report import analyze
+    from analysis.analyze import analyze
 
     exp = run_sweep(load_sweep(preset_path("smoke-qa")), tmp_path / "runs", "qa")
     got = trials(exp)
