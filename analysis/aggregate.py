@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.langs import AVERAGES, excluded_from_avg, order_langs
+from trainables.errors import InputError, XlamamlError
 
 SETTING: tuple[str, ...] = ("task", "model", "few_shot")
 VARIANT: tuple[str, ...] = SETTING + (
@@ -22,11 +23,11 @@ VARIANT: tuple[str, ...] = SETTING + (
 )
 
 
-class NoResultsError(ValueError):
+class NoResultsError(XlamamlError, ValueError):
     """No finished trial holds the split and metric asked for."""
 
 
-class MissingBaselineError(ValueError):
+class MissingBaselineError(XlamamlError, ValueError):
     """A delta against the baseline was asked for, and no finished baseline trial matches."""
 
 
@@ -100,11 +101,11 @@ def _equal(column: pd.Series, value: object) -> pd.Series:
 
 
 def check_one_setting(df: pd.DataFrame) -> None:
-    """Return None when the finished trials share one setting; raise ValueError listing them otherwise."""
+    """Return None when the finished trials share one setting; raise InputError listing them otherwise."""
     labels = setting_labels(df)
     if len(labels) > 1:
         listed = "; ".join(sorted(labels.values()))
-        raise ValueError(f"the trials mix {len(labels)} settings ({listed}): select one first, e.g. "
+        raise InputError(f"the trials mix {len(labels)} settings ({listed}): select one first, e.g. "
                          "df[df.few_shot == False] or analysis.aggregate.split_settings(df)")
 
 
@@ -164,7 +165,7 @@ def pick_variants(df: pd.DataFrame, stats: pd.DataFrame, keys: Sequence[str], me
             score = scores.reindex(ids)
             if score.isna().all():
                 shared = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
-                raise ValueError(f"{len(ids)} variants share {shared} and none reports dev metrics to choose "
+                raise InputError(f"{len(ids)} variants share {shared} and none reports dev metrics to choose "
                                  "by: filter the table first")
             ids = [score.idxmax()]
         keep.extend(ids)

@@ -12,7 +12,7 @@ from analysis.aggregate import MissingBaselineError, NoResultsError, split_setti
 from analysis.heatmap import delta_matrix, plot_heatmap
 from analysis.results import load_results
 from analysis.select import best_pairs, best_per_target
-from analysis.tables import METHOD_ORDER, paper_table, to_csv, to_latex, to_markdown
+from analysis.tables import method_rank, paper_table, to_csv, to_latex, to_markdown
 
 log = logging.getLogger("xlamaml")
 
@@ -20,7 +20,7 @@ log = logging.getLogger("xlamaml")
 def heatmap_method(df: pd.DataFrame) -> str | None:
     """Return the method to draw: 'xla-maml' when it finished, else the first other non-baseline one, else None."""
     methods = set(df.loc[df["status"] == "done", "method"]) - {"baseline"}
-    ranked = sorted(methods, key=lambda m: (m != "xla-maml", METHOD_ORDER.index(m) if m in METHOD_ORDER else 99, m))
+    ranked = sorted(methods, key=lambda m: (m != "xla-maml", method_rank(m), m))
     return ranked[0] if ranked else None
 
 

@@ -25,6 +25,7 @@ from analysis.aggregate import (baseline_means, baseline_reference, check_one_se
                                 resolve_metric, scale_of, setting_labels, target_langs, variant_stats,
                                 with_variants)
 from analysis.langs import label_langs, label_sort_key  # noqa: E402
+from trainables.errors import InputError  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class _Compared:
 
 
 def _compare(df: pd.DataFrame, method: str, split: str, metric: str | None) -> _Compared:
-    """Return the method's stats and the baseline's means, or raise ValueError saying which is missing."""
+    """Return the method's stats and the baseline's means, or raise an XlamamlError saying which is missing."""
     metric = resolve_metric(df, split, metric)
     check_one_setting(df)
     df = with_variants(df)
@@ -45,7 +46,7 @@ def _compare(df: pd.DataFrame, method: str, split: str, metric: str | None) -> _
     own = stats[stats["method"] == method]
     if own.empty:
         found = ", ".join(sorted(set(stats["method"]) - {"baseline"})) or "none"
-        raise ValueError(f"no finished {method} trial with {split}/<lang>/{metric} (other methods: {found})")
+        raise InputError(f"no finished {method} trial with {split}/<lang>/{metric} (other methods: {found})")
     return _Compared(df, metric, base, own)
 
 
@@ -82,7 +83,7 @@ def support_query_matrix(df: pd.DataFrame, target: str = "avg_excl_aux", method:
         ref = baseline_reference(c.base, target, row["aux"], target_langs(group))
         cells.append({"support": row["support"], "query": row["query"], "delta": float(value.iloc[0]) - ref})
     if not cells:
-        raise ValueError(f"no finished {method} trial reports {split}/{target}/{c.metric}")
+        raise InputError(f"no finished {method} trial reports {split}/{target}/{c.metric}")
     matrix = pd.DataFrame(cells).pivot(index="support", columns="query", values="delta")
     matrix = matrix.loc[sorted(matrix.index, key=label_sort_key), sorted(matrix.columns, key=label_sort_key)]
     matrix.index.name, matrix.columns.name = "support language", "query language"
@@ -110,7 +111,7 @@ def plot_heatmap(matrix: pd.DataFrame, path_stem: str | Path, title: str | None 
                  aux_marked: bool = True) -> list[Path]:
     """Return the PNG and SVG paths written for `matrix` (cells in percentage points for fractions)."""
     if matrix.empty:
-        raise ValueError("empty matrix: nothing to plot")
+        raise InputError("empty matrix: nothing to plot")
     scale = float(matrix.attrs.get("scale", 1.0))
     values = matrix.to_numpy(dtype=float) * scale
     marked = marked_cells(matrix).to_numpy() if aux_marked else np.zeros(values.shape, dtype=bool)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from analysis.trial_reports import Metric, final_metrics, has_split, read_reports
 from analysis.trial_info import TrialInfo, trial_info
+from trainables.errors import InputError, MissingFileError
 
 CONFIG_COLUMNS: tuple[str, ...] = (
     "assignment", "method", "support", "query", "aux", "sampling", "parallel", "seed", "inner_lr", "outer_lr",
@@ -24,10 +25,10 @@ COLUMNS: tuple[str, ...] = (
 def trial_dirs(exp_dir: Path) -> list[Path]:
     """Return the trial folders of an experiment (those holding params.json), sorted by name."""
     if not exp_dir.is_dir():
-        raise FileNotFoundError(f"{exp_dir}: experiment directory not found")
+        raise MissingFileError(f"{exp_dir}: experiment directory not found")
     dirs = sorted(p for p in exp_dir.iterdir() if p.is_dir() and (p / "params.json").is_file())
     if not dirs:
-        raise FileNotFoundError(f"{exp_dir}: no trials in this directory (no subfolder holds a params.json)")
+        raise MissingFileError(f"{exp_dir}: no trials in this directory (no subfolder holds a params.json)")
     return dirs
 
 
@@ -39,13 +40,13 @@ def folder_trial_id(name: str) -> str:
 
 
 def read_params(path: Path) -> dict[str, Any]:
-    """Return the config dict of a params.json, or raise a one-line ValueError naming the file."""
+    """Return the config dict of a params.json, or raise a one-line InputError naming the file."""
     try:
         params = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+        raise InputError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(params, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(params).__name__}")
+        raise InputError(f"{path}: expected a JSON object, got {type(params).__name__}")
     return params
 
 

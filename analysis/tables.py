@@ -18,17 +18,21 @@ import pandas as pd
 from analysis.aggregate import (check_one_setting, pick_variants, resolve_metric, scale_of, setting_labels,
                                 variant_stats, with_variants)
 from analysis.langs import label_langs, label_sort_key, order_langs
+from trainables.assignment import METHODS
 
 STATS: tuple[str, ...] = ("mean", "std", "n")
-METHOD_ORDER: tuple[str, ...] = ("baseline", "x-maml", "xla-maml")
 Tables = pd.DataFrame | Mapping[str, pd.DataFrame]
+
+
+def method_rank(method: str) -> int:
+    """Return the method's position in METHODS (baseline, X-MAML, XLA-MAML); an unknown method comes after."""
+    return METHODS.index(method) if method in METHODS else len(METHODS)
 
 
 def _row_key(row: tuple[str, str]) -> tuple:
     method, aux = row
-    rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
     # As in the paper: the baseline, then one auxiliary language, then pairs; X-MAML before XLA-MAML.
-    return (method != "baseline", len(label_langs(aux)), rank, method, label_sort_key(aux))
+    return (method != "baseline", len(label_langs(aux)), method_rank(method), method, label_sort_key(aux))
 
 
 def paper_table(df: pd.DataFrame, split: str = "test", metric: str | None = None) -> pd.DataFrame:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from trainables.assignment import Assignment, parse_assignment
+from trainables.errors import InputError
 from trainables.languages import MLQA_LANGS, XNLI_LANGS
 
 KNOWN_LANGS: tuple[str, ...] = tuple(dict.fromkeys(XNLI_LANGS + MLQA_LANGS))
@@ -41,7 +42,7 @@ def _assignment(params: dict[str, Any], where: str) -> Assignment:
         try:
             return parse_assignment(str(text), KNOWN_LANGS)
         except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
+            raise InputError(f"{where}: {e}") from None
     method = params.get("method", "xla-maml")
     meta = params.get("meta") or {}
     if method == "baseline":

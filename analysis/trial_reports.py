@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainables.errors import InputError
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -29,9 +31,9 @@ def read_reports(path: Path) -> list[dict[str, Any]]:
             try:
                 report = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{number}: malformed JSON ({e.msg} at column {e.colno})") from None
+                raise InputError(f"{path}:{number}: malformed JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(report, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object, got {type(report).__name__}")
+                raise InputError(f"{path}:{number}: expected a JSON object, got {type(report).__name__}")
             reports.append(report)
     return reports
 
