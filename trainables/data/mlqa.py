@@ -12,7 +12,6 @@ import functools
 import gzip
 import hashlib
 import json
-import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +21,9 @@ import datasets
 
 from trainables.data.checks import check_langs, normalize_split
 from trainables.data.errors import DataError
+from trainables.data.files import file_key, resolve_root
 from trainables.data.xnli import open_binary, quote
 from trainables.languages import MLQA_LANGS
-from trainables.paths import default_data_dir
 
 FEATURES = datasets.Features({
     "uid": datasets.Value("string"),
@@ -82,8 +81,8 @@ def load_mlqa_pair(source: str, split: str, context_lang: str, question_lang: st
     check_langs([context_lang, question_lang], MLQA_LANGS, source)
     if source == "hub":
         return _load_hub(HUB_MLQA, f"mlqa.{context_lang}.{question_lang}", HUB_SPLITS[split], context_lang)
-    path = _mlqa_file(_resolve_root(source, data_dir, "mlqa"), split, context_lang, question_lang)
-    return _read_squad_file(*_file_key(path), context_lang).with_format(None)
+    path = _mlqa_file(resolve_root(source, data_dir, "mlqa"), split, context_lang, question_lang)
+    return _read_squad_file(*file_key(path), context_lang).with_format(None)
 
 
 def load_squad(source: str, data_dir: str | None = None, split: str = "train") -> datasets.Dataset:
@@ -93,7 +92,7 @@ def load_squad(source: str, data_dir: str | None = None, split: str = "train") -
     split = "dev" if split == "validation" else split
     if source == "hub":
         return _load_hub(HUB_SQUAD, None, HUB_SPLITS[split], "en")
-    root = _resolve_root(source, data_dir, "squad")
+    root = resolve_root(source, data_dir, "squad")
     if root.is_file():
         path = root
     else:
@@ -103,7 +102,7 @@ def load_squad(source: str, data_dir: str | None = None, split: str = "train") -
             raise DataError(root, f"no SQuAD {split} file (looked for {looked})",
                             f"a SQuAD v1.1 file, or a folder holding {' / '.join(SQUAD_FILES[split])}, or 'hub'")
         path = found[0]
-    return _read_squad_file(*_file_key(path), "en").with_format(None)
+    return _read_squad_file(*file_key(path), "en").with_format(None)
 
 
 def heldout_split(ds: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
@@ -147,19 +146,6 @@ def qa_dataset(lang: str, records: list[QARecord]) -> datasets.Dataset:
 # --- locating files -----------------------------------------------------------------------------------------
 
 
-
-
-
-
-def _resolve_root(source: str, data_dir: str | None, name: str) -> Path:
-    """Return the folder or file that a non-hub `source` names ('auto' is <data_dir>/<name>)."""
-    if source == "auto":
-        return Path(data_dir or default_data_dir()).expanduser() / name
-    if not source:
-        raise DataError(f"{name} source", "an empty string", "a folder, a file, 'auto' or 'hub'")
-    return Path(source).expanduser()
-
-
 def _mlqa_file(root: Path, split: str, c: str, q: str) -> Path:
     """Return `<root>/<split>/<split>-context-<c>-question-<q>.json[.gz]` (plain first), also under MLQA_V1/."""
     stem = f"{split}-context-{c}-question-{q}.json"
@@ -171,12 +157,6 @@ def _mlqa_file(root: Path, split: str, c: str, q: str) -> Path:
             looked.append(str(folder / name))
     what = "no such folder" if not root.exists() else f"no MLQA {split} file for context {c}, question {q}"
     raise DataError(root / split / stem, f"{what} (looked for {', '.join(looked)})", MLQA_LAYOUT)
-
-
-def _file_key(path: Path) -> tuple[str, int, int]:
-    """Return (resolved path, mtime in ns, size): the cache key that changes when the file does."""
-    st = os.stat(path)
-    return str(path.resolve()), st.st_mtime_ns, st.st_size
 
 
 # --- parsing and checking -----------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import os
 import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -17,8 +16,8 @@ import datasets
 
 from trainables.data.checks import check_langs, normalize_split
 from trainables.data.errors import DataError
+from trainables.data.files import file_key, resolve_root
 from trainables.languages import XNLI_LANGS
-from trainables.paths import default_data_dir
 
 LABELS: tuple[str, ...] = ("entailment", "neutral", "contradiction")  # position = label id (HF convention)
 LABEL_IDS: dict[str, int] = {name: i for i, name in enumerate(LABELS)}
@@ -44,10 +43,10 @@ def load_xnli(source: str, split: str, langs: list[str], data_dir: str | None = 
     langs = check_langs(langs, XNLI_LANGS, source)
     if source == "hub":
         return {lang: _load_hub(lang, split) for lang in langs}
-    kind, path = _find_layout(_resolve_root(source, data_dir), split)
+    kind, path = _find_layout(resolve_root(source, data_dir, "xnli", LAYOUTS), split)
     if kind == "per-language":
-        return {lang: _fresh(_read_lang_file(*_file_key(_lang_file(path, lang)), lang)) for lang in langs}
-    by_lang = _read_official(*_file_key(path))
+        return {lang: _fresh(_read_lang_file(*file_key(_lang_file(path, lang)), lang)) for lang in langs}
+    by_lang = _read_official(*file_key(path))
     out = {}
     for lang in langs:
         if lang not in by_lang:
@@ -62,10 +61,10 @@ def xnli_langs_available(source: str, split: str, data_dir: str | None = None) -
     split = normalize_split(split, source)
     if source == "hub":
         return list(XNLI_LANGS)
-    kind, path = _find_layout(_resolve_root(source, data_dir), split)
+    kind, path = _find_layout(resolve_root(source, data_dir, "xnli", LAYOUTS), split)
     if kind == "per-language":
         return [lang for lang in XNLI_LANGS if _lang_file(path, lang, missing_ok=True) is not None]
-    by_lang = _read_official(*_file_key(path))
+    by_lang = _read_official(*file_key(path))
     return [lang for lang in XNLI_LANGS if lang in by_lang]
 
 
@@ -112,19 +111,6 @@ def quote(text: str, limit: int = 60) -> str:
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
-
-
-
-
-def _resolve_root(source: str, data_dir: str | None) -> Path:
-    """Return the folder or file that a non-hub `source` names."""
-    if source == "auto":
-        return Path(data_dir or default_data_dir()).expanduser() / "xnli"
-    if not source:
-        raise DataError("xnli source", "an empty string", LAYOUTS)
-    return Path(source).expanduser()
-
-
 def _find_layout(root: Path, split: str) -> tuple[str, Path]:
     """Return ('per-language', split folder) or ('official', xnli.<split>.tsv[.gz] file) found under `root`."""
     if root.is_file():
@@ -153,12 +139,6 @@ def _lang_file(folder: Path, lang: str, missing_ok: bool = False) -> Path | None
         return None
     raise DataError(folder / f"{lang}.tsv", f"no file for language {lang!r} (looked for {lang}.tsv and "
                                             f"{lang}.tsv.gz in {folder})", LAYOUTS)
-
-
-def _file_key(path: Path) -> tuple[str, int, int]:
-    """Return (resolved path, mtime in ns, size): the cache key that changes when the file does."""
-    st = os.stat(path)
-    return str(path.resolve()), st.st_mtime_ns, st.st_size
 
 
 def _fresh(ds: datasets.Dataset) -> datasets.Dataset:
