@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from trainables.data.errors import DataError
+from trainables.languages import unknown_lang_problem
 
 SPLITS: dict[str, str] = {"dev": "dev", "validation": "dev", "test": "test"}
 
@@ -15,9 +16,9 @@ def normalize_split(split: str, source: str) -> str:
 
 
 def check_langs(langs: list[str] | tuple[str, ...] | str, known: tuple[str, ...], source: str) -> list[str]:
-    """Return `langs` as a list of codes from `known` (one bare string counts as one code)."""
+    """Return `langs` as a list of codes from `known` (one bare string counts as one code), else raise DataError."""
     langs = [langs] if isinstance(langs, str) else list(langs)
-    for lang in langs:
-        if lang not in known:
-            raise DataError(source, f"unknown language code {lang!r}", f"one of {' '.join(known)}")
+    found = unknown_lang_problem(langs, known)
+    if found is not None:
+        raise DataError(source, *found)
     return langs

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from trainables.errors import XlamamlError
 
-class DataError(ValueError):
+
+class DataError(XlamamlError, ValueError):
     """A bad data file or argument, told in one line: `<file>[:<line>]: <what was wrong>; expected <what>`."""
 
     def __init__(self, where: str, problem: str, expected: str, line: int | None = None) -> None:
