@@ -18,7 +18,7 @@ import pandas as pd
 from analysis.aggregate import (check_one_setting, pick_variants, resolve_metric, scale_of, setting_labels,
                                 variant_stats, with_variants)
 from analysis.langs import label_langs, label_sort_key, order_langs
-from trainables.assignment import METHODS
+from trainables.methods import METHODS
 
 STATS: tuple[str, ...] = ("mean", "std", "n")
 Tables = pd.DataFrame | Mapping[str, pd.DataFrame]

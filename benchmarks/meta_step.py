@@ -30,24 +30,26 @@ KINDS = ("finetune", "first-order", "second-order")
 def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embeddings: bool,
             device: str, threads: int, task_name: str = "xnli") -> dict:
     """Return the median seconds of one `kind` step and the peak memory, measured in this process."""
+    # Imported here, in the measuring child process: the parent only spawns children and prints, so it never
+    # holds torch or a model of its own.
     import torch
 
     from trainables.config import config_from_dict
     from trainables.maml import MetaLearner
     from trainables.models import apply_freezing
-    from trainables.run import build_sampler, encode_split
-    from trainables.tasks import get_task
+    from trainables.stages import build_sampler, encode_split
+    from trainables.tasks.registry import get_task
 
     if threads:
         torch.set_num_threads(threads)
     cfg = config_from_dict({"task": task_name, "model": {**MODELS[model_key], "max_length": max_length},
                             "device": device, "meta": {"support_langs": ["en"], "query_langs": ["hi"], "k": 8, "n": 8}})
     task = get_task(task_name)
-    loss_fn, collate_mixed = task.loss_fn, task.collate_mixed
+    loss_fn, collate_mixed = task.loss, task.collate_mixed
     model, tok = task.load_model(cfg.model, None, 0)
     model.to(device)
     trainable = apply_freezing(model, freeze_embeddings, 0)
-    dev = encode_split(cfg, tok, "dev", ["en", "hi"], max_examples=400, train=True)
+    dev = encode_split(cfg, task, tok, "dev", ["en", "hi"], max_examples=400, train=True)
     sampler = build_sampler(cfg, dev)
     episodes = [sampler.next() for _ in range(reps + 2)]
     batches = [(collate_mixed(dev, e.support, device), collate_mixed(dev, e.query, device)) for e in episodes]
@@ -63,7 +65,8 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
             opt.step()
             opt.zero_grad(set_to_none=True)
     else:
-        learner = MetaLearner(model, loss_fn, 1e-5, 1, kind == "first-order", 1e-5, 0.01, total_steps=10**6)
+        learner = MetaLearner(model, loss_fn, inner_lr=1e-5, inner_steps=1, first_order=kind == "first-order",
+                              outer_lr=1e-5, weight_decay=0.01, total_steps=10**6)
 
         def step(support, query):
             learner.step([(support, query)])

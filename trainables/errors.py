@@ -22,3 +22,7 @@ class MissingFileError(XlamamlError, FileNotFoundError):
 
 class ExistingOutputError(XlamamlError, FileExistsError):
     """An output location that already holds something this command must not overwrite."""
+
+
+class ConfigError(XlamamlError, ValueError):
+    """A config key that does not exist, or a value that is not what the key expects (the key is named)."""

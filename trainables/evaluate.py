@@ -8,19 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.tasks import Task
+from trainables.config import RunConfig
+from trainables.tasks.base import Task
 
 
-def limit(dataset, max_examples: int | None):
-    """Return the first `max_examples` rows of a dataset (all rows when None)."""
-    if max_examples is None or max_examples >= len(dataset):
-        return dataset
-    # The first rows, not a random draw: XNLI is parallel, so every language scores the same pairs.
-    return dataset.select(range(max_examples))
-
-
-def evaluate_sets(task: Task, model: torch.nn.Module, sets: dict, split: str, cfg, device: torch.device | str,
-                  pred_dir: Path | None = None) -> dict[str, float]:
+def evaluate_sets(task: Task, model: torch.nn.Module, sets: dict, split: str, cfg: RunConfig,
+                  device: torch.device | str, pred_dir: Path | None = None) -> dict[str, float]:
     """Return `{split}/{lang}/{metric}` for every language in `sets` (writing predictions when `pred_dir` is set)."""
     metrics = {}
     for lang, enc in sets.items():

@@ -80,7 +80,7 @@ def linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_s
 class MetaLearner:
     """Holds the model's trainable parameters, the outer optimizer and its schedule; one `step` per meta update."""
 
-    def __init__(self, model: torch.nn.Module, loss_fn: LossFn, inner_lr: float, inner_steps: int,
+    def __init__(self, model: torch.nn.Module, loss_fn: LossFn, *, inner_lr: float, inner_steps: int,
                  first_order: bool, outer_lr: float, weight_decay: float, total_steps: int,
                  warmup_steps: int = 0, optimizer: str = "adamw"):
         self.model = model

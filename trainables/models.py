@@ -9,6 +9,7 @@ A base checkpoint written by the English stage is a local directory like any oth
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from trainables.config import ConfigError, ModelConfig
+from trainables.config import ModelConfig
+from trainables.embedded import prepare_embedded_model
+from trainables.errors import ConfigError, MissingFileError, XlamamlError
 
 BYTE_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -73,28 +76,47 @@ def build_tiny_model(cfg: ModelConfig, num_labels: int, seed: int = 0,
     return model, tokenizer
 
 
+MODEL_NAMES = "'embedded', 'tiny', a local save_pretrained directory or a hub name (org/name)"
+
+
+class ModelLoadError(XlamamlError, OSError):
+    """A model name or directory that cannot be loaded (missing, not a checkpoint, or a hub name offline)."""
+
+
+def _looks_like_path(name: str) -> bool:
+    """Return True when `name` is written as a path, not a hub id (org/name)."""
+    return (os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1
+            or (os.sep != "/" and os.sep in name))
+
+
 def resolve_model_source(name: str) -> str:
     """Return a loadable name or directory for `name` ("embedded" is converted once and cached)."""
     if name == "embedded":
-        from trainables.embedded import prepare_embedded_model
-
         return str(prepare_embedded_model())
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path}: not a model directory; expected a config.json from save_pretrained")
+            raise MissingFileError(f"{path}: not a model directory; expected a config.json from save_pretrained")
         return str(path.resolve())
-    return name  # a hub name; transformers says clearly when it is offline or unknown
+    if _looks_like_path(name):
+        raise MissingFileError(f"{name}: model directory not found; expected {MODEL_NAMES}")
+    return name  # a hub name; load_pretrained says clearly when it is offline or unknown
 
 
 def load_pretrained(auto_cls, name: str, seed: int = 0, **kwargs) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Return (model with `auto_cls`'s head, tokenizer) from a hub name, a directory or "embedded"."""
     where = resolve_model_source(name)
-    tokenizer = AutoTokenizer.from_pretrained(where)
-    # The head is new when `where` is a bare encoder; seed it so runs are repeatable.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = auto_cls.from_pretrained(where, **kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where)
+        # The head is new when `where` is a bare encoder; seed it so runs are repeatable.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = auto_cls.from_pretrained(where, **kwargs)
+    except OSError as e:  # transformers' word for an unknown name, a missing file or no network
+        if isinstance(e, XlamamlError):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"model {name!r}: cannot be loaded ({first}); expected {MODEL_NAMES}") from e
     if "token_type_ids" not in tokenizer.model_input_names and getattr(model.config, "type_vocab_size", 1) > 1:
         tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
     return model, tokenizer

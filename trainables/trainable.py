@@ -21,11 +21,13 @@ import torch
 from ray import tune
 
 from trainables.assignment import parse_assignment
-from trainables.config import ConfigError, RunConfig, config_from_dict, merge
+from trainables.config import RunConfig, config_from_dict
+from trainables.config_parsing import merge
+from trainables.errors import ConfigError, MissingFileError
 from trainables.evaluate import add_averages, evaluate_sets
 from trainables.models import apply_freezing
-from trainables.run import MetaState, advance_meta, encode_split, meta_summary, score_test, setup_torch, start_meta
-from trainables.tasks import get_task
+from trainables.stages import MetaState, advance_meta, encode_split, meta_summary, score_test, setup_torch, start_meta
+from trainables.tasks.registry import get_task
 
 log = logging.getLogger("xlamaml")
 CHECKPOINT_FILE = "trial.pt"
@@ -55,20 +57,20 @@ class XlaMamlTrainable(tune.Trainable):
         self.device = setup_torch(self.cfg)
         base = Path(self.cfg.base_checkpoint)
         if not (base / "config.json").is_file():
-            raise FileNotFoundError(f"{base}: base checkpoint not found (expected a save_pretrained directory)")
-        self.task = get_task(self.cfg.task)
+            raise MissingFileError(f"{base}: base checkpoint not found (expected a save_pretrained directory)")
+        self.task = get_task(self.cfg.task)  # resolved once per trial, passed to every stage
         self.model, self.tokenizer = self.task.load_model(self.cfg.model, str(base), self.cfg.seed)
         self.model.to(self.device)
         self.meta: MetaState | None = None
         if self.cfg.method != "baseline":
-            self.meta = start_meta(self.cfg, self.model, self.tokenizer)
+            self.meta = start_meta(self.cfg, self.task, self.model, self.tokenizer)
         dev_langs = self.cfg.eval.dev_langs or self.cfg.eval.target_langs
-        self.dev = encode_split(self.cfg, self.tokenizer, "dev", dev_langs, self.cfg.eval.dev_max_examples)
+        self.dev = encode_split(self.cfg, self.task, self.tokenizer, "dev", dev_langs, self.cfg.eval.dev_max_examples)
 
     def step(self) -> dict[str, Any]:
         cfg = self.cfg
         if self.meta is not None:
-            advance_meta(cfg, self.meta, cfg.meta.steps_per_report, self.device)
+            advance_meta(cfg, self.task, self.meta, cfg.meta.steps_per_report, self.device)
         metrics: dict[str, Any] = evaluate_sets(self.task, self.model, self.dev, "dev", cfg, self.device)
         metrics = add_averages(metrics, "dev", list(self.dev), cfg.aux_langs, self.task.metrics)
         if self.meta is not None:
@@ -86,7 +88,7 @@ class XlaMamlTrainable(tune.Trainable):
             apply_freezing(self.model, False, 0)
         # The trial's working directory is its own folder (Ray changes into it).
         pred_dir = Path.cwd() / "predictions" if self.cfg.eval.write_predictions else None
-        return score_test(self.cfg, self.model, self.tokenizer, self.device, pred_dir)
+        return score_test(self.cfg, self.task, self.model, self.tokenizer, self.device, pred_dir)
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         state: dict[str, Any] = {"rng": torch.get_rng_state()}

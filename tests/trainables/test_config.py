@@ -2,7 +2,9 @@
 
 import pytest
 
-from trainables.config import ConfigError, RunConfig, english_stage_key, load_config, parse_overrides
+from trainables.config import ConfigError, RunConfig, load_config, parse_overrides
+from trainables.english_stage import english_stage_key
+from trainables.tasks.registry import get_task
 
 
 def test_defaults_are_the_papers_settings():
@@ -53,13 +55,14 @@ def test_bad_yaml_names_the_file_and_line(tmp_path):
 
 
 def test_english_stage_key_ignores_meta_settings():
+    XNLI = get_task("xnli")
     a, b = RunConfig(), RunConfig()
     b.meta.inner_lr = 1.0
-    assert english_stage_key(a) == english_stage_key(b)
+    assert english_stage_key(a, XNLI) == english_stage_key(b, XNLI)
     b.english.dev_max_examples = 10  # scoring size only: the trained weights are the same
-    assert english_stage_key(a) == english_stage_key(b)
+    assert english_stage_key(a, XNLI) == english_stage_key(b, XNLI)
     b.english.lr = 1.0
-    assert english_stage_key(a) != english_stage_key(b)
+    assert english_stage_key(a, XNLI) != english_stage_key(b, XNLI)
 
 
 def test_aux_langs_leave_out_english_and_baseline_has_none():

@@ -1,4 +1,4 @@
-"""Sentence-pair classification (XNLI): encoding, dynamic-padding batches, loss, predictions.
+"""Sentence-pair classification: encoding, dynamic-padding batches, loss, predictions (any NLI data set).
 
 Each language's data is tokenized once into an `Encoded` set; batches are then cut from it by row
 index and padded to the longest sequence in the batch, not to `max_length`.
@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from trainables.data.xnli import LABELS
 from trainables.tasks.batching import pad_inputs
 
-LABELS = ("entailment", "neutral", "contradiction")
 NUM_LABELS = len(LABELS)
 
 Batch = dict[str, torch.Tensor]
@@ -188,43 +188,3 @@ def write_predictions(preds: np.ndarray, path: Path) -> None:
     """Write one label word per line in the data's row order (the XTREME prediction format)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(LABELS[p] + "\n" for p in preds), encoding="utf-8")
-
-
-def _load(cfg, split: str, langs: list[str]) -> dict:
-    from trainables.data.xnli import load_xnli
-
-    return load_xnli(cfg.data.xnli, split, langs, cfg.data.dir)
-
-
-def _english(cfg):
-    from trainables.data.english import load_english_nli
-
-    return load_english_nli(cfg.data.english, cfg.data.dir, cfg.english.max_examples, cfg.seed)
-
-
-def _encode(dataset, tokenizer, cfg, train: bool) -> Encoded:
-    return encode_nli(dataset, tokenizer, cfg.model.max_length)
-
-
-def _score(model: torch.nn.Module, enc: Encoded, cfg, device, pred_file: Path | None) -> dict[str, float]:
-    preds = predict(model, enc, cfg.eval.batch_size, device)
-    if pred_file is not None:
-        write_predictions(preds, pred_file)
-    return {"acc": accuracy(preds, enc.labels)}
-
-
-def _load_model(model_cfg, source: str | None, seed: int):
-    from trainables.models import load_classifier
-
-    return load_classifier(model_cfg, NUM_LABELS, source=source, seed=seed)
-
-
-def _task():
-    from trainables.languages import XNLI_LANGS
-    from trainables.tasks import Task
-
-    return Task("xnli", XNLI_LANGS, ("acc",), _load, _english, _encode, collate, collate_mixed, loss_fn, _score,
-                _load_model, ".tsv")
-
-
-XNLI = _task()

@@ -11,7 +11,7 @@ import torch
 from trainables.config import ModelConfig
 from trainables.data.mlqa import load_mlqa
 from trainables.models import build_byte_tokenizer
-from trainables.tasks.qa import (
+from trainables.tasks.extractive_qa import (
     OUTSIDE,
     QAEncoded,
     build_tiny_qa_model,

@@ -1,4 +1,4 @@
-"""Extractive QA (SQuAD, MLQA): windows over long contexts, dynamic-padding batches, loss, span post-processing.
+"""Extractive QA (any SQuAD-style data): windows over long contexts, dynamic-padding batches, loss, span post-processing.
 
 Each language's data is tokenized once into a `QAEncoded` set of windows (question first, then a slice of the
 context, as in the HF/XTREME recipe); batches are cut from it by window index and padded to the longest
@@ -274,7 +274,7 @@ def build_tiny_qa_model(cfg: ModelConfig, seed: int = 0) -> tuple[PreTrainedMode
     return build_tiny_model(cfg, 2, seed, head=BertForQuestionAnswering)  # 2 labels: start and end logits
 
 
-# --- the MLQA task: what the stages call -------------------------------------------------------------------
+# --- training rows -------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -310,104 +310,3 @@ def collate_mixed_qa(sets: Mapping[str, QATrain], pairs: Sequence[tuple[str, int
                      device: torch.device | str = "cpu") -> Batch:
     """Return one padded batch of training windows from (lang, example row) pairs of several languages."""
     return collate_windows([(sets[lang].enc, sets[lang].windows[row]) for lang, row in pairs], device)
-
-
-def _split_dev(cfg, ds):
-    """Return (meta/few-shot part, held-out test part) of an MLQA dev set, split by article."""
-    from trainables.data.mlqa import heldout_split
-
-    return heldout_split(ds, cfg.eval.qa_heldout_fraction, cfg.seed)
-
-
-def _load(cfg, split: str, langs: list[str]) -> dict:
-    from trainables.data.mlqa import load_mlqa
-
-    if cfg.eval.qa_test == "official":  # MLQA_V1 test files: the whole dev set trains, test scores
-        return load_mlqa(cfg.data.mlqa, split, langs, cfg.data.dir)
-    # Offline there is no MLQA test split: a deterministic part of dev, whole articles, stands in for it.
-    dev = load_mlqa(cfg.data.mlqa, "dev", langs, cfg.data.dir)
-    return {lang: _split_dev(cfg, ds)[0 if split == "dev" else 1] for lang, ds in dev.items()}
-
-
-def _english(cfg):
-    from trainables.data.english import subset_indices
-    from trainables.data.mlqa import load_squad
-
-    source = cfg.data.english
-    if source in ("squad-hub", "hub"):
-        ds, what = load_squad("hub", cfg.data.dir), "SQuAD v1.1 train (hub)"
-    elif source not in ("auto", "mlqa-en-dev"):
-        ds, what = load_squad(source, cfg.data.dir), f"SQuAD v1.1 ({source})"
-    else:
-        ds, what = None, ""
-        if source == "auto":
-            try:
-                ds, what = load_squad("auto", cfg.data.dir), f"SQuAD v1.1 ({cfg.data.dir}/squad)"
-            except (FileNotFoundError, ValueError):
-                ds = None
-        if ds is None:  # offline: the English MLQA dev examples not held out for evaluation
-            ds = _load(cfg, "dev", ["en"])["en"]
-            what = f"MLQA en dev less its held-out part ({cfg.data.dir}; no SQuAD there)"
-    rows = subset_indices(len(ds), cfg.english.max_examples, cfg.seed)
-    if rows is not None:
-        ds = ds.select(rows)
-    return ds, f"{what}: {len(ds):,} questions"
-
-
-def encode_gxlt(cfg, tokenizer, langs: list[str]) -> dict[str, QAEncoded]:
-    """Return the encoded test data of every (context, question) pair of `langs`, keyed "<context>-<question>"."""
-    from trainables.data.mlqa import load_mlqa_pair
-    from trainables.evaluate import limit
-
-    sets = {}
-    official = cfg.eval.qa_test == "official"
-    heldout = {} if official else {c: set(ds["uid"]) for c, ds in _load(cfg, "test", langs).items()}
-    for c in langs:
-        for q in langs:
-            ds = load_mlqa_pair(cfg.data.mlqa, "test" if official else "dev", c, q, cfg.data.dir)
-            if not official:  # the held-out articles of the context language stand in for test
-                keep = heldout[c]
-                ds = ds.select([i for i, uid in enumerate(ds["uid"]) if uid in keep])
-            if len(ds):
-                sets[f"{c}-{q}"] = encode_qa(limit(ds, cfg.eval.max_examples), tokenizer, cfg.model.max_length,
-                                             cfg.model.doc_stride)
-    return sets
-
-
-def _encode(dataset, tokenizer, cfg, train: bool):
-    enc = encode_qa(dataset, tokenizer, cfg.model.max_length, cfg.model.doc_stride)
-    return train_view(enc) if train else enc
-
-
-def _score(model: torch.nn.Module, enc: QAEncoded, cfg, device, pred_file) -> dict[str, float]:
-    import json
-
-    from trainables.tasks.qa_eval import evaluate_examples
-
-    preds = predict_qa(model, enc, cfg.eval.batch_size, device, cfg.eval.n_best, cfg.eval.max_answer_length)
-    if pred_file is not None:  # the official script's prediction format: {question id: answer text}
-        pred_file.parent.mkdir(parents=True, exist_ok=True)
-        pred_file.write_text(json.dumps(preds, ensure_ascii=False, indent=0), encoding="utf-8")
-    scores = evaluate_examples(dict(zip(enc.uids, enc.answers)), preds, enc.lang)
-    return {"em": scores["exact_match"], "f1": scores["f1"]}
-
-
-def _load_model(model_cfg, source: str | None, seed: int):
-    from transformers import AutoModelForQuestionAnswering
-
-    from trainables.models import load_pretrained
-
-    if source is None and model_cfg.name == "tiny":
-        return build_tiny_qa_model(model_cfg, seed)
-    return load_pretrained(AutoModelForQuestionAnswering, source or model_cfg.name, seed)
-
-
-def _task():
-    from trainables.languages import MLQA_LANGS
-    from trainables.tasks import Task
-
-    return Task("mlqa", MLQA_LANGS, ("f1", "em"), _load, _english, _encode, collate_train, collate_mixed_qa,
-                qa_loss_fn, _score, _load_model, ".json")
-
-
-MLQA = _task()

@@ -1,10 +1,13 @@
-"""One XLA-MAML run, top to bottom: base checkpoint, meta stage, optional few-shot stage, evaluation.
+"""The stages of one XLA-MAML run, and `run`, which reads top to bottom through them.
 
     base = English stage (cached by config hash) or cfg.base_checkpoint
     meta stage: episodes from the auxiliary dev sets -> MetaLearner.step, meta.steps_per_query_lang
                 meta steps for every query language
     few-shot (optional): for each target, fine-tune a copy on its dev set, then test
-    evaluation: accuracy on every target's test set -> DIR/metrics.json, DIR/predictions/
+    evaluation: every target's test set -> DIR/metrics.json, DIR/predictions/
+
+Every stage takes the run's `Task` (resolved once, by `run` or by the sweep trial) and never names a task.
+The sweep trial (`trainables.trainable`) calls the same functions in chunks.
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ import numpy as np
 import torch
 
 from trainables.config import RunConfig, save_config
+from trainables.data.subset import limit
+from trainables.english_stage import english_stage
 from trainables.episodes import EpisodeSampler
-from trainables.evaluate import add_averages, evaluate_sets, limit
-from trainables.finetune import english_stage, train_supervised
+from trainables.evaluate import add_averages, evaluate_sets
+from trainables.finetune import train_supervised
 from trainables.maml import MetaLearner
 from trainables.models import apply_freezing, pick_device
-from trainables.tasks import get_task
+from trainables.tasks.base import Task
+from trainables.tasks.registry import get_task
 
 log = logging.getLogger("xlamaml")
 
@@ -39,10 +45,9 @@ def setup_torch(cfg: RunConfig) -> torch.device:
     return pick_device(cfg.device)
 
 
-def encode_split(cfg: RunConfig, tokenizer, split: str, langs: list[str], max_examples: int | None = None,
-                 train: bool = False) -> dict:
+def encode_split(cfg: RunConfig, task: Task, tokenizer, split: str, langs: list[str],
+                 max_examples: int | None = None, train: bool = False) -> dict:
     """Return the encoded `split` of each language in `langs` (first `max_examples` examples)."""
-    task = get_task(cfg.task)
     data = task.load(cfg, split, langs)
     return {lang: task.encode(limit(data[lang], max_examples), tokenizer, cfg, train) for lang in langs}
 
@@ -50,13 +55,9 @@ def encode_split(cfg: RunConfig, tokenizer, split: str, langs: list[str], max_ex
 def build_sampler(cfg: RunConfig, dev: dict) -> EpisodeSampler:
     """Return the episode sampler over the auxiliary dev sets for `cfg.method`."""
     m = cfg.meta
-    return EpisodeSampler({lang: enc.uids for lang, enc in dev.items()}, cfg.method, m.support_langs,
-                          m.query_langs, m.k, m.n, m.sampling, m.parallel, cfg.seed)
-
-
-def total_meta_steps(cfg: RunConfig) -> int:
-    """Return the meta stage's budget: steps per query language times the number of query languages."""
-    return cfg.meta.steps_per_query_lang * len(cfg.meta.query_langs)
+    return EpisodeSampler({lang: enc.uids for lang, enc in dev.items()}, method=cfg.method,
+                          support_langs=m.support_langs, query_langs=m.query_langs, k=m.k, n=m.n,
+                          sampling=m.sampling, parallel=m.parallel, seed=cfg.seed)
 
 
 @dataclass
@@ -72,28 +73,29 @@ class MetaState:
 
     @property
     def done(self) -> bool:
+        """Return True once the meta budget is spent."""
         return self.learner.steps_done >= self.total
 
 
-def start_meta(cfg: RunConfig, model: torch.nn.Module, tokenizer) -> MetaState:
+def start_meta(cfg: RunConfig, task: Task, model: torch.nn.Module, tokenizer) -> MetaState:
     """Return a fresh meta stage for `model` (freezing applied: frozen weights are no fast weights)."""
     m = cfg.meta
     langs = sorted(set(m.support_langs) | set(m.query_langs))
-    dev = encode_split(cfg, tokenizer, "dev", langs, train=True)
+    dev = encode_split(cfg, task, tokenizer, "dev", langs, train=True)
     apply_freezing(model, m.freeze_embeddings, m.freeze_layers)
-    learner = MetaLearner(model, get_task(cfg.task).loss_fn, m.inner_lr, m.inner_steps, m.first_order,
-                          m.outer_lr, m.weight_decay, total_meta_steps(cfg), m.warmup_steps, m.optimizer)
-    return MetaState(dev, build_sampler(cfg, dev), learner, total_meta_steps(cfg))
+    learner = MetaLearner(model, task.loss, inner_lr=m.inner_lr, inner_steps=m.inner_steps,
+                          first_order=m.first_order, outer_lr=m.outer_lr, weight_decay=m.weight_decay,
+                          total_steps=m.total_steps, warmup_steps=m.warmup_steps, optimizer=m.optimizer)
+    return MetaState(dev, build_sampler(cfg, dev), learner, m.total_steps)
 
 
-def advance_meta(cfg: RunConfig, state: MetaState, count: int, device: torch.device) -> None:
+def advance_meta(cfg: RunConfig, task: Task, state: MetaState, count: int, device: torch.device) -> None:
     """Run up to `count` more meta steps (never past the budget), logging progress every tenth of it."""
     every = max(1, state.total // 10)
-    collate_mixed = get_task(cfg.task).collate_mixed
     t0 = time.perf_counter()
     for _ in range(min(count, state.total - state.learner.steps_done)):
         episodes = [state.sampler.next() for _ in range(cfg.meta.tasks_per_step)]
-        batches = [(collate_mixed(state.dev, ep.support, device), collate_mixed(state.dev, ep.query, device))
+        batches = [(task.collate_mixed(state.dev, ep.support, device), task.collate_mixed(state.dev, ep.query, device))
                    for ep in episodes]
         state.query_losses.append(state.learner.step(batches)["query_loss"])
         step = state.learner.steps_done
@@ -111,31 +113,30 @@ def meta_summary(state: MetaState) -> dict[str, float]:
             "meta/query_loss": float(np.mean(recent)) if recent else float("nan")}
 
 
-def meta_stage(cfg: RunConfig, model: torch.nn.Module, tokenizer, device: torch.device) -> dict[str, float]:
+def meta_stage(cfg: RunConfig, task: Task, model: torch.nn.Module, tokenizer, device: torch.device) -> dict[str, float]:
     """Meta-train `model` in place on episodes of the auxiliary dev sets; return its summary metrics."""
-    state = start_meta(cfg, model, tokenizer)
+    state = start_meta(cfg, task, model, tokenizer)
     log.info("meta stage: %s %s -> %s, %d steps, %s order, %s sampling, %s", cfg.method,
              "+".join(cfg.meta.support_langs), "+".join(cfg.meta.query_langs), state.total,
              "first" if cfg.meta.first_order else "second", cfg.meta.sampling,
              "parallel" if cfg.meta.parallel else "non-parallel")
-    advance_meta(cfg, state, state.total, device)
+    advance_meta(cfg, task, state, state.total, device)
     apply_freezing(model, False, 0)
     return meta_summary(state)
 
 
-def few_shot_and_test(cfg: RunConfig, model: torch.nn.Module, tokenizer, device: torch.device,
+def few_shot_and_test(cfg: RunConfig, task: Task, model: torch.nn.Module, tokenizer, device: torch.device,
                       test: dict, pred_dir: Path | None) -> dict[str, float]:
     """Return test metrics after fine-tuning a fresh copy of `model` on each target's dev set."""
-    task = get_task(cfg.task)
     start = copy.deepcopy(model.state_dict())
-    dev = encode_split(cfg, tokenizer, "dev", list(test), train=True)
+    dev = encode_split(cfg, task, tokenizer, "dev", list(test), train=True)
     metrics: dict[str, float] = {}
+    fs = cfg.few_shot
     for lang, enc in test.items():
         model.load_state_dict(start)
-        apply_freezing(model, cfg.few_shot.freeze_embeddings, 0)
-        fs = cfg.few_shot
-        train_supervised(task, model, dev[lang], fs.epochs, fs.batch_size, fs.lr, seed=cfg.seed, device=device,
-                         what=f"few-shot {lang}")
+        apply_freezing(model, fs.freeze_embeddings, 0)
+        train_supervised(task, model, dev[lang], epochs=fs.epochs, batch_size=fs.batch_size, lr=fs.lr,
+                         seed=cfg.seed, device=device, what=f"few-shot {lang}")
         metrics.update(evaluate_sets(task, model, {lang: enc}, "test", cfg, device, pred_dir))
         log.info("few-shot %s: test %s %.4f", lang, task.metrics[0], metrics[f"test/{lang}/{task.metrics[0]}"])
     model.load_state_dict(start)
@@ -143,22 +144,19 @@ def few_shot_and_test(cfg: RunConfig, model: torch.nn.Module, tokenizer, device:
     return metrics
 
 
-def score_test(cfg: RunConfig, model: torch.nn.Module, tokenizer, device: torch.device,
+def score_test(cfg: RunConfig, task: Task, model: torch.nn.Module, tokenizer, device: torch.device,
                pred_dir: Path | None) -> dict[str, float]:
-    """Return test metrics of every target with averages (after the few-shot stage when it is on), plus G-XLT."""
-    task = get_task(cfg.task)
+    """Return test metrics of every target with averages (after the few-shot stage when it is on), plus extras."""
     targets = cfg.eval.target_langs
-    test = encode_split(cfg, tokenizer, "test", targets, cfg.eval.max_examples)
+    test = encode_split(cfg, task, tokenizer, "test", targets, cfg.eval.max_examples)
     if cfg.few_shot.enabled:
-        metrics = few_shot_and_test(cfg, model, tokenizer, device, test, pred_dir)
+        metrics = few_shot_and_test(cfg, task, model, tokenizer, device, test, pred_dir)
     else:
         metrics = evaluate_sets(task, model, test, "test", cfg, device, pred_dir)
     metrics = add_averages(metrics, "test", targets, cfg.aux_langs, task.metrics)
-    if cfg.eval.gxlt:
-        from trainables.tasks.qa import encode_gxlt
-
-        # Context language x question language (MLQA's G-XLT); keys gxlt/<context>-<question>/<metric>.
-        metrics.update(evaluate_sets(task, model, encode_gxlt(cfg, tokenizer, targets), "gxlt", cfg, device))
+    # Task-specific extra matrices (MLQA's G-XLT: keys gxlt/<context>-<question>/<metric>).
+    for split, sets in task.extra_eval_sets(cfg, tokenizer, targets).items():
+        metrics.update(evaluate_sets(task, model, sets, split, cfg, device))
     return metrics
 
 
@@ -169,19 +167,20 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, float]:
     save_config(cfg, out / "config.yaml")
     t0 = time.perf_counter()
     device = setup_torch(cfg)
-    base = Path(cfg.base_checkpoint).resolve() if cfg.base_checkpoint else english_stage(cfg)
     task = get_task(cfg.task)
+    base = Path(cfg.base_checkpoint).resolve() if cfg.base_checkpoint else english_stage(cfg, task)
     model, tokenizer = task.load_model(cfg.model, str(base), cfg.seed)
     model.to(device)
     metrics: dict[str, float] = {}
     if cfg.method != "baseline":
-        metrics.update(meta_stage(cfg, model, tokenizer, device))
+        metrics.update(meta_stage(cfg, task, model, tokenizer, device))
 
     targets = cfg.eval.target_langs
     t_eval = time.perf_counter()
-    metrics.update(score_test(cfg, model, tokenizer, device, out / "predictions" if cfg.eval.write_predictions else None))
+    pred_dir = out / "predictions" if cfg.eval.write_predictions else None
+    metrics.update(score_test(cfg, task, model, tokenizer, device, pred_dir))
     if cfg.eval.dev:
-        dev = encode_split(cfg, tokenizer, "dev", targets, cfg.eval.max_examples)
+        dev = encode_split(cfg, task, tokenizer, "dev", targets, cfg.eval.max_examples)
         metrics = add_averages({**metrics, **evaluate_sets(task, model, dev, "dev", cfg, device)},
                                "dev", targets, cfg.aux_langs, task.metrics)
     metrics["eval/seconds"] = time.perf_counter() - t_eval

@@ -1,0 +1,116 @@
+"""The English stage: fine-tune the encoder on the English task once, cached by a hash of what it depends on.
+
+Its output directory (a `save_pretrained` checkpoint plus `config.yaml` and `metrics.json`) is named by
+`english_stage_key(cfg, task)`, so a second call with the same config finds it and trains nothing; every trial
+of a sweep starts from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from trainables.config import RunConfig, save_config
+from trainables.data.subset import limit
+from trainables.embedded import CONVERTER_VERSION
+from trainables.errors import ExistingOutputError
+from trainables.evaluate import evaluate_sets
+from trainables.finetune import train_supervised
+from trainables.models import apply_freezing, pick_device
+from trainables.paths import cache_dir
+from trainables.tasks.base import Task
+
+log = logging.getLogger("xlamaml")
+
+
+def english_stage_key(cfg: RunConfig, task: Task) -> str:
+    """Return a short hash of everything the English stage's result depends on."""
+    relevant = {
+        "task": cfg.task,
+        "seed": cfg.seed,
+        "model": dataclasses.asdict(cfg.model),
+        # dev_max_examples only sizes the scoring after training: changing it must not retrain.
+        "english": {k: v for k, v in dataclasses.asdict(cfg.english).items() if k != "dev_max_examples"},
+        "english_data": cfg.data.english,
+        **task.english_data_key(cfg),
+    }
+    if cfg.model.name == "embedded":  # a new converter makes new weights under the same name
+        relevant["converter_version"] = CONVERTER_VERSION
+    blob = json.dumps(relevant, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def english_stage_dir(cfg: RunConfig, task: Task) -> Path:
+    """Return the cache directory the English stage of `cfg` is written to."""
+    slug = Path(cfg.model.name).name.replace("/", "--") or "model"
+    return cache_dir() / "base" / f"{cfg.task}-{slug}-{english_stage_key(cfg, task)}"
+
+
+def read_stage_metrics(out: Path) -> dict | None:
+    """Return the metrics.json of a finished stage directory, or None when there is none."""
+    path = out / "metrics.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def english_stage(cfg: RunConfig, task: Task, out_dir: str | Path | None = None) -> Path:
+    """Return a base checkpoint directory for `cfg`: found in the cache, or trained on English and saved."""
+    key = english_stage_key(cfg, task)
+    out = Path(out_dir).resolve() if out_dir else english_stage_dir(cfg, task)
+    done = read_stage_metrics(out)
+    if done is not None:
+        if done.get("english_stage_key") != key:
+            raise ExistingOutputError(f"{out}: holds an English stage of another config (key "
+                                      f"{done.get('english_stage_key')}, this config {key}); choose another output "
+                                      f"directory")
+        log.info("English stage: reusing %s", out)
+        return out
+
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model, tokenizer = task.load_model(cfg.model, None, cfg.seed)
+    model.to(device)
+    trainable = apply_freezing(model, cfg.english.freeze_embeddings, 0)
+    train, source = task.english_data(cfg)
+    log.info("English stage: %d examples from %s, %d trainable parameters, %s epochs", len(train), source,
+             trainable, cfg.english.epochs)
+    e = cfg.english
+    stats = train_supervised(task, model, task.encode(train, tokenizer, cfg, True), epochs=e.epochs,
+                             batch_size=e.batch_size, lr=e.lr, weight_decay=e.weight_decay,
+                             warmup_ratio=e.warmup_ratio, seed=cfg.seed, device=device, what="English stage")
+    apply_freezing(model, False, 0)  # later stages decide their own freezing
+
+    metrics: dict = {"english_stage_key": key, "train_source": source, "train_examples": len(train),
+                     "eval_max_examples": cfg.english.dev_max_examples,
+                     **{f"train/{k}": v for k, v in stats.items()}}
+    for split in ("dev", "test"):
+        data = task.load(cfg, split, ["en"])["en"]
+        enc = task.encode(limit(data, cfg.english.dev_max_examples), tokenizer, cfg, False)
+        metrics.update(evaluate_sets(task, model, {"en": enc}, split, cfg, device))
+    m = task.metrics[0]
+    log.info("English stage: en dev %s %.4f, test %s %.4f", m, metrics[f"dev/en/{m}"], m, metrics[f"test/en/{m}"])
+
+    # Write next to the destination and rename, so an interrupted stage never looks finished.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        save_config(cfg, tmp / "config.yaml")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        if out.exists():
+            shutil.rmtree(out)  # an unfinished earlier attempt: it has no metrics.json
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("English stage: saved %s", out)
+    return out

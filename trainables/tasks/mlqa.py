@@ -1,0 +1,124 @@
+"""The MLQA task: extractive QA on MLQA, with SQuAD v1.1 (or MLQA en dev offline) for the English stage.
+
+No MLQA test split ships with the shared data, so by default (`eval.qa_test: heldout`) half of each language's
+dev articles stand in for test and the rest is meta, few-shot and (offline) English-stage data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from transformers import AutoModelForQuestionAnswering
+
+from trainables.config import ModelConfig, RunConfig
+from trainables.data.english import subset_indices
+from trainables.data.mlqa import heldout_split, load_mlqa, load_mlqa_pair, load_squad
+from trainables.data.subset import limit
+from trainables.models import load_pretrained
+from trainables.tasks.base import Batch, Task
+from trainables.tasks.extractive_qa import (QAEncoded, QATrain, build_tiny_qa_model, collate_mixed_qa, collate_train,
+                                            encode_qa, predict_qa, qa_loss_fn, train_view)
+from trainables.tasks.qa_eval import evaluate_examples
+from trainables.tasks.specs import TASK_SPECS
+
+
+class MLQATask(Task):
+    """MLQA: EM and F1 per language as the official script computes them; G-XLT when `eval.gxlt` is on."""
+
+    spec = TASK_SPECS["mlqa"]
+
+    def load(self, cfg: RunConfig, split: str, langs: list[str]) -> dict[str, Any]:
+        """Return {lang: MLQA dataset of `split`} (offline: the held-out dev articles stand in for test)."""
+        if cfg.eval.qa_test == "official":  # MLQA_V1 test files: the whole dev set trains, test scores
+            return load_mlqa(cfg.data.mlqa, split, langs, cfg.data.dir)
+        # Offline there is no MLQA test split: a deterministic part of dev, whole articles, stands in for it.
+        dev = load_mlqa(cfg.data.mlqa, "dev", langs, cfg.data.dir)
+        return {lang: self._split_dev(cfg, ds)[0 if split == "dev" else 1] for lang, ds in dev.items()}
+
+    @staticmethod
+    def _split_dev(cfg: RunConfig, ds: Any) -> tuple[Any, Any]:
+        """Return (meta/few-shot part, held-out test part) of an MLQA dev set, split by article."""
+        return heldout_split(ds, cfg.eval.qa_heldout_fraction, cfg.seed)
+
+    def english_data(self, cfg: RunConfig) -> tuple[Any, str]:
+        """Return (English QA training questions, where they came from): SQuAD when given, else MLQA en dev."""
+        source = cfg.data.english
+        if source in ("squad-hub", "hub"):
+            ds, what = load_squad("hub", cfg.data.dir), "SQuAD v1.1 train (hub)"
+        elif source not in ("auto", "mlqa-en-dev"):
+            ds, what = load_squad(source, cfg.data.dir), f"SQuAD v1.1 ({source})"
+        else:
+            ds, what = None, ""
+            if source == "auto":
+                try:
+                    ds, what = load_squad("auto", cfg.data.dir), f"SQuAD v1.1 ({cfg.data.dir}/squad)"
+                except (FileNotFoundError, ValueError):
+                    ds = None
+            if ds is None:  # offline: the English MLQA dev examples not held out for evaluation
+                ds = self.load(cfg, "dev", ["en"])["en"]
+                what = f"MLQA en dev less its held-out part ({cfg.data.dir}; no SQuAD there)"
+        rows = subset_indices(len(ds), cfg.english.max_examples, cfg.seed)
+        if rows is not None:
+            ds = ds.select(rows)
+        return ds, f"{what}: {len(ds):,} questions"
+
+    def english_data_key(self, cfg: RunConfig) -> dict[str, Any]:
+        """Return the MLQA source and held-out split (offline, the English data is MLQA en dev less that part)."""
+        return {"task_data": cfg.data.mlqa, "qa_split": [cfg.eval.qa_test, cfg.eval.qa_heldout_fraction]}
+
+    def encode(self, dataset: Any, tokenizer: Any, cfg: RunConfig, train: bool) -> QAEncoded | QATrain:
+        """Return the windows of `dataset`; training sets keep one window per question (the one with the answer)."""
+        enc = encode_qa(dataset, tokenizer, cfg.model.max_length, cfg.model.doc_stride)
+        return train_view(enc) if train else enc
+
+    def collate(self, enc: QATrain, rows: Sequence[int], device: torch.device | str) -> Batch:
+        """Return a padded batch of the training windows of questions `rows`."""
+        return collate_train(enc, rows, device)
+
+    def collate_mixed(self, sets: Mapping[str, QATrain], pairs: Sequence[tuple[str, int]],
+                      device: torch.device | str) -> Batch:
+        """Return one padded batch of training windows from several languages."""
+        return collate_mixed_qa(sets, pairs, device)
+
+    def loss(self, model: torch.nn.Module, params: Mapping[str, torch.Tensor] | None, batch: Batch) -> torch.Tensor:
+        """Return the mean of the start and end cross-entropies."""
+        return qa_loss_fn(model, params, batch)
+
+    def score(self, model: torch.nn.Module, enc: QAEncoded, cfg: RunConfig, device: torch.device | str,
+              pred_file: Path | None) -> dict[str, float]:
+        """Return {"em", "f1"} in percent, writing {question id: answer} when `pred_file` is set."""
+        preds = predict_qa(model, enc, cfg.eval.batch_size, device, cfg.eval.n_best, cfg.eval.max_answer_length)
+        if pred_file is not None:  # the official script's prediction format: {question id: answer text}
+            pred_file.parent.mkdir(parents=True, exist_ok=True)
+            pred_file.write_text(json.dumps(preds, ensure_ascii=False, indent=0), encoding="utf-8")
+        scores = evaluate_examples(dict(zip(enc.uids, enc.answers)), preds, enc.lang)
+        return {"em": scores["exact_match"], "f1": scores["f1"]}
+
+    def load_model(self, model_cfg: ModelConfig, source: str | None, seed: int) -> tuple[torch.nn.Module, Any]:
+        """Return (span-extraction model, tokenizer)."""
+        if source is None and model_cfg.name == "tiny":
+            return build_tiny_qa_model(model_cfg, seed)
+        return load_pretrained(AutoModelForQuestionAnswering, source or model_cfg.name, seed)
+
+    def extra_eval_sets(self, cfg: RunConfig, tokenizer: Any, langs: list[str]) -> dict[str, dict[str, Any]]:
+        """Return {"gxlt": {"<context>-<question>": encoded test set}} when `eval.gxlt` is on, else {}."""
+        return {"gxlt": self.gxlt_sets(cfg, tokenizer, langs)} if cfg.eval.gxlt else {}
+
+    def gxlt_sets(self, cfg: RunConfig, tokenizer: Any, langs: list[str]) -> dict[str, QAEncoded]:
+        """Return the encoded test data of every (context, question) pair of `langs`, keyed "<context>-<question>"."""
+        sets = {}
+        official = cfg.eval.qa_test == "official"
+        heldout = {} if official else {c: set(ds["uid"]) for c, ds in self.load(cfg, "test", langs).items()}
+        for c in langs:
+            for q in langs:
+                ds = load_mlqa_pair(cfg.data.mlqa, "test" if official else "dev", c, q, cfg.data.dir)
+                if not official:  # the held-out articles of the context language stand in for test
+                    keep = heldout[c]
+                    ds = ds.select([i for i, uid in enumerate(ds["uid"]) if uid in keep])
+                if len(ds):
+                    sets[f"{c}-{q}"] = encode_qa(limit(ds, cfg.eval.max_examples), tokenizer, cfg.model.max_length,
+                                                 cfg.model.doc_stride)
+        return sets

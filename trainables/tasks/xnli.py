@@ -1,0 +1,64 @@
+"""The XNLI task: sentence-pair classification on XNLI, with MNLI (or XNLI en dev offline) for the English stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from trainables.config import ModelConfig, RunConfig
+from trainables.data.english import load_english_nli
+from trainables.data.xnli import load_xnli
+from trainables.models import load_classifier
+from trainables.tasks.base import Batch, Task
+from trainables.tasks.nli import NUM_LABELS, Encoded, accuracy, collate, collate_mixed, encode_nli, loss_fn, predict, \
+    write_predictions
+from trainables.tasks.specs import TASK_SPECS
+
+
+class XNLITask(Task):
+    """XNLI: accuracy per language; predictions one label word per line."""
+
+    spec = TASK_SPECS["xnli"]
+
+    def load(self, cfg: RunConfig, split: str, langs: list[str]) -> dict[str, Any]:
+        """Return {lang: XNLI dataset of `split`}."""
+        return load_xnli(cfg.data.xnli, split, langs, cfg.data.dir)
+
+    def english_data(self, cfg: RunConfig) -> tuple[Any, str]:
+        """Return (English NLI training pairs, where they came from)."""
+        return load_english_nli(cfg.data.english, cfg.data.dir, cfg.english.max_examples, cfg.seed)
+
+    def english_data_key(self, cfg: RunConfig) -> dict[str, Any]:
+        """Return the XNLI source (offline, XNLI en dev is the English data)."""
+        return {"task_data": cfg.data.xnli}
+
+    def encode(self, dataset: Any, tokenizer: Any, cfg: RunConfig, train: bool) -> Encoded:
+        """Return the tokenized pairs (one row per pair, train or not)."""
+        return encode_nli(dataset, tokenizer, cfg.model.max_length)
+
+    def collate(self, enc: Encoded, rows: Sequence[int], device: torch.device | str) -> Batch:
+        """Return a padded batch of pairs."""
+        return collate(enc, rows, device)
+
+    def collate_mixed(self, sets: Mapping[str, Encoded], pairs: Sequence[tuple[str, int]],
+                      device: torch.device | str) -> Batch:
+        """Return one padded batch of pairs from several languages."""
+        return collate_mixed(sets, pairs, device)
+
+    def loss(self, model: torch.nn.Module, params: Mapping[str, torch.Tensor] | None, batch: Batch) -> torch.Tensor:
+        """Return the mean cross-entropy."""
+        return loss_fn(model, params, batch)
+
+    def score(self, model: torch.nn.Module, enc: Encoded, cfg: RunConfig, device: torch.device | str,
+              pred_file: Path | None) -> dict[str, float]:
+        """Return {"acc": accuracy}, writing the predicted labels when `pred_file` is set."""
+        preds = predict(model, enc, cfg.eval.batch_size, device)
+        if pred_file is not None:
+            write_predictions(preds, pred_file)
+        return {"acc": accuracy(preds, enc.labels)}
+
+    def load_model(self, model_cfg: ModelConfig, source: str | None, seed: int) -> tuple[torch.nn.Module, Any]:
+        """Return (3-way sequence classifier, tokenizer)."""
+        return load_classifier(model_cfg, NUM_LABELS, source=source, seed=seed)
