@@ -3,6 +3,7 @@
 import os
 
 import pytest
+import torch
 
 # Any hub call fails at once instead of hanging on a closed network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -18,3 +19,19 @@ def data_dir() -> str:
     if not os.path.isdir(os.path.join(path, "xnli")):
         pytest.fail(f"shared data not found at {path}; set XLAMAML_DATA_DIR")
     return path
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A fresh xlamaml cache folder (English stages, converted models) for one test."""
+    monkeypatch.setenv("XLAMAML_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's tests on one torch thread: on this 2-core machine, two threads beside other work are ~50x slower."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)

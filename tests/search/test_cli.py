@@ -9,12 +9,6 @@ import yaml
 from search.cli import main
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XLAMAML_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
 def run_cli(*args):
     return main(["-q", *args])
 
@@ -76,6 +70,8 @@ def test_finetune_reuses_a_finished_stage(tmp_path, cache, capsys):
     (["--set", "meta.sampling=often"], "meta.sampling: expected one of random, cover"),
     (["--set", "meta.colour=red"], "unknown config key meta.colour"),
     (["--set", "data.xnli=/nonexistent/xnli"], "/nonexistent/xnli"),
+    (["--set", "model.name=/no/such/dir"], "/no/such/dir: model directory not found"),
+    (["--set", "model.name=no-such-org/no-such-model"], "model 'no-such-org/no-such-model': cannot be loaded"),
     pytest.param(["--set", "device=cuda"], "config key device: cuda was asked for",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])

@@ -35,11 +35,6 @@ def ray_local():
     ray.shutdown()
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XLAMAML_CACHE", str(tmp_path / "cache"))
-
-
 def test_assignment_kinds():
     assert assignments(AssignmentSpec("en-aux", ["hi", "sw"])) == [
         "baseline", "x-maml:hi", "xla-maml:en>hi", "x-maml:sw", "xla-maml:en>sw"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from transformers import AutoModelForQuestionAnswering
@@ -18,7 +18,7 @@ from trainables.data.english import subset_indices
 from trainables.data.mlqa import heldout_split, load_mlqa, load_mlqa_pair, load_squad
 from trainables.data.subset import limit
 from trainables.models import load_pretrained
-from trainables.tasks.base import Batch, Task
+from trainables.tasks.base import Task
 from trainables.tasks.extractive_qa import (QAEncoded, QATrain, build_tiny_qa_model, collate_mixed_qa, collate_train,
                                             encode_qa, predict_qa, qa_loss_fn, train_view)
 from trainables.tasks.qa_eval import evaluate_examples
@@ -74,18 +74,10 @@ class MLQATask(Task):
         enc = encode_qa(dataset, tokenizer, cfg.model.max_length, cfg.model.doc_stride)
         return train_view(enc) if train else enc
 
-    def collate(self, enc: QATrain, rows: Sequence[int], device: torch.device | str) -> Batch:
-        """Return a padded batch of the training windows of questions `rows`."""
-        return collate_train(enc, rows, device)
-
-    def collate_mixed(self, sets: Mapping[str, QATrain], pairs: Sequence[tuple[str, int]],
-                      device: torch.device | str) -> Batch:
-        """Return one padded batch of training windows from several languages."""
-        return collate_mixed_qa(sets, pairs, device)
-
-    def loss(self, model: torch.nn.Module, params: Mapping[str, torch.Tensor] | None, batch: Batch) -> torch.Tensor:
-        """Return the mean of the start and end cross-entropies."""
-        return qa_loss_fn(model, params, batch)
+    # The generic span extraction functions serve as this task's batches and loss as they are.
+    collate = staticmethod(collate_train)
+    collate_mixed = staticmethod(collate_mixed_qa)
+    loss = staticmethod(qa_loss_fn)
 
     def score(self, model: torch.nn.Module, enc: QAEncoded, cfg: RunConfig, device: torch.device | str,
               pred_file: Path | None) -> dict[str, float]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -11,7 +11,7 @@ from trainables.config import ModelConfig, RunConfig
 from trainables.data.english import load_english_nli
 from trainables.data.xnli import load_xnli
 from trainables.models import load_classifier
-from trainables.tasks.base import Batch, Task
+from trainables.tasks.base import Task
 from trainables.tasks.nli import NUM_LABELS, Encoded, accuracy, collate, collate_mixed, encode_nli, loss_fn, predict, \
     write_predictions
 from trainables.tasks.specs import TASK_SPECS
@@ -38,18 +38,10 @@ class XNLITask(Task):
         """Return the tokenized pairs (one row per pair, train or not)."""
         return encode_nli(dataset, tokenizer, cfg.model.max_length)
 
-    def collate(self, enc: Encoded, rows: Sequence[int], device: torch.device | str) -> Batch:
-        """Return a padded batch of pairs."""
-        return collate(enc, rows, device)
-
-    def collate_mixed(self, sets: Mapping[str, Encoded], pairs: Sequence[tuple[str, int]],
-                      device: torch.device | str) -> Batch:
-        """Return one padded batch of pairs from several languages."""
-        return collate_mixed(sets, pairs, device)
-
-    def loss(self, model: torch.nn.Module, params: Mapping[str, torch.Tensor] | None, batch: Batch) -> torch.Tensor:
-        """Return the mean cross-entropy."""
-        return loss_fn(model, params, batch)
+    # The generic pair classification functions serve as this task's batches and loss as they are.
+    collate = staticmethod(collate)
+    collate_mixed = staticmethod(collate_mixed)
+    loss = staticmethod(loss_fn)
 
     def score(self, model: torch.nn.Module, enc: Encoded, cfg: RunConfig, device: torch.device | str,
               pred_file: Path | None) -> dict[str, float]:

@@ -23,15 +23,7 @@ from trainables.tasks.extractive_qa import (
 )
 
 LANGS = ["en", "zh", "hi", "ar"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Run these tests on one torch thread: on this 2-core machine, two threads beside other work are ~50x slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

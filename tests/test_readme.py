@@ -1,0 +1,38 @@
+"""The README's Layout section is drawn from the tree as it is: every module listed exists and none is left out."""
+
+import re
+
+from trainables.paths import REPO_ROOT
+
+PACKAGES = ("trainables", "search", "analysis", "benchmarks")
+
+
+def layout_paths() -> set[str]:
+    """Return the paths the Layout block names, rebuilt from its indentation (two spaces a level)."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    paths, stack = set(), []
+    for line in block.splitlines():
+        if not line.strip():
+            continue
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        names = re.split(r"\s{2,}", line.strip(), maxsplit=1)[0]
+        stack = stack[:depth]
+        for name in (n.strip() for n in names.split(",")):
+            if name.endswith("/"):
+                paths.add("/".join(stack + [name.rstrip("/")]))
+                last_dir = name.rstrip("/")
+            else:
+                paths.add("/".join(stack + [name]))
+        if names.endswith("/"):
+            stack.append(last_dir)
+    return paths
+
+
+def test_layout_lists_every_module_and_only_existing_ones():
+    listed = layout_paths()
+    modules = {str(p.relative_to(REPO_ROOT)) for pkg in PACKAGES for p in (REPO_ROOT / pkg).rglob("*.py")
+               if p.name != "__init__.py"}
+    assert modules - listed == set(), "modules missing from the README's Layout section"
+    missing = {p for p in listed if not (REPO_ROOT / p).exists()}
+    assert missing == set(), "the README's Layout section names paths that do not exist"
