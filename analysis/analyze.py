@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,8 @@ from analysis.heatmap import delta_matrix, plot_heatmap
 from analysis.results import load_results
 from analysis.select import best_pairs, best_per_target
 from analysis.tables import method_rank, paper_table, to_csv, to_latex, to_markdown
+from trainables import storage
+from trainables.errors import MissingFileError
 
 log = logging.getLogger("xlamaml")
 
@@ -75,8 +78,31 @@ def _write_selections(df: pd.DataFrame, out: Path) -> dict[str, Path]:
     return written
 
 
+def fetch_experiment(location: str, local_dir: Path) -> Path:
+    """Return a local copy of what the analysis reads of the experiment at the URI `location` (no checkpoints,
+    no assets: those are the large files)."""
+    def wanted(name: str) -> bool:
+        parts = name.split("/")
+        return parts[0] != "assets" and not any(p.startswith("checkpoint_") for p in parts)
+
+    names = [n for n in storage.list_files(location) if wanted(n)]
+    if not names:
+        raise MissingFileError(f"{location}: no experiment there (no files); expected a sweep's experiment URI")
+    storage.download_files(location, names, local_dir)
+    return local_dir
+
+
 def analyze(exp_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """Return {file name: path} of the analysis files written to `out_dir` for the experiment `exp_dir`."""
+    """Return {file name: path} of the analysis files written to `out_dir` for the experiment `exp_dir`
+    (a local folder, or a URI such as s3://bucket/prefix/name that a sweep accepted as storage)."""
+    if storage.is_uri(exp_dir):
+        with tempfile.TemporaryDirectory(prefix="xlamaml-analyze-") as tmp:
+            return _analyze(fetch_experiment(str(exp_dir), Path(tmp)), out_dir, str(exp_dir))
+    return _analyze(Path(exp_dir), out_dir, str(exp_dir))
+
+
+def _analyze(exp_dir: Path, out_dir: str | Path, name: str) -> dict[str, Path]:
+    """Return {file name: path} of the analysis files written to `out_dir` for the local experiment `exp_dir`."""
     df = load_results(exp_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +111,7 @@ def analyze(exp_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
     parts = split_settings(df)
     if not parts:
         # A sweep still running (or all failed) still gets its tidy table.
-        log.warning("%s: no finished trial yet; wrote results.csv only", exp_dir)
+        log.warning("%s: no finished trial yet; wrote results.csv only", name)
         return written
     written.update(_write_tables(parts, out))
     written.update(_write_heatmaps(parts, out))

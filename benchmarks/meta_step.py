@@ -37,7 +37,8 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
     from trainables.config import config_from_dict
     from trainables.maml import MetaLearner
     from trainables.models import apply_freezing
-    from trainables.stages import build_sampler, encode_split
+    from trainables.data_source import TokenizingSource
+    from trainables.stages import build_sampler
     from trainables.tasks.registry import get_task
 
     if threads:
@@ -49,7 +50,7 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
     model, tok = task.load_model(cfg.model, None, 0)
     model.to(device)
     trainable = apply_freezing(model, freeze_embeddings, 0)
-    dev = encode_split(cfg, task, tok, "dev", ["en", "hi"], max_examples=400, train=True)
+    dev = TokenizingSource(cfg, task, tok).sets("dev", ["en", "hi"], max_examples=400, train=True)
     sampler = build_sampler(cfg, dev)
     episodes = [sampler.next() for _ in range(reps + 2)]
     batches = [(collate_mixed(dev, e.support, device), collate_mixed(dev, e.query, device)) for e in episodes]

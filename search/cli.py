@@ -26,6 +26,7 @@ from transformers.utils import logging as hf_logging
 
 from analysis.analyze import analyze
 from search.sweep import load_sweep, run_sweep
+from trainables import storage
 from trainables.config import load_config
 from trainables.embedded import prepare_embedded_model
 from trainables.embedded.verify import (DEFAULT_LANGS, DEFAULT_LONG_TOKENS, DEFAULT_MIN_COSINE,
@@ -99,8 +100,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     name = f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     exp = run_sweep(load_sweep(preset_path(args.config), args.set), args.storage, name)
-    written = analyze(exp, exp / "analysis")
-    print((exp / "analysis" / "table.md").read_text())
+    out = Path("runs", name, "analysis") if storage.is_uri(exp) else Path(exp, "analysis")
+    written = analyze(exp, out)
+    print((out / "table.md").read_text())
     print(f"heatmap: {written['heatmap.png']}")
     print(f"experiment: {exp}  ({time.perf_counter() - t0:.0f} s)")
 
@@ -149,13 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = configured("sweep", "a Ray Tune sweep over language assignments and hyper-parameters")
     p.add_argument("--address", help="join this Ray cluster (e.g. auto or HOST:6379); default: a local Ray")
-    p.add_argument("--storage", default="runs", help="experiments folder (made absolute; default: ./runs)")
+    p.add_argument("--storage", default="runs",
+                   help="experiments folder or URI (s3://bucket/prefix, gs://...; default: ./runs)")
     p.add_argument("--name", help="experiment name (default: preset name + time)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted experiment --name")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("analyze", help="tables, heatmap and best pairs of an experiment directory")
-    p.add_argument("exp_dir")
+    p = sub.add_parser("analyze", help="tables, heatmap and best pairs of an experiment (a folder or a URI)")
+    p.add_argument("exp_dir", metavar="EXPERIMENT", help="the experiment's folder or URI (s3://bucket/prefix/name)")
     p.add_argument("--out", required=True, help="directory for results.csv, table.md, heatmap.png/svg, best_pairs.csv")
     p.set_defaults(func=cmd_analyze)
 

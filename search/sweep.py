@@ -1,9 +1,10 @@
-"""A Ray Tune sweep: the English stage once, then one trial per assignment x seed (grid) or an
-Optuna search with ASHA early stopping, resumable after an interruption.
+"""A Ray Tune sweep: its assets once (tokenized data, the English stage), then one trial per assignment x seed
+(grid) or an Optuna search with ASHA early stopping, resumable after an interruption.
 
-A sweep preset is a run config (trainables/config.py keys) plus a `sweep:` section (SweepConfig).
-The experiment directory gets `xlamaml_sweep.json` (the resolved run config and sweep), so
-`--resume` and the analysis need nothing but that directory.
+A sweep preset is a run config (trainables/config.py keys) plus a `sweep:` section (SweepConfig). The experiment
+(`<storage>/<name>`, a local folder or a URI such as `s3://bucket/prefix/<name>`) gets `xlamaml_sweep.json` (the
+resolved run config and sweep) and `assets/` (`search/sweep_assets.py`), so `--resume`, the trials on any node and
+the analysis need nothing but the experiment's storage.
 """
 
 from __future__ import annotations
@@ -18,18 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from search.ray_connect import init_ray
 from search.space import AssignmentSpec, assignments, hyper_space, nested
+from search.sweep_assets import prepare_assets
+from trainables import storage
 from trainables.config import RunConfig, config_from_dict
 from trainables.config_parsing import (build_dataclass, check_fields, checked, merge, non_negative, one_of,
                                        parse_overrides, positive_int, read_yaml)
-from trainables.english_stage import english_stage
 from trainables.errors import ConfigError, ExistingOutputError, MissingFileError
-from trainables.stages import setup_torch
-from trainables.tasks.registry import get_task
 from trainables.trainable import XlaMamlTrainable
 
 log = logging.getLogger("xlamaml")
@@ -55,6 +55,12 @@ class SweepConfig:
     keep_checkpoints: int = checked(1, rule=positive_int)
     checkpoint_every: int = checked(1, rule=positive_int)  # reports between checkpoints
     max_failures: int = 1  # retries of a failed trial before it counts as errored
+    # A finished trial keeps only its final report, not its weights (246 MB a demo trial, ~2 GB with mBERT);
+    # true keeps the meta-trained weights of every finished trial.
+    keep_final_checkpoint: bool = False
+    # The English stage's resources: with --address it runs as a Ray task on a worker, so the head needs no GPU.
+    english_cpus: float = checked(1.0, rule=_positive_number)
+    english_gpus: float = checked(0.0, rule=non_negative)
     # optuna mode
     num_samples: int = checked(8, rule=positive_int)
     metric: str = "dev/avg_excl_aux/acc"
@@ -100,7 +106,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
 
 
 def absolute_paths(cfg: RunConfig) -> RunConfig:
-    """Return `cfg` with its local paths made absolute (every trial changes its working directory)."""
+    """Return `cfg` with its local paths made absolute (the driver reads them; trials read only assets)."""
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data))
     cfg.data.dir = str(Path(cfg.data.dir).expanduser().resolve())
     for key in ("xnli", "mlqa", "english"):
@@ -122,6 +128,7 @@ def param_space(sw: Sweep) -> dict[str, Any]:
     s = sw.sweep
     space = dict(sw.run)
     space["threads"] = max(1, int(s.cpus_per_trial))  # torch threads match the CPUs a trial holds
+    space["keep_final_checkpoint"] = s.keep_final_checkpoint
     names = assignments(s.assignments)
     if s.mode == "grid":
         space["assignment"] = tune.grid_search(names)
@@ -138,12 +145,12 @@ def trial_dirname(trial) -> str:
     return f"{a}_s{trial.config.get('seed')}_{trial.trial_id}"
 
 
-def make_tuner(sw: Sweep, exp_dir: Path, resume: bool = False):
-    """Return the Tuner of a new sweep in `exp_dir`, or the restored one when `resume`."""
+def make_tuner(sw: Sweep, storage_root: str, name: str, resume: bool = False):
+    """Return the Tuner of a new sweep `storage_root/name`, or the restored one when `resume`."""
     s = sw.sweep
     trainable = tune.with_resources(XlaMamlTrainable, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
     if resume:
-        return tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
+        return tune.Tuner.restore(storage.join(storage_root, name), trainable=trainable, resume_errored=True)
     search_alg = scheduler = None
     if s.mode == "optuna":
         # Late import: Ray's Optuna integration loads optuna (and its SQL stack), which grid sweeps never use.
@@ -161,9 +168,12 @@ def make_tuner(sw: Sweep, exp_dir: Path, resume: bool = False):
                                     max_concurrent_trials=s.max_concurrent or None,
                                     trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
-            name=exp_dir.name, storage_path=str(exp_dir.parent),
+            name=name, storage_path=storage_root,
+            # checkpoint_at_end: a finished trial's last checkpoint (its final report, see the Trainable)
+            # replaces the one holding its weights.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=s.keep_checkpoints,
-                                                    checkpoint_frequency=s.checkpoint_every),
+                                                    checkpoint_frequency=s.checkpoint_every,
+                                                    checkpoint_at_end=True),
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
             # Predictions are written in the trial's working directory; this copies them into its folder.
             sync_config=tune.SyncConfig(sync_artifacts=True),
@@ -172,51 +182,41 @@ def make_tuner(sw: Sweep, exp_dir: Path, resume: bool = False):
     )
 
 
-def prepare_base(sw: Sweep) -> Sweep:
-    """Return the sweep with `base_checkpoint` set: the English stage, built (or found) before any trial."""
-    if sw.run.get("base_checkpoint"):
-        return sw
-    cfg = config_from_dict(sw.run)
-    setup_torch(cfg)
-    base = english_stage(cfg, get_task(cfg.task))
-    return Sweep(merge(sw.run, {"base_checkpoint": str(base)}), sw.sweep)
+def read_record(exp: str) -> Sweep:
+    """Return the sweep recorded in the experiment `exp` (MissingFileError when it holds none)."""
+    record = storage.join(exp, SWEEP_FILE)
+    if not storage.exists(record):
+        raise MissingFileError(f"{exp}: no interrupted sweep to resume (no {SWEEP_FILE})")
+    saved = json.loads(storage.read_bytes(record))
+    return Sweep(saved["run"], build_dataclass(SweepConfig, saved["sweep"], "sweep."))
 
 
-def init_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Join the cluster at `address`, or start a local Ray (once per process)."""
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
-
-
-def run_sweep(sw: Sweep | None, storage: str | Path, name: str, address: str | None = None,
-              resume: bool = False, num_cpus: int | None = None) -> Path:
-    """Run (or with `resume`, continue) the sweep `storage/name`; return the experiment directory."""
-    exp_dir = Path(storage).expanduser().resolve() / name
-    meta = exp_dir / SWEEP_FILE
+def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address: str | None = None,
+              resume: bool = False, num_cpus: int | None = None) -> Path | str:
+    """Run (or with `resume`, continue) the sweep `<storage>/<name>`; return the experiment's folder (a Path) or
+    URI (a str)."""
+    root = storage.normalize(storage_location)
+    exp = storage.join(root, name)
+    storage.check_writable(exp)  # a bad URI, bucket or credential: one line before anything starts
     if resume:
-        if not meta.is_file():
-            raise MissingFileError(f"{exp_dir}: no interrupted sweep to resume (no {SWEEP_FILE})")
-        saved = json.loads(meta.read_text())
-        sw = Sweep(saved["run"], build_dataclass(SweepConfig, saved["sweep"], "sweep."))
-    elif meta.is_file():
-        raise ExistingOutputError(f"{exp_dir}: a sweep already ran here; pass --resume to continue it or choose "
-                              f"another --name")
+        sw = read_record(exp)
+    elif storage.exists(storage.join(exp, SWEEP_FILE)):
+        raise ExistingOutputError(f"{exp}: a sweep already ran here; pass --resume to continue it or choose "
+                                  f"another --name")
     assert sw is not None
     t0 = time.perf_counter()
-    sw = prepare_base(sw)
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps(sw.to_dict(), indent=2))
+    if address:  # the English stage runs as a Ray task on the cluster; locally it runs here, before Ray starts
+        init_ray(address)
+    if not resume:
+        run = prepare_assets(sw.run, sw.sweep, storage.join(exp, "assets"), remote=bool(address))
+        sw = Sweep(run, sw.sweep)
+        storage.write_bytes(storage.join(exp, SWEEP_FILE), json.dumps(sw.to_dict(), indent=2).encode())
     init_ray(address, num_cpus)
-    log.info("sweep %s: %s mode, %d assignments x %d seeds, English stage ready after %.0f s", exp_dir,
-             sw.sweep.mode, len(assignments(sw.sweep.assignments)), len(sw.sweep.seeds), time.perf_counter() - t0)
-    tuner = make_tuner(sw, exp_dir, resume=resume)
-    results = tuner.fit()
+    log.info("sweep %s: %s mode, %d assignments x %d seeds, assets ready after %.0f s", exp, sw.sweep.mode,
+             len(assignments(sw.sweep.assignments)), len(sw.sweep.seeds), time.perf_counter() - t0)
+    results = make_tuner(sw, root, name, resume=resume).fit()
     errors = [r for r in results if r.error is not None]
     if errors:
-        log.warning("sweep %s: %d of %d trials errored (see error.txt in their folders)", exp_dir, len(errors),
+        log.warning("sweep %s: %d of %d trials errored (see error.txt in their folders)", exp, len(errors),
                     len(results))
-    return exp_dir
+    return exp if storage.is_uri(exp) else Path(exp)

@@ -140,6 +140,9 @@ class RunConfig:
     device: str = checked("auto", rule=one_of(*DEVICES))
     threads: int = checked(0, rule=non_negative_int)  # torch intra-op threads; 0 keeps torch's default
     base_checkpoint: Optional[str] = None  # built (or reused) by the English stage when None
+    # Set by a sweep: its asset folder (a local path or a URI). Trials then fetch `base_checkpoint` (an asset
+    # there) and their tokenized data from it into the node-local cache, and read no data folder.
+    assets: Optional[str] = None
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     english: EnglishConfig = field(default_factory=EnglishConfig)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from trainables.config import RunConfig, save_config
-from trainables.data.subset import limit
+from trainables.data_source import DataSource, TokenizingSource, english_sets
 from trainables.embedded import CONVERTER_VERSION
 from trainables.errors import ExistingOutputError
 from trainables.evaluate import evaluate_sets
@@ -62,8 +62,11 @@ def read_stage_metrics(out: Path) -> dict | None:
     return json.loads(path.read_text())
 
 
-def english_stage(cfg: RunConfig, task: Task, out_dir: str | Path | None = None) -> Path:
-    """Return a base checkpoint directory for `cfg`: found in the cache, or trained on English and saved."""
+def english_stage(cfg: RunConfig, task: Task, out_dir: str | Path | None = None,
+                  source: DataSource | None = None) -> Path:
+    """Return a base checkpoint directory for `cfg`: found in the cache, or trained on English and saved.
+
+    The data comes from `source` (a sweep's data asset), else it is read and tokenized here."""
     key = english_stage_key(cfg, task)
     out = Path(out_dir).resolve() if out_dir else english_stage_dir(cfg, task)
     done = read_stage_metrics(out)
@@ -80,22 +83,21 @@ def english_stage(cfg: RunConfig, task: Task, out_dir: str | Path | None = None)
     model, tokenizer = task.load_model(cfg.model, None, cfg.seed)
     model.to(device)
     trainable = apply_freezing(model, cfg.english.freeze_embeddings, 0)
-    train, source = task.english_data(cfg)
-    log.info("English stage: %d examples from %s, %d trainable parameters, %s epochs", len(train), source,
+    source = source or TokenizingSource(cfg, task, tokenizer)
+    train, origin = source.english()
+    log.info("English stage: %d examples from %s, %d trainable parameters, %s epochs", len(train), origin,
              trainable, cfg.english.epochs)
     e = cfg.english
-    stats = train_supervised(task, model, task.encode(train, tokenizer, cfg, True), epochs=e.epochs,
+    stats = train_supervised(task, model, train, epochs=e.epochs,
                              batch_size=e.batch_size, lr=e.lr, weight_decay=e.weight_decay,
                              warmup_ratio=e.warmup_ratio, seed=cfg.seed, device=device, what="English stage")
     apply_freezing(model, False, 0)  # later stages decide their own freezing
 
-    metrics: dict = {"english_stage_key": key, "train_source": source, "train_examples": len(train),
+    metrics: dict = {"english_stage_key": key, "train_source": origin, "train_examples": len(train),
                      "eval_max_examples": cfg.english.dev_max_examples,
                      **{f"train/{k}": v for k, v in stats.items()}}
-    for split in ("dev", "test"):
-        data = task.load(cfg, split, ["en"])["en"]
-        enc = task.encode(limit(data, cfg.english.dev_max_examples), tokenizer, cfg, False)
-        metrics.update(evaluate_sets(task, model, {"en": enc}, split, cfg, device))
+    for scored in english_sets(cfg)[1:]:  # en dev and test
+        metrics.update(evaluate_sets(task, model, {"en": source.get(scored)}, scored.split, cfg, device))
     m = task.metrics[0]
     log.info("English stage: en dev %s %.4f, test %s %.4f", m, metrics[f"dev/en/{m}"], m, metrics[f"test/en/{m}"])
 

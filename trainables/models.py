@@ -9,13 +9,16 @@ A base checkpoint written by the English stage is a local directory like any oth
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import (
+    AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
@@ -103,23 +106,46 @@ def resolve_model_source(name: str) -> str:
     return name  # a hub name; load_pretrained says clearly when it is offline or unknown
 
 
+@contextlib.contextmanager
+def _loading(name: str) -> Iterator[None]:
+    """Turn transformers' errors for an unknown name, a missing file or no network into one ModelLoadError line."""
+    try:
+        yield
+    except OSError as e:
+        if isinstance(e, XlamamlError):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"model {name!r}: cannot be loaded ({first}); expected {MODEL_NAMES}") from e
+
+
+def _with_type_ids(tokenizer: PreTrainedTokenizerBase, type_vocab_size: int) -> PreTrainedTokenizerBase:
+    """Return `tokenizer`, made to return token_type_ids when the model has segment embeddings to use them."""
+    if "token_type_ids" not in tokenizer.model_input_names and type_vocab_size > 1:
+        tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    return tokenizer
+
+
 def load_pretrained(auto_cls, name: str, seed: int = 0, **kwargs) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Return (model with `auto_cls`'s head, tokenizer) from a hub name, a directory or "embedded"."""
     where = resolve_model_source(name)
-    try:
+    with _loading(name):
         tokenizer = AutoTokenizer.from_pretrained(where)
         # The head is new when `where` is a bare encoder; seed it so runs are repeatable.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = auto_cls.from_pretrained(where, **kwargs)
-    except OSError as e:  # transformers' word for an unknown name, a missing file or no network
-        if isinstance(e, XlamamlError):
-            raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"model {name!r}: cannot be loaded ({first}); expected {MODEL_NAMES}") from e
-    if "token_type_ids" not in tokenizer.model_input_names and getattr(model.config, "type_vocab_size", 1) > 1:
-        tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
-    return model, tokenizer
+    return model, _with_type_ids(tokenizer, getattr(model.config, "type_vocab_size", 1))
+
+
+def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
+    """Return the tokenizer `load_pretrained` (or the tiny model) gives for `cfg.name`, without loading weights."""
+    if cfg.name == "tiny":
+        return build_byte_tokenizer()
+    where = resolve_model_source(cfg.name)
+    with _loading(cfg.name):
+        tokenizer = AutoTokenizer.from_pretrained(where)
+        config = AutoConfig.from_pretrained(where)
+    return _with_type_ids(tokenizer, getattr(config, "type_vocab_size", 1))
 
 
 def load_classifier(cfg: ModelConfig, num_labels: int, source: str | None = None,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from trainables.config import RunConfig, save_config
-from trainables.data.subset import limit
+from trainables.data_source import DataSource, TokenizingSource
 from trainables.english_stage import english_stage
 from trainables.episodes import EpisodeSampler
 from trainables.evaluate import add_averages, evaluate_sets
@@ -43,13 +43,6 @@ def setup_torch(cfg: RunConfig) -> torch.device:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     return pick_device(cfg.device)
-
-
-def encode_split(cfg: RunConfig, task: Task, tokenizer, split: str, langs: list[str],
-                 max_examples: int | None = None, train: bool = False) -> dict:
-    """Return the encoded `split` of each language in `langs` (first `max_examples` examples)."""
-    data = task.load(cfg, split, langs)
-    return {lang: task.encode(limit(data[lang], max_examples), tokenizer, cfg, train) for lang in langs}
 
 
 def build_sampler(cfg: RunConfig, dev: dict) -> EpisodeSampler:
@@ -77,11 +70,10 @@ class MetaState:
         return self.learner.steps_done >= self.total
 
 
-def start_meta(cfg: RunConfig, task: Task, model: torch.nn.Module, tokenizer) -> MetaState:
+def start_meta(cfg: RunConfig, task: Task, model: torch.nn.Module, source: DataSource) -> MetaState:
     """Return a fresh meta stage for `model` (freezing applied: frozen weights are no fast weights)."""
     m = cfg.meta
-    langs = sorted(set(m.support_langs) | set(m.query_langs))
-    dev = encode_split(cfg, task, tokenizer, "dev", langs, train=True)
+    dev = source.sets("dev", sorted(set(m.support_langs) | set(m.query_langs)), train=True)
     apply_freezing(model, m.freeze_embeddings, m.freeze_layers)
     learner = MetaLearner(model, task.loss, inner_lr=m.inner_lr, inner_steps=m.inner_steps,
                           first_order=m.first_order, outer_lr=m.outer_lr, weight_decay=m.weight_decay,
@@ -113,9 +105,10 @@ def meta_summary(state: MetaState) -> dict[str, float]:
             "meta/query_loss": float(np.mean(recent)) if recent else float("nan")}
 
 
-def meta_stage(cfg: RunConfig, task: Task, model: torch.nn.Module, tokenizer, device: torch.device) -> dict[str, float]:
+def meta_stage(cfg: RunConfig, task: Task, model: torch.nn.Module, source: DataSource,
+               device: torch.device) -> dict[str, float]:
     """Meta-train `model` in place on episodes of the auxiliary dev sets; return its summary metrics."""
-    state = start_meta(cfg, task, model, tokenizer)
+    state = start_meta(cfg, task, model, source)
     log.info("meta stage: %s %s -> %s, %d steps, %s order, %s sampling, %s", cfg.method,
              "+".join(cfg.meta.support_langs), "+".join(cfg.meta.query_langs), state.total,
              "first" if cfg.meta.first_order else "second", cfg.meta.sampling,
@@ -125,11 +118,11 @@ def meta_stage(cfg: RunConfig, task: Task, model: torch.nn.Module, tokenizer, de
     return meta_summary(state)
 
 
-def few_shot_and_test(cfg: RunConfig, task: Task, model: torch.nn.Module, tokenizer, device: torch.device,
+def few_shot_and_test(cfg: RunConfig, task: Task, model: torch.nn.Module, source: DataSource, device: torch.device,
                       test: dict, pred_dir: Path | None) -> dict[str, float]:
     """Return test metrics after fine-tuning a fresh copy of `model` on each target's dev set."""
     start = copy.deepcopy(model.state_dict())
-    dev = encode_split(cfg, task, tokenizer, "dev", list(test), train=True)
+    dev = source.sets("dev", list(test), train=True)
     metrics: dict[str, float] = {}
     fs = cfg.few_shot
     for lang, enc in test.items():
@@ -144,18 +137,18 @@ def few_shot_and_test(cfg: RunConfig, task: Task, model: torch.nn.Module, tokeni
     return metrics
 
 
-def score_test(cfg: RunConfig, task: Task, model: torch.nn.Module, tokenizer, device: torch.device,
+def score_test(cfg: RunConfig, task: Task, model: torch.nn.Module, source: DataSource, device: torch.device,
                pred_dir: Path | None) -> dict[str, float]:
     """Return test metrics of every target with averages (after the few-shot stage when it is on), plus extras."""
     targets = cfg.eval.target_langs
-    test = encode_split(cfg, task, tokenizer, "test", targets, cfg.eval.max_examples)
+    test = source.sets("test", targets, cfg.eval.max_examples)
     if cfg.few_shot.enabled:
-        metrics = few_shot_and_test(cfg, task, model, tokenizer, device, test, pred_dir)
+        metrics = few_shot_and_test(cfg, task, model, source, device, test, pred_dir)
     else:
         metrics = evaluate_sets(task, model, test, "test", cfg, device, pred_dir)
     metrics = add_averages(metrics, "test", targets, cfg.aux_langs, task.metrics)
     # Task-specific extra matrices (MLQA's G-XLT: keys gxlt/<context>-<question>/<metric>).
-    for split, sets in task.extra_eval_sets(cfg, tokenizer, targets).items():
+    for split, sets in source.extra_sets(targets).items():
         metrics.update(evaluate_sets(task, model, sets, split, cfg, device))
     return metrics
 
@@ -171,16 +164,17 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, float]:
     base = Path(cfg.base_checkpoint).resolve() if cfg.base_checkpoint else english_stage(cfg, task)
     model, tokenizer = task.load_model(cfg.model, str(base), cfg.seed)
     model.to(device)
+    source = TokenizingSource(cfg, task, tokenizer)
     metrics: dict[str, float] = {}
     if cfg.method != "baseline":
-        metrics.update(meta_stage(cfg, task, model, tokenizer, device))
+        metrics.update(meta_stage(cfg, task, model, source, device))
 
     targets = cfg.eval.target_langs
     t_eval = time.perf_counter()
     pred_dir = out / "predictions" if cfg.eval.write_predictions else None
-    metrics.update(score_test(cfg, task, model, tokenizer, device, pred_dir))
+    metrics.update(score_test(cfg, task, model, source, device, pred_dir))
     if cfg.eval.dev:
-        dev = encode_split(cfg, task, tokenizer, "dev", targets, cfg.eval.max_examples)
+        dev = source.sets("dev", targets, cfg.eval.max_examples)
         metrics = add_averages({**metrics, **evaluate_sets(task, model, dev, "dev", cfg, device)},
                                "dev", targets, cfg.aux_langs, task.metrics)
     metrics["eval/seconds"] = time.perf_counter() - t_eval

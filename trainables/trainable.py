@@ -20,54 +20,80 @@ import ray
 import torch
 from ray import tune
 
+from trainables import assets, storage
 from trainables.assignment import parse_assignment
 from trainables.config import RunConfig, config_from_dict
 from trainables.config_parsing import merge
 from trainables.errors import ConfigError, MissingFileError
 from trainables.evaluate import add_averages, evaluate_sets
 from trainables.models import apply_freezing
-from trainables.stages import MetaState, advance_meta, encode_split, meta_summary, score_test, setup_torch, start_meta
+from trainables.data_source import AssetSource, DataSource, TokenizingSource, data_key
+from trainables.stages import MetaState, advance_meta, meta_summary, score_test, setup_torch, start_meta
+from trainables.tasks.base import Task
 from trainables.tasks.registry import get_task
 
 log = logging.getLogger("xlamaml")
 CHECKPOINT_FILE = "trial.pt"
+TRIAL_KEYS = ("assignment", "keep_final_checkpoint")  # a trial's config keys that are not run-config keys
 
 
-def trial_config(config: dict[str, Any]) -> RunConfig:
-    """Return the RunConfig of a trial: its config dict with the `assignment` string applied."""
-    values = dict(config)
-    assignment = values.pop("assignment", None)
+def trial_values(config: dict[str, Any]) -> dict[str, Any]:
+    """Return a trial's config dict as run-config values: its `assignment` string applied, trial-only keys gone."""
+    values = {k: v for k, v in config.items() if k not in TRIAL_KEYS}
+    assignment = config.get("assignment")
     if assignment is not None:
         try:
             values = merge(values, parse_assignment(assignment).overrides())
         except ValueError as e:
             raise ConfigError(str(e)) from None
-    cfg = config_from_dict(values)
+    return values
+
+
+def trial_config(config: dict[str, Any]) -> RunConfig:
+    """Return the RunConfig of a trial: its config dict with the `assignment` string applied."""
+    cfg = config_from_dict(trial_values(config))
     if not cfg.base_checkpoint:
         raise ConfigError("config key base_checkpoint: a trial needs the English stage's directory "
                           "(the sweep builds it before any trial starts)")
     return cfg
 
 
+def trial_data(cfg: RunConfig, task: Task) -> tuple[Path, DataSource | None]:
+    """Return (the local base checkpoint, the data asset's source) of a trial; no source without `cfg.assets`."""
+    if not cfg.assets:  # a sweep of an older layout, or a hand-made trial config: local paths, tokenize here
+        base = Path(cfg.base_checkpoint)
+        if not (base / "config.json").is_file():
+            raise MissingFileError(f"{base}: base checkpoint not found (expected a save_pretrained directory)")
+        return base, None
+    base = assets.fetch(cfg.base_checkpoint)
+    folder = assets.fetch(storage.join(cfg.assets, f"data-{data_key(cfg, task)}"))
+    return base, AssetSource(cfg, task, folder, assets.local_manifest(folder)["meta"])
+
+
 class XlaMamlTrainable(tune.Trainable):
     """One XLA-MAML / X-MAML / baseline trial."""
 
     def setup(self, config: dict[str, Any]) -> None:
+        """Load the base checkpoint and the trial's data (from the sweep's assets), and start the meta stage."""
         self.cfg = trial_config(config)
+        self.keep_final = bool(config.get("keep_final_checkpoint", False))
+        self.final_metrics: dict[str, Any] | None = None  # set once the trial is done: its last report
         self.device = setup_torch(self.cfg)
-        base = Path(self.cfg.base_checkpoint)
-        if not (base / "config.json").is_file():
-            raise MissingFileError(f"{base}: base checkpoint not found (expected a save_pretrained directory)")
         self.task = get_task(self.cfg.task)  # resolved once per trial, passed to every stage
+        base, source = trial_data(self.cfg, self.task)
         self.model, self.tokenizer = self.task.load_model(self.cfg.model, str(base), self.cfg.seed)
         self.model.to(self.device)
+        self.source = source or TokenizingSource(self.cfg, self.task, self.tokenizer)
         self.meta: MetaState | None = None
         if self.cfg.method != "baseline":
-            self.meta = start_meta(self.cfg, self.task, self.model, self.tokenizer)
+            self.meta = start_meta(self.cfg, self.task, self.model, self.source)
         dev_langs = self.cfg.eval.dev_langs or self.cfg.eval.target_langs
-        self.dev = encode_split(self.cfg, self.task, self.tokenizer, "dev", dev_langs, self.cfg.eval.dev_max_examples)
+        self.dev = self.source.sets("dev", dev_langs, self.cfg.eval.dev_max_examples)
 
     def step(self) -> dict[str, Any]:
+        """Run the next `meta.steps_per_report` meta steps and return dev metrics (and test, once done)."""
+        if self.final_metrics is not None:  # restored from the checkpoint of a finished trial: report it again
+            return {**self.final_metrics, "done": True}
         cfg = self.cfg
         if self.meta is not None:
             advance_meta(cfg, self.task, self.meta, cfg.meta.steps_per_report, self.device)
@@ -80,6 +106,7 @@ class XlaMamlTrainable(tune.Trainable):
         if self.meta is None or self.meta.done:
             metrics.update(self._test())
             metrics["done"] = True
+            self.final_metrics = {k: v for k, v in metrics.items() if k != "done"}
         return metrics
 
     def _test(self) -> dict[str, float]:
@@ -88,11 +115,17 @@ class XlaMamlTrainable(tune.Trainable):
             apply_freezing(self.model, False, 0)
         # The trial's working directory is its own folder (Ray changes into it).
         pred_dir = Path.cwd() / "predictions" if self.cfg.eval.write_predictions else None
-        return score_test(self.cfg, self.task, self.model, self.tokenizer, self.device, pred_dir)
+        return score_test(self.cfg, self.task, self.model, self.source, self.device, pred_dir)
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
+        """Write the trial's state: meta-trained weights, optimizer, schedule, sampler, RNG (or, once done, its
+        final report only, unless `sweep.keep_final_checkpoint`)."""
         state: dict[str, Any] = {"rng": torch.get_rng_state()}
-        if self.meta is not None:
+        if self.final_metrics is not None and not self.keep_final:
+            # A finished trial is never trained again: its weights would only fill the storage (246 MB a demo
+            # trial, ~2 GB with mBERT). The report lets a resume that restores it finish without retraining.
+            state["final_metrics"] = self.final_metrics
+        elif self.meta is not None:
             # Only the weights the meta stage trains: frozen ones equal the base checkpoint, which
             # `setup` loads anyway (with frozen embeddings this is 21M instead of 118M parameters).
             state["weights"] = {n: p.detach().cpu() for n, p in self.meta.learner.params.items()}
@@ -103,8 +136,12 @@ class XlaMamlTrainable(tune.Trainable):
         torch.save(state, os.path.join(checkpoint_dir, CHECKPOINT_FILE))
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
-        state = torch.load(os.path.join(checkpoint_dir, CHECKPOINT_FILE), weights_only=False)
+        """Restore what `save_checkpoint` wrote (tensors and plain values only: loading runs no code)."""
+        state = torch.load(os.path.join(checkpoint_dir, CHECKPOINT_FILE), weights_only=True)
         torch.set_rng_state(state["rng"])
+        if "final_metrics" in state:
+            self.final_metrics = dict(state["final_metrics"])
+            return
         if self.meta is not None:
             with torch.no_grad():
                 for name, value in state["weights"].items():

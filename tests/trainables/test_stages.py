@@ -8,8 +8,9 @@ from search.cli import PRESETS
 from trainables.config import load_config
 from trainables.english_stage import english_stage
 from trainables.evaluate import evaluate_sets
-from trainables.stages import advance_meta, encode_split, few_shot_and_test, meta_stage, meta_summary, score_test, \
-    setup_torch, start_meta
+from trainables.data_source import TokenizingSource
+from trainables.stages import advance_meta, few_shot_and_test, meta_stage, meta_summary, score_test, setup_torch, \
+    start_meta
 from trainables.tasks.base import Task
 from trainables.tasks.registry import TASK_CLASSES, get_task
 
@@ -30,11 +31,11 @@ def base(cache):
 
 
 def load(cfg, base):
-    """Return (task, model, tokenizer) of `cfg` started from the base checkpoint."""
+    """Return (task, model, data source) of `cfg` started from the base checkpoint."""
     setup_torch(cfg)
     task = get_task(cfg.task)
     model, tok = task.load_model(cfg.model, str(base), cfg.seed)
-    return task, model, tok
+    return task, model, TokenizingSource(cfg, task, tok)
 
 
 @pytest.mark.parametrize("name", sorted(TASK_CLASSES))
@@ -44,10 +45,10 @@ def test_every_task_implements_the_interface(name):
     assert task.metrics and task.langs and task.prediction_suffix.startswith(".")
 
 
-def test_encode_split_takes_the_first_rows_of_each_language(base):
+def test_source_takes_the_first_rows_of_each_language(base):
     cfg = smoke()
-    task, _, tok = load(cfg, base)
-    sets = encode_split(cfg, task, tok, "test", ["en", "hi"], max_examples=10)
+    task, _, source = load(cfg, base)
+    sets = source.sets("test", ["en", "hi"], max_examples=10)
     assert set(sets) == {"en", "hi"} and all(len(enc) == 10 for enc in sets.values())
     assert sets["en"].uids == sets["hi"].uids  # XNLI is parallel: every language scores the same pairs
 
@@ -55,12 +56,12 @@ def test_encode_split_takes_the_first_rows_of_each_language(base):
 def test_meta_stage_in_chunks_equals_one_go(base):
     """A trial runs the meta stage a report at a time; the weights must equal those of one uninterrupted run."""
     cfg = smoke()
-    task, whole, tok = load(cfg, base)
-    summary = meta_stage(cfg, task, whole, tok, torch.device("cpu"))
+    task, whole, source = load(cfg, base)
+    summary = meta_stage(cfg, task, whole, source, torch.device("cpu"))
     assert summary["meta/steps"] == cfg.meta.total_steps == 4
 
-    _, chunked, tok = load(cfg, base)
-    state = start_meta(cfg, task, chunked, tok)
+    _, chunked, source = load(cfg, base)
+    state = start_meta(cfg, task, chunked, source)
     while not state.done:
         advance_meta(cfg, task, state, 3, torch.device("cpu"))  # 3 + 1: the last chunk stops at the budget
     assert meta_summary(state)["meta/steps"] == 4 and len(state.query_losses) == 4
@@ -70,8 +71,8 @@ def test_meta_stage_in_chunks_equals_one_go(base):
 
 def test_score_test_scores_every_target_with_both_averages(base):
     cfg = smoke("method=baseline")
-    task, model, tok = load(cfg, base)
-    metrics = score_test(cfg, task, model, tok, torch.device("cpu"), None)
+    task, model, source = load(cfg, base)
+    metrics = score_test(cfg, task, model, source, torch.device("cpu"), None)
     for lang in cfg.eval.target_langs:
         assert 0.0 <= metrics[f"test/{lang}/acc"] <= 1.0
     mean = sum(metrics[f"test/{lang}/acc"] for lang in cfg.eval.target_langs) / 3
@@ -81,10 +82,10 @@ def test_score_test_scores_every_target_with_both_averages(base):
 
 def test_few_shot_leaves_the_model_as_it_found_it(base):
     cfg = smoke("few_shot.enabled=true", "eval.target_langs=de,hi", "eval.max_examples=16")
-    task, model, tok = load(cfg, base)
+    task, model, source = load(cfg, base)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    test = encode_split(cfg, task, tok, "test", ["de", "hi"], cfg.eval.max_examples)
-    tuned = few_shot_and_test(cfg, task, model, tok, torch.device("cpu"), test, None)
+    test = source.sets("test", ["de", "hi"], cfg.eval.max_examples)
+    tuned = few_shot_and_test(cfg, task, model, source, torch.device("cpu"), test, None)
     assert set(tuned) == {"test/de/acc", "test/hi/acc"}
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
     # Scored as is, the untouched model gives the zero-shot numbers, not the few-shot ones.

@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from trainables.tasks.specs import TaskSpec
@@ -71,6 +72,20 @@ class Task(ABC):
         """Return the encoded set of `dataset`; `train` sets keep one row per example (the parallel key is unique)."""
 
     @abstractmethod
+    def encoded_from_arrays(self, arrays: Mapping[str, np.ndarray]) -> Any:
+        """Return the encoded set stored as `enc.to_arrays()` (how sweep assets hold tokenized data)."""
+
+    def save_encoded(self, enc: Any, path: Path) -> None:
+        """Write the encoded set `enc` to `path` (.npz: plain arrays, loaded without pickle)."""
+        with open(path, "wb") as f:
+            np.savez(f, **enc.to_arrays())
+
+    def load_encoded(self, path: Path) -> Any:
+        """Return the encoded set written by `save_encoded`."""
+        with np.load(path, allow_pickle=False) as f:
+            return self.encoded_from_arrays({k: f[k] for k in f.files})
+
+    @abstractmethod
     def collate(self, enc: Any, rows: Sequence[int], device: torch.device | str) -> Batch:
         """Return a padded batch of the rows `rows` of one encoded set."""
 
@@ -92,6 +107,15 @@ class Task(ABC):
     def load_model(self, model_cfg: ModelConfig, source: str | None, seed: int) -> tuple[torch.nn.Module, Any]:
         """Return (model with this task's head, tokenizer) from `source` (a checkpoint directory) or the config."""
 
-    def extra_eval_sets(self, cfg: RunConfig, tokenizer: Any, langs: list[str]) -> dict[str, dict[str, Any]]:
-        """Return {split name: {set name: encoded set}} scored beside the test sets (MLQA's G-XLT); none by default."""
+    def data_split_key(self, cfg: RunConfig) -> dict[str, Any]:
+        """Return the config values, beyond data files and tokenizer, that decide which rows a split holds."""
         return {}
+
+    def extra_eval_names(self, cfg: RunConfig, langs: list[str]) -> dict[str, list[str]]:
+        """Return {split name: set names} scored beside the test sets for the targets `langs` (MLQA's G-XLT)."""
+        return {}
+
+    def encode_extra(self, cfg: RunConfig, tokenizer: Any, split: str, name: str,
+                     max_examples: int | None) -> Any | None:
+        """Return the encoded extra set `name` of `split` (first `max_examples` examples), or None if it is empty."""
+        raise KeyError(f"task {self.name} has no extra split {split!r}")

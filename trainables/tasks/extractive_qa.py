@@ -19,6 +19,7 @@ from transformers import BertForQuestionAnswering, PreTrainedModel, PreTrainedTo
 from trainables.config import ModelConfig
 from trainables.models import build_tiny_model
 from trainables.tasks.batching import pad_inputs
+from trainables.tasks.ragged import pack, pack_strings, unpack_arrays, unpack_lists, unpack_strings
 
 Batch = dict[str, torch.Tensor]
 Span = tuple[int, int]  # [start, end) character offsets into the context
@@ -56,6 +57,40 @@ class QAEncoded:
         """Return the context span of token i of window w, or None for a question or special token."""
         a, b = self.offsets[w][i]
         return None if a == OUTSIDE else (int(a), int(b))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Return the set as flat arrays (what `from_arrays` reads; stored as .npz, no pickle)."""
+        ids, rows = pack(self.input_ids)
+        uids, uid_offsets = pack_strings(self.uids)
+        contexts, context_offsets = pack_strings(self.contexts)
+        answers, answer_offsets = pack_strings([a for answers in self.answers for a in answers])
+        windows, window_offsets = pack(self.example_windows, np.int64)
+        out = {"lang": np.asarray(self.lang), "uids": uids, "uid_offsets": uid_offsets, "contexts": contexts,
+               "context_offsets": context_offsets, "answers": answers, "answer_offsets": answer_offsets,
+               "answers_per_example": np.asarray([len(a) for a in self.answers], dtype=np.int64),
+               "input_ids": ids, "row_offsets": rows, "offsets": pack(self.offsets)[0],  # (sum T, 2), same rows
+               "example_index": self.example_index, "start_positions": self.start_positions,
+               "end_positions": self.end_positions, "example_windows": windows, "window_offsets": window_offsets,
+               "pad_id": np.asarray(self.pad_id)}
+        if self.token_type_ids is not None:
+            out["token_type_ids"] = pack(self.token_type_ids, np.int8)[0]
+        return out
+
+    @classmethod
+    def from_arrays(cls, a: Mapping[str, np.ndarray]) -> "QAEncoded":
+        """Return the set stored by `to_arrays`."""
+        rows = a["row_offsets"]
+        flat_answers = unpack_strings(a["answers"], a["answer_offsets"])
+        bounds = np.concatenate([[0], np.cumsum(a["answers_per_example"])]).tolist()
+        return cls(
+            str(a["lang"]), unpack_strings(a["uids"], a["uid_offsets"]),
+            unpack_strings(a["contexts"], a["context_offsets"]),
+            [flat_answers[i:j] for i, j in zip(bounds[:-1], bounds[1:])], unpack_lists(a["input_ids"], rows),
+            unpack_lists(a["token_type_ids"], rows) if "token_type_ids" in a else None,
+            unpack_arrays(a["offsets"].astype(np.int32), rows), a["example_index"].astype(np.int64),
+            a["start_positions"].astype(np.int64), a["end_positions"].astype(np.int64),
+            unpack_lists(a["example_windows"], a["window_offsets"]), int(a["pad_id"]),
+        )
 
     def select_examples(self, examples: Sequence[int]) -> "QAEncoded":
         """Return the examples `examples` with all their windows as a new QAEncoded set."""
@@ -286,7 +321,17 @@ class QATrain:
 
     @property
     def uids(self) -> list[str]:
+        """Return the example uids (the parallel key), one per training row."""
         return self.enc.uids
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Return the training view as flat arrays: its windows' set plus the window trained on per example."""
+        return {**self.enc.to_arrays(), "train_windows": np.asarray(self.windows, dtype=np.int64)}
+
+    @classmethod
+    def from_arrays(cls, a: Mapping[str, np.ndarray]) -> "QATrain":
+        """Return the training view stored by `to_arrays`."""
+        return cls(QAEncoded.from_arrays(a), a["train_windows"].tolist())
 
     def __len__(self) -> int:
         return len(self.windows)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+import numpy as np
 import torch
 from transformers import AutoModelForQuestionAnswering
 
@@ -74,6 +75,10 @@ class MLQATask(Task):
         enc = encode_qa(dataset, tokenizer, cfg.model.max_length, cfg.model.doc_stride)
         return train_view(enc) if train else enc
 
+    def encoded_from_arrays(self, arrays: Mapping[str, np.ndarray]) -> QAEncoded | QATrain:
+        """Return the stored windows (a training view when it was one)."""
+        return QATrain.from_arrays(arrays) if "train_windows" in arrays else QAEncoded.from_arrays(arrays)
+
     # The generic span extraction functions serve as this task's batches and loss as they are.
     collate = staticmethod(collate_train)
     collate_mixed = staticmethod(collate_mixed_qa)
@@ -95,22 +100,25 @@ class MLQATask(Task):
             return build_tiny_qa_model(model_cfg, seed)
         return load_pretrained(AutoModelForQuestionAnswering, source or model_cfg.name, seed)
 
-    def extra_eval_sets(self, cfg: RunConfig, tokenizer: Any, langs: list[str]) -> dict[str, dict[str, Any]]:
-        """Return {"gxlt": {"<context>-<question>": encoded test set}} when `eval.gxlt` is on, else {}."""
-        return {"gxlt": self.gxlt_sets(cfg, tokenizer, langs)} if cfg.eval.gxlt else {}
+    def data_split_key(self, cfg: RunConfig) -> dict[str, Any]:
+        """Return the held-out split settings: offline, they (and the seed) decide which articles are test."""
+        return {"qa_split": [cfg.eval.qa_test, cfg.eval.qa_heldout_fraction], "seed": cfg.seed}
 
-    def gxlt_sets(self, cfg: RunConfig, tokenizer: Any, langs: list[str]) -> dict[str, QAEncoded]:
-        """Return the encoded test data of every (context, question) pair of `langs`, keyed "<context>-<question>"."""
-        sets = {}
+    def extra_eval_names(self, cfg: RunConfig, langs: list[str]) -> dict[str, list[str]]:
+        """Return {"gxlt": every "<context>-<question>" pair of `langs`} when `eval.gxlt` is on, else {}."""
+        return {"gxlt": [f"{c}-{q}" for c in langs for q in langs]} if cfg.eval.gxlt else {}
+
+    def encode_extra(self, cfg: RunConfig, tokenizer: Any, split: str, name: str,
+                     max_examples: int | None) -> QAEncoded | None:
+        """Return the test data of the G-XLT pair `name` ("<context>-<question>"), or None when it has none."""
+        if split != "gxlt":
+            raise KeyError(f"task mlqa has no extra split {split!r}")
+        c, q = name.split("-")
         official = cfg.eval.qa_test == "official"
-        heldout = {} if official else {c: set(ds["uid"]) for c, ds in self.load(cfg, "test", langs).items()}
-        for c in langs:
-            for q in langs:
-                ds = load_mlqa_pair(cfg.data.mlqa, "test" if official else "dev", c, q, cfg.data.dir)
-                if not official:  # the held-out articles of the context language stand in for test
-                    keep = heldout[c]
-                    ds = ds.select([i for i, uid in enumerate(ds["uid"]) if uid in keep])
-                if len(ds):
-                    sets[f"{c}-{q}"] = encode_qa(limit(ds, cfg.eval.max_examples), tokenizer, cfg.model.max_length,
-                                                 cfg.model.doc_stride)
-        return sets
+        ds = load_mlqa_pair(cfg.data.mlqa, "test" if official else "dev", c, q, cfg.data.dir)
+        if not official:  # the held-out articles of the context language stand in for test
+            keep = set(self.load(cfg, "test", [c])[c]["uid"])
+            ds = ds.select([i for i, uid in enumerate(ds["uid"]) if uid in keep])
+        if not len(ds):
+            return None
+        return encode_qa(limit(ds, max_examples), tokenizer, cfg.model.max_length, cfg.model.doc_stride)

@@ -17,6 +17,7 @@ from torch.func import functional_call
 
 from trainables.data.xnli import LABELS
 from trainables.tasks.batching import pad_inputs
+from trainables.tasks.ragged import pack, pack_strings, unpack_lists, unpack_strings
 
 NUM_LABELS = len(LABELS)
 
@@ -36,6 +37,24 @@ class Encoded:
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Return the set as flat arrays (what `from_arrays` reads; stored as .npz, no pickle)."""
+        ids, rows = pack(self.input_ids)
+        uids, uid_offsets = pack_strings(self.uids)
+        out = {"lang": np.asarray(self.lang), "uids": uids, "uid_offsets": uid_offsets, "input_ids": ids,
+               "row_offsets": rows, "labels": self.labels, "pad_id": np.asarray(self.pad_id)}
+        if self.token_type_ids is not None:
+            out["token_type_ids"] = pack(self.token_type_ids, np.int8)[0]  # same row offsets as input_ids
+        return out
+
+    @classmethod
+    def from_arrays(cls, a: Mapping[str, np.ndarray]) -> "Encoded":
+        """Return the set stored by `to_arrays`."""
+        rows = a["row_offsets"]
+        return cls(str(a["lang"]), unpack_strings(a["uids"], a["uid_offsets"]), unpack_lists(a["input_ids"], rows),
+                   unpack_lists(a["token_type_ids"], rows) if "token_type_ids" in a else None,
+                   a["labels"].astype(np.int64), int(a["pad_id"]))
 
     def subset(self, rows: Sequence[int]) -> "Encoded":
         """Return the rows `rows` as a new Encoded set."""

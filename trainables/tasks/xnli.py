@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from trainables.config import ModelConfig, RunConfig
@@ -37,6 +38,10 @@ class XNLITask(Task):
     def encode(self, dataset: Any, tokenizer: Any, cfg: RunConfig, train: bool) -> Encoded:
         """Return the tokenized pairs (one row per pair, train or not)."""
         return encode_nli(dataset, tokenizer, cfg.model.max_length)
+
+    def encoded_from_arrays(self, arrays: Mapping[str, np.ndarray]) -> Encoded:
+        """Return the stored pairs."""
+        return Encoded.from_arrays(arrays)
 
     # The generic pair classification functions serve as this task's batches and loss as they are.
     collate = staticmethod(collate)

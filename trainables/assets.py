@@ -1,0 +1,145 @@
+"""Sweep assets: folders the driver makes once and every trial reads (the base checkpoint, the tokenized data).
+
+An asset lives in the experiment's storage, `<storage>/<name>/assets/<kind>-<key>/`, where `key` hashes what the
+asset was made from. Its `manifest.json`, written last, lists the sha256 and size of every file, so an asset
+without a manifest is unfinished and a file that does not match is a partial or damaged upload.
+
+A trial fetches an asset into the node-local cache (`<cache>/assets/<kind>-<key>`) once per node: a file lock
+makes concurrent trials on one node wait for the first one's download, and every file is checked against the
+manifest before the asset is used. A file that does not match is fetched again once; if it still does not match,
+the trial fails with a line naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from trainables import storage
+from trainables.errors import XlamamlError
+from trainables.paths import cache_dir
+
+log = logging.getLogger("xlamaml")
+MANIFEST = "manifest.json"
+
+
+class AssetError(XlamamlError, OSError):
+    """An asset that is missing, unfinished, or whose files do not match its manifest."""
+
+
+def file_sha256(path: Path) -> str:
+    """Return the hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_manifest(folder: Path, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return the manifest of the local folder `folder`: every file's sha256 and size, plus `meta`."""
+    files = {p.relative_to(folder).as_posix(): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    return {"files": files, "meta": meta or {}}
+
+
+def folder_key(folder: Path) -> str:
+    """Return a short hash of a local folder's content (its files' names and sha256)."""
+    files = make_manifest(folder)["files"]
+    blob = json.dumps({name: f["sha256"] for name, f in files.items()}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def local_manifest(folder: Path) -> dict[str, Any]:
+    """Return the manifest of a fetched asset's local copy."""
+    return json.loads((folder / MANIFEST).read_text())
+
+
+def read_manifest(location: str) -> dict[str, Any] | None:
+    """Return the manifest of the asset at `location`, or None when there is none (absent or unfinished)."""
+    where = storage.join(location, MANIFEST)
+    if not storage.exists(where):
+        return None
+    try:
+        return json.loads(storage.read_bytes(where))
+    except ValueError:
+        raise AssetError(f"{where}: not valid JSON; expected an asset manifest (upload it again)") from None
+
+
+def publish(local_dir: Path, location: str, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Copy the local folder `local_dir` to the asset `location`, manifest last; return the manifest."""
+    manifest = make_manifest(local_dir, meta)
+    for name in manifest["files"]:  # a copy cut short leaves an asset without a manifest: unfinished
+        storage.upload_file(local_dir / name, storage.join(location, name))
+    storage.write_bytes(storage.join(location, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True).encode())
+    return manifest
+
+
+def asset_name(location: str) -> str:
+    """Return the asset's folder name (`<kind>-<key>`), which names its node-local copy too."""
+    return location.rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (a lock file) for the duration of the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _mismatches(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """Return the names of the files in `folder` that are missing or differ from `manifest`."""
+    bad = []
+    for name, want in manifest["files"].items():
+        path = folder / name
+        if not path.is_file() or path.stat().st_size != want["bytes"] or file_sha256(path) != want["sha256"]:
+            bad.append(name)
+    return bad
+
+
+def fetch(location: str, cache: Path | None = None) -> Path:
+    """Return the node-local copy of the asset at `location`, downloading and checking it first if needed."""
+    manifest = read_manifest(location)
+    if manifest is None:
+        raise AssetError(f"{location}: asset not found or unfinished (no {MANIFEST}); expected the sweep to have "
+                         f"published it (run the sweep again with --resume)")
+    # The local copy is named by the manifest's hash too: two sweeps may hold different sets under one asset name.
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:12]
+    local = (cache or cache_dir() / "assets") / f"{asset_name(location)}-{digest}"
+    with _locked(local.parent / f".{local.name}.lock"):
+        if (local / MANIFEST).is_file():
+            return local  # checked against the manifest when it was fetched
+        tmp = Path(tempfile.mkdtemp(prefix=f".{local.name}-", dir=local.parent))
+        try:
+            names = list(manifest["files"])
+            for attempt in (1, 2):
+                storage.download_files(location, names, tmp)
+                names = _mismatches(tmp, manifest)
+                if not names:
+                    break
+                log.warning("asset %s: %d file(s) do not match the manifest (%s); fetching them again", location,
+                            len(names), names[0])
+            if names:
+                raise AssetError(f"{storage.join(location, names[0])}: does not match the sha256 in its asset's "
+                                 f"manifest after two downloads; expected an intact upload (publish the asset again)")
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            if local.exists():
+                shutil.rmtree(local)  # an earlier, interrupted fetch (it has no manifest)
+            os.replace(tmp, local)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("asset %s: fetched to %s", location, local)
+    return local

@@ -1,0 +1,173 @@
+"""Experiment storage: a local folder or a URI (`s3://`, `gs://`, ...), reached through `pyarrow.fs`.
+
+`pyarrow.fs` is the file-system layer Ray Tune itself uses for `storage_path`, so whatever a sweep's storage is,
+the driver, the trials and `xlamaml analyze` read and write it the same way. Locations are strings: a URI stays
+as it is, a local path is made absolute (every trial changes its working directory). Errors are one line that
+names the location (`StorageError`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import pyarrow.fs as pafs
+
+from trainables.errors import XlamamlError
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+class StorageError(XlamamlError, OSError):
+    """A storage location that cannot be reached, read or written; the message names it."""
+
+
+def is_uri(location: str | Path) -> bool:
+    """Return True when `location` is a URI with a scheme (`s3://...`), not a local path."""
+    return bool(_SCHEME.match(str(location)))
+
+
+def normalize(location: str | Path) -> str:
+    """Return `location` as a URI unchanged, or as an absolute local path."""
+    text = str(location)
+    return text.rstrip("/") if is_uri(text) else str(Path(text).expanduser().resolve())
+
+
+def join(location: str, *parts: str) -> str:
+    """Return `location` with `parts` appended (a URI with '/', a local path with the OS separator)."""
+    if is_uri(location):
+        return "/".join([location.rstrip("/"), *(p.strip("/") for p in parts)])
+    return str(Path(location, *parts))
+
+
+def _first_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
+
+
+def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
+    """Return (the pyarrow file system of `location`, the path inside it); raise StorageError if none fits."""
+    if not is_uri(location):
+        return pafs.LocalFileSystem(), normalize(location)
+    try:
+        return pafs.FileSystem.from_uri(location)
+    except Exception as e:  # pyarrow raises ArrowInvalid/OSError/ValueError for an unknown scheme or bad URI
+        raise StorageError(f"{location}: not a storage location pyarrow can open ({_first_line(e)}); expected a "
+                           f"local folder or a URI such as s3://bucket/prefix or gs://bucket/prefix") from None
+
+
+def _guard(location: str, what: str, call: Callable):
+    """Return `call()`, turning the file system's errors into one StorageError line naming `location`."""
+    try:
+        return call()
+    except StorageError:
+        raise
+    except (OSError, ValueError) as e:
+        raise StorageError(f"{location}: cannot {what} ({_first_line(e)})") from None
+
+
+def exists(location: str) -> bool:
+    """Return True when a file or folder is at `location`."""
+    fs, path = filesystem(location)
+    info = _guard(location, "look up", lambda: fs.get_file_info(path))
+    return info.type != pafs.FileType.NotFound
+
+
+def read_bytes(location: str) -> bytes:
+    """Return the bytes of the file at `location`."""
+    fs, path = filesystem(location)
+
+    def read() -> bytes:
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    return _guard(location, "read", read)
+
+
+def _write_local(path: str, fill: Callable[[str], None]) -> None:
+    """Have `fill` write a temporary file beside `path`, then rename it to `path` (whole or not at all)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    try:
+        fill(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _link_or_copy(source: str | Path, tmp: str) -> None:
+    """Fill the temporary file `tmp` with `source`: a hard link when both are on one file system, else a copy."""
+    os.unlink(tmp)
+    try:  # assets are never changed in place, so sharing the inode is safe and saves a copy of the weights
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+
+
+def write_bytes(location: str, data: bytes) -> None:
+    """Write `data` to `location` whole or not at all (local: a temporary name, then rename; object stores: one put)."""
+    fs, path = filesystem(location)
+    if isinstance(fs, pafs.LocalFileSystem):
+        _guard(location, "write", lambda: _write_local(path, lambda tmp: Path(tmp).write_bytes(data)))
+        return
+
+    def put() -> None:
+        with fs.open_output_stream(path) as f:
+            f.write(data)
+    _guard(location, "write", put)
+
+
+def list_files(location: str) -> list[str]:
+    """Return the paths (relative to `location`, '/'-separated) of every file below the folder `location`."""
+    fs, root = filesystem(location)
+    infos = _guard(location, "list", lambda: fs.get_file_info(pafs.FileSelector(root, recursive=True,
+                                                                               allow_not_found=True)))
+    prefix = root.rstrip("/") + "/"
+    return sorted(i.path[len(prefix):] for i in infos if i.type == pafs.FileType.File and i.path.startswith(prefix))
+
+
+def upload_file(local_path: str | Path, location: str) -> None:
+    """Copy the local file `local_path` to `location` (whole or not at all, as `write_bytes`)."""
+    fs, path = filesystem(location)
+    if isinstance(fs, pafs.LocalFileSystem):
+        _guard(location, "write", lambda: _write_local(path, lambda tmp: _link_or_copy(local_path, tmp)))
+        return
+    _guard(location, "write", lambda: pafs.copy_files(str(Path(local_path).resolve()), path,
+                                                      source_filesystem=pafs.LocalFileSystem(),
+                                                      destination_filesystem=fs))
+
+
+def download_files(location: str, names: list[str], local_dir: str | Path) -> None:
+    """Copy the files `names` (relative to the folder `location`) into the local folder `local_dir`."""
+    fs, root = filesystem(location)
+    for name in names:
+        target = Path(local_dir, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = f"{root.rstrip('/')}/{name}"
+        if isinstance(fs, pafs.LocalFileSystem):
+            _guard(join(location, name), "read", lambda: _write_local(str(target), lambda t: _link_or_copy(source, t)))
+            continue
+        _guard(join(location, name), "read", lambda: pafs.copy_files(source, str(target), source_filesystem=fs,
+                                                                     destination_filesystem=pafs.LocalFileSystem()))
+
+
+def check_writable(location: str) -> None:
+    """Return None once a probe file could be written to, read from and deleted in `location`; else StorageError."""
+    fs, path = filesystem(location)
+    probe = f"{path.rstrip('/')}/.xlamaml-write-probe"
+    _guard(location, "create the folder", lambda: fs.create_dir(path, recursive=True))
+
+    def round_trip() -> None:
+        with fs.open_output_stream(probe) as f:
+            f.write(b"ok")
+        with fs.open_input_stream(probe) as f:
+            if f.read() != b"ok":
+                raise OSError("a probe file read back differently")
+        fs.delete_file(probe)
+    _guard(location, "write", round_trip)
