@@ -17,7 +17,6 @@ import ray
 
 from trainables.errors import XlamamlError
 
-CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")  # where `ray start --head` writes the GCS address
 CONNECT_SECONDS = 5.0
 TOKEN_HINT = ("set RAY_AUTH_MODE=token and give this process the cluster's token (the head's ~/.ray/auth_token, "
               "or RAY_AUTH_TOKEN)")
@@ -27,6 +26,12 @@ class RayConnectError(XlamamlError, ConnectionError):
     """A Ray cluster address that cannot be reached or joined."""
 
 
+def current_cluster_file() -> Path:
+    """Return where `ray start --head` writes the GCS address ($RAY_TMPDIR, else $TMPDIR, else /tmp; then ray/)."""
+    root = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    return Path(root, "ray", "ray_current_cluster")
+
+
 def resolve_address(address: str) -> str:
     """Return the GCS `host:port` that `address` names ("auto": the running cluster's, as Ray finds it)."""
     if address != "auto":
@@ -34,10 +39,11 @@ def resolve_address(address: str) -> str:
     env = os.environ.get("RAY_ADDRESS")
     if env:
         return env
-    if not CURRENT_CLUSTER.is_file():
-        raise RayConnectError(f"--address auto: no Ray cluster was started on this machine ({CURRENT_CLUSTER} is "
-                              f"missing); expected `ray start --head` first, or leave --address out for a local Ray")
-    return CURRENT_CLUSTER.read_text().strip()
+    path = current_cluster_file()
+    if not path.is_file():
+        raise RayConnectError(f"--address auto: no Ray cluster was started on this machine ({path} is missing); "
+                              f"expected `ray start --head` first, or leave --address out for a local Ray")
+    return path.read_text().strip()
 
 
 def check_reachable(address: str, seconds: float = CONNECT_SECONDS) -> None:

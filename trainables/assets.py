@@ -4,7 +4,8 @@ An asset lives in the experiment's storage, `<storage>/<name>/assets/<kind>-<key
 asset was made from. Its `manifest.json`, written last, lists the sha256 and size of every file, so an asset
 without a manifest is unfinished and a file that does not match is a partial or damaged upload.
 
-A trial fetches an asset into the node-local cache (`<cache>/assets/<kind>-<key>`) once per node: a file lock
+A trial fetches an asset into the node-local cache (`<cache>/assets/<kind>-<key>-<manifest hash>`) once per node
+(a local storage is hard-linked, not copied, where it can be): a file lock
 makes concurrent trials on one node wait for the first one's download, and every file is checked against the
 manifest before the asset is used. A file that does not match is fetched again once; if it still does not match,
 the trial fails with a line naming the file.
