@@ -13,8 +13,6 @@ the trial fails with a line naming the file.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -22,10 +20,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from trainables import storage
 from trainables.errors import XlamamlError
+from trainables.files import exclusive_lock, sha256_of
 from trainables.paths import cache_dir
 
 log = logging.getLogger("xlamaml")
@@ -36,18 +35,9 @@ class AssetError(XlamamlError, OSError):
     """An asset that is missing, unfinished, or whose files do not match its manifest."""
 
 
-def file_sha256(path: Path) -> str:
-    """Return the hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def make_manifest(folder: Path, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return the manifest of the local folder `folder`: every file's sha256 and size, plus `meta`."""
-    files = {p.relative_to(folder).as_posix(): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+    files = {p.relative_to(folder).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
     return {"files": files, "meta": meta or {}}
 
@@ -89,24 +79,12 @@ def asset_name(location: str) -> str:
     return location.rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (a lock file) for the duration of the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _mismatches(folder: Path, manifest: dict[str, Any]) -> list[str]:
     """Return the names of the files in `folder` that are missing or differ from `manifest`."""
     bad = []
     for name, want in manifest["files"].items():
         path = folder / name
-        if not path.is_file() or path.stat().st_size != want["bytes"] or file_sha256(path) != want["sha256"]:
+        if not path.is_file() or path.stat().st_size != want["bytes"] or sha256_of(path) != want["sha256"]:
             bad.append(name)
     return bad
 
@@ -120,7 +98,7 @@ def fetch(location: str, cache: Path | None = None) -> Path:
     # The local copy is named by the manifest's hash too: two sweeps may hold different sets under one asset name.
     digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:12]
     local = (cache or cache_dir() / "assets") / f"{asset_name(location)}-{digest}"
-    with _locked(local.parent / f".{local.name}.lock"):
+    with exclusive_lock(local.parent / f".{local.name}.lock"):
         if (local / MANIFEST).is_file():
             return local  # checked against the manifest when it was fetched
         tmp = Path(tempfile.mkdtemp(prefix=f".{local.name}-", dir=local.parent))

