@@ -15,7 +15,7 @@ from analysis.results import load_results
 from analysis.select import best_pairs, best_per_target
 from analysis.tables import method_rank, paper_table, to_csv, to_latex, to_markdown
 from trainables import storage
-from trainables.errors import MissingFileError
+from trainables.errors import MissingFileError, XlamamlError
 
 log = logging.getLogger("xlamaml")
 
@@ -83,7 +83,10 @@ def fetch_experiment(location: str, local_dir: Path) -> Path:
     no assets: those are the large files)."""
     def wanted(name: str) -> bool:
         parts = name.split("/")
-        return parts[0] != "assets" and not any(p.startswith("checkpoint_") for p in parts)
+        heavy = parts[0] == "assets" or any(p.startswith("checkpoint_") for p in parts)
+        tune_state = parts[-1].endswith(".pkl") or parts[-1].startswith(("events.out.", "experiment_state",
+                                                                          "basic-variant-state"))
+        return not heavy and not tune_state
 
     names = [n for n in storage.list_files(location) if wanted(n)]
     if not names:
@@ -97,7 +100,11 @@ def analyze(exp_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
     (a local folder, or a URI such as s3://bucket/prefix/name that a sweep accepted as storage)."""
     if storage.is_uri(exp_dir):
         with tempfile.TemporaryDirectory(prefix="xlamaml-analyze-") as tmp:
-            return _analyze(fetch_experiment(str(exp_dir), Path(tmp)), out_dir, str(exp_dir))
+            try:
+                return _analyze(fetch_experiment(str(exp_dir), Path(tmp)), out_dir, str(exp_dir))
+            except XlamamlError as e:  # name the experiment's URI, not the temporary copy
+                e.args = (str(e).replace(tmp, str(exp_dir).rstrip("/")),) + e.args[1:]
+                raise
     return _analyze(Path(exp_dir), out_dir, str(exp_dir))
 
 

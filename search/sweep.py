@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
@@ -27,39 +28,42 @@ from search.space import AssignmentSpec, assignments, hyper_space, nested
 from search.sweep_assets import prepare_assets
 from trainables import storage
 from trainables.config import RunConfig, config_from_dict
-from trainables.config_parsing import (build_dataclass, check_fields, checked, merge, non_negative, one_of,
-                                       parse_overrides, positive_int, read_yaml)
+from trainables.config_parsing import (build_dataclass, check_fields, checked, merge, non_negative, non_negative_int,
+                                       one_of, parse_overrides, positive_int, positive_number, read_yaml)
 from trainables.errors import ConfigError, ExistingOutputError, MissingFileError
 from trainables.trainable import XlaMamlTrainable
 
 log = logging.getLogger("xlamaml")
 SWEEP_FILE = "xlamaml_sweep.json"
 MODES = ("grid", "optuna")
-
-
-def _positive_number(v: Any) -> str | None:
-    return None if v > 0 else f"expected a number > 0, got {v}"
+# Run-config keys that change which sets are tokenized (so the driver must know their values before trials start).
+DATA_KEYS = ("task", "seed", "data.", "model.", "english.", "eval.target_langs", "eval.dev_langs", "eval.max_examples",
+             "eval.dev_max_examples", "eval.gxlt", "eval.qa_test", "eval.qa_heldout_fraction", "few_shot.enabled",
+             "meta.support_langs", "meta.query_langs", "method")
 
 
 @dataclass
 class SweepConfig:
+    """The `sweep:` section of a preset: what to run (mode, assignments, seeds, grid axes) and how (resources,
+    checkpoints, failures, the Optuna search)."""
+
     # grid: every assignment x seed, no early stopping; optuna: OptunaSearch + ASHA
     mode: str = checked("grid", rule=one_of(*MODES))
     assignments: AssignmentSpec = field(default_factory=AssignmentSpec)
     seeds: list[int] = checked(default_factory=lambda: [42],
                                rule=lambda v: None if v else "expected a non-empty list of integers")
     grid: dict[str, list] = field(default_factory=dict)  # more grid axes: {"meta.sampling": [random, cover]}
-    cpus_per_trial: float = checked(1.0, rule=_positive_number)
+    cpus_per_trial: float = checked(1.0, rule=positive_number)
     gpus_per_trial: float = checked(0.0, rule=non_negative)  # fractions share a GPU between trials
-    max_concurrent: int = 0  # 0: as many as the resources allow
+    max_concurrent: int = checked(0, rule=non_negative_int)  # 0: as many as the resources allow
     keep_checkpoints: int = checked(1, rule=positive_int)
     checkpoint_every: int = checked(1, rule=positive_int)  # reports between checkpoints
-    max_failures: int = 1  # retries of a failed trial before it counts as errored
+    max_failures: int = checked(1, rule=non_negative_int)  # retries of a failed trial before it counts as errored
     # A finished trial keeps only its final report, not its weights (246 MB a demo trial, ~2 GB with mBERT);
     # true keeps the meta-trained weights of every finished trial.
     keep_final_checkpoint: bool = False
     # The English stage's resources: with --address it runs as a Ray task on a worker, so the head needs no GPU.
-    english_cpus: float = checked(1.0, rule=_positive_number)
+    english_cpus: float = checked(1.0, rule=positive_number)
     english_gpus: float = checked(0.0, rule=non_negative)
     # optuna mode
     num_samples: int = checked(8, rule=positive_int)
@@ -72,6 +76,10 @@ class SweepConfig:
     def validate(self) -> "SweepConfig":
         """Return self after checking the values; raise ConfigError naming the key."""
         check_fields(self, "sweep.")
+        for key in self.space:
+            if key.startswith(DATA_KEYS):  # the driver tokenizes every set before the search samples a value
+                raise ConfigError(f"config key sweep.space.{key}: changes the tokenized data the trials read; expected "
+                                  f"it in sweep.grid (every value is then prepared) or in the run config")
         for key, values in self.grid.items():
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"config key sweep.grid.{key}: expected a non-empty list of values")
@@ -85,6 +93,8 @@ class SweepConfig:
 
 @dataclass
 class Sweep:
+    """A sweep as recorded in its experiment: the run config every trial starts from, and the sweep section."""
+
     run: dict[str, Any]  # the run config every trial starts from (before assignment and seed)
     sweep: SweepConfig
 
@@ -145,6 +155,20 @@ def trial_dirname(trial) -> str:
     return f"{a}_s{trial.config.get('seed')}_{trial.trial_id}"
 
 
+class DropStoppedWeights(tune.Callback):
+    """Deletes the checkpoints of a trial the scheduler stopped early (ASHA): it is never resumed, and its weights
+    would only fill the storage. A trial that spent its budget keeps its final-report checkpoint (the Trainable)."""
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Delete the finished `trial`'s checkpoints unless it reported test metrics (it then spent its budget)."""
+        if any(key.startswith("test/") for key in (trial.last_result or {})):
+            return
+        fs, path = trial.storage.storage_filesystem, trial.storage.trial_fs_path
+        for entry in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+            if entry.type == pafs.FileType.Directory and entry.base_name.startswith("checkpoint_"):
+                fs.delete_dir(entry.path)
+
+
 def make_tuner(sw: Sweep, storage_root: str, name: str, resume: bool = False):
     """Return the Tuner of a new sweep `storage_root/name`, or the restored one when `resume`."""
     s = sw.sweep
@@ -175,6 +199,7 @@ def make_tuner(sw: Sweep, storage_root: str, name: str, resume: bool = False):
                                                     checkpoint_frequency=s.checkpoint_every,
                                                     checkpoint_at_end=True),
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
+            callbacks=[] if s.keep_final_checkpoint else [DropStoppedWeights()],
             # Predictions are written in the trial's working directory; this copies them into its folder.
             sync_config=tune.SyncConfig(sync_artifacts=True),
             verbose=1,
@@ -187,8 +212,11 @@ def read_record(exp: str) -> Sweep:
     record = storage.join(exp, SWEEP_FILE)
     if not storage.exists(record):
         raise MissingFileError(f"{exp}: no interrupted sweep to resume (no {SWEEP_FILE})")
-    saved = json.loads(storage.read_bytes(record))
-    return Sweep(saved["run"], build_dataclass(SweepConfig, saved["sweep"], "sweep."))
+    try:
+        saved = json.loads(storage.read_bytes(record))
+        return Sweep(saved["run"], build_dataclass(SweepConfig, saved["sweep"], "sweep."))
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{record}: not a sweep record ({e}); expected the JSON `xlamaml sweep` wrote") from None
 
 
 def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address: str | None = None,
@@ -197,18 +225,21 @@ def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address
     URI (a str)."""
     root = storage.normalize(storage_location)
     exp = storage.join(root, name)
-    storage.check_writable(exp)  # a bad URI, bucket or credential: one line before anything starts
     if resume:
         sw = read_record(exp)
-    elif storage.exists(storage.join(exp, SWEEP_FILE)):
+    storage.check_writable(exp)  # a bad URI, bucket or credential: one line before anything starts
+    if not resume and storage.exists(storage.join(exp, SWEEP_FILE)):
         raise ExistingOutputError(f"{exp}: a sweep already ran here; pass --resume to continue it or choose "
                                   f"another --name")
     assert sw is not None
+    if address and not storage.is_uri(root):
+        log.warning("sweep %s: a local storage path with --address: every node must see it at this path (a shared "
+                    "file system); else give a URI such as s3://bucket/prefix", root)
     t0 = time.perf_counter()
     if address:  # the English stage runs as a Ray task on the cluster; locally it runs here, before Ray starts
         init_ray(address)
+    run = prepare_assets(sw.run, sw.sweep, storage.join(exp, "assets"), remote=bool(address))
     if not resume:
-        run = prepare_assets(sw.run, sw.sweep, storage.join(exp, "assets"), remote=bool(address))
         sw = Sweep(run, sw.sweep)
         storage.write_bytes(storage.join(exp, SWEEP_FILE), json.dumps(sw.to_dict(), indent=2).encode())
     init_ray(address, num_cpus)

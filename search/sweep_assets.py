@@ -7,8 +7,8 @@
 Both go to `<storage>/<name>/assets/` through `pyarrow.fs` (local, NFS, `s3://`, `gs://`, ...). Tokenizing needs
 the raw data, so it runs here, on the driver; the English stage needs a GPU more than the data, so with a Ray
 cluster (`--address`) it runs as a Ray task on a worker (`sweep.english_cpus`, `sweep.english_gpus`) and reads the
-data asset like a trial. An asset already there (a resumed sweep) is not made again; an English stage already
-in the node's cache (an earlier sweep with the same config) is published without training.
+data asset like a trial. An asset already there is not made again (a resume makes only data assets gone missing);
+an English stage already in the node's cache (an earlier sweep with the same config) is published without training.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.exceptions import RayTaskError
 
 from search.space import assignments, nested
 from trainables import assets, storage
@@ -36,7 +37,7 @@ from trainables.data_source import (
     needed_sets,
 )
 from trainables.english_stage import english_stage, english_stage_key
-from trainables.errors import ConfigError
+from trainables.errors import ConfigError, MissingFileError, XlamamlError
 from trainables.models import load_tokenizer
 from trainables.paths import cache_dir
 from trainables.stages import setup_torch
@@ -48,7 +49,8 @@ log = logging.getLogger("xlamaml")
 
 def trial_configs(run: dict[str, Any], mode: str, names: list[str], seeds: list[int],
                   grid: dict[str, list]) -> list[RunConfig]:
-    """Return the run config of every trial a sweep starts (optuna mode: every assignment x seed, as sampled)."""
+    """Return the run config of every trial a sweep starts (optuna mode: every assignment x seed; `sweep.space`
+    may not change the data, see SweepConfig)."""
     axes = list(grid.items()) if mode == "grid" else []
     out = []
     for name, seed in itertools.product(names, seeds):
@@ -66,7 +68,8 @@ def publish_data(base: RunConfig, trials: list[RunConfig], assets_root: str) -> 
     task = get_task(base.task)
     groups: dict[str, dict[SetKey, None]] = {}
     configs: dict[str, RunConfig] = {}
-    for cfg, keys in [(base, english_sets(base))] + [(c, needed_sets(c, task)) for c in trials]:
+    english = [] if base.base_checkpoint else [(base, english_sets(base))]  # no English stage, no English data
+    for cfg, keys in english + [(c, needed_sets(c, task)) for c in trials]:
         key = data_key(cfg, task)
         configs.setdefault(key, cfg)
         groups.setdefault(key, {}).update(dict.fromkeys(keys))
@@ -98,8 +101,10 @@ def english_stage_from_assets(run: dict[str, Any], assets_root: str, location: s
     cfg = config_from_dict(run)
     setup_torch(cfg)
     task = get_task(cfg.task)
-    folder = assets.fetch(storage.join(assets_root, f"data-{data_key(cfg, task)}"))
-    out = english_stage(cfg, task, source=AssetSource(cfg, task, folder, assets.local_manifest(folder)["meta"]))
+    data = storage.join(assets_root, f"data-{data_key(cfg, task)}")
+    folder = assets.fetch(data)
+    source = AssetSource(cfg, task, folder, assets.local_manifest(folder)["meta"], data)
+    out = english_stage(cfg, task, source=source)
     assets.publish(out, location, {"english_stage_key": english_stage_key(cfg, task)})
     return location
 
@@ -107,25 +112,38 @@ def english_stage_from_assets(run: dict[str, Any], assets_root: str, location: s
 def publish_base(run: dict[str, Any], assets_root: str, remote: bool, cpus: float, gpus: float) -> str:
     """Return the asset location of the sweep's base checkpoint, made and published first if it is not there yet."""
     cfg = config_from_dict(run)
-    if cfg.base_checkpoint:  # the user's own base: published as it is, named by its content
+    if cfg.base_checkpoint:  # the user's own base: published as it is (copied, not linked), named by its content
         folder = Path(cfg.base_checkpoint)
-        location = storage.join(assets_root, f"base-{assets.folder_key(folder)}")
+        if not (folder / "config.json").is_file():
+            raise MissingFileError(f"config key base_checkpoint: {folder} is not a model directory; expected a "
+                                   f"save_pretrained folder with a config.json")
+        manifest = assets.make_manifest(folder)
+        location = storage.join(assets_root, f"base-{assets.manifest_digest(manifest)}")
         if assets.read_manifest(location) is None:
-            assets.publish(folder, location)
+            assets.publish(folder, location, manifest=manifest, link=False)
         return location
     location = storage.join(assets_root, f"base-{english_stage_key(cfg, get_task(cfg.task))}")
     if assets.read_manifest(location) is not None:
         return location
     if remote:  # on a worker: the head needs no GPU, and the task reads the data asset, not the head's files
         task = ray.remote(english_stage_from_assets).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
-        return ray.get(task.remote(run, assets_root, location))
+        # torch uses as many threads as the task holds CPUs (Ray sets OMP_NUM_THREADS=1 otherwise).
+        try:
+            return ray.get(task.remote(merge(run, {"threads": max(1, int(cpus))}), assets_root, location))
+        except RayTaskError as e:  # the project's own error on the worker stays one line here
+            if isinstance(e.cause, XlamamlError):
+                raise e.cause from None
+            raise
     return english_stage_from_assets(run, assets_root, location)
 
 
 def prepare_assets(run: dict[str, Any], sweep: Any, assets_root: str, remote: bool) -> dict[str, Any]:
-    """Return the run config trials start from: the sweep's data and base checkpoint published as assets."""
+    """Return the run config trials start from: the sweep's data and base checkpoint published as assets (on a
+    resume, `run` already names its base asset: only data assets gone missing are made again)."""
     base = config_from_dict(run)
     names = assignments(sweep.assignments)
     publish_data(base, trial_configs(run, sweep.mode, names, sweep.seeds, sweep.grid), assets_root)
+    if base.assets:  # a resumed sweep: its base asset is recorded
+        return run
     location = publish_base(run, assets_root, remote, sweep.english_cpus, sweep.english_gpus)
     return merge(run, {"base_checkpoint": location, "assets": assets_root})

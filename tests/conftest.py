@@ -30,7 +30,7 @@ def cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Run a module's tests on one torch thread: on this 2-core machine, two threads beside other work are ~50x slower."""
+    """Run a module's tests on one torch thread: on 2 cores, two threads beside other work are ~50x slower."""
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

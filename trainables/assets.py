@@ -24,7 +24,7 @@ from typing import Any
 
 from trainables import storage
 from trainables.errors import XlamamlError
-from trainables.files import exclusive_lock, sha256_of
+from trainables.local_files import exclusive_lock, sha256_of
 from trainables.paths import cache_dir
 
 log = logging.getLogger("xlamaml")
@@ -42,11 +42,10 @@ def make_manifest(folder: Path, meta: dict[str, Any] | None = None) -> dict[str,
     return {"files": files, "meta": meta or {}}
 
 
-def folder_key(folder: Path) -> str:
-    """Return a short hash of a local folder's content (its files' names and sha256)."""
-    files = make_manifest(folder)["files"]
-    blob = json.dumps({name: f["sha256"] for name, f in files.items()}, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+def manifest_digest(manifest: dict[str, Any], length: int = 16) -> str:
+    """Return a short hash of a manifest's files (names and sha256): the content key of an asset."""
+    blob = json.dumps({name: f["sha256"] for name, f in manifest["files"].items()}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
 
 
 def local_manifest(folder: Path) -> dict[str, Any]:
@@ -65,11 +64,15 @@ def read_manifest(location: str) -> dict[str, Any] | None:
         raise AssetError(f"{where}: not valid JSON; expected an asset manifest (upload it again)") from None
 
 
-def publish(local_dir: Path, location: str, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Copy the local folder `local_dir` to the asset `location`, manifest last; return the manifest."""
-    manifest = make_manifest(local_dir, meta)
+def publish(local_dir: Path, location: str, meta: dict[str, Any] | None = None,
+            manifest: dict[str, Any] | None = None, link: bool = True) -> dict[str, Any]:
+    """Copy the local folder `local_dir` to the asset `location`, manifest last; return the manifest.
+
+    `link`: on a local storage, hard-link the files instead of copying them (only for folders the project owns
+    and never rewrites: a user's folder changed in place would change the asset with it)."""
+    manifest = manifest or make_manifest(local_dir, meta)
     for name in manifest["files"]:  # a copy cut short leaves an asset without a manifest: unfinished
-        storage.upload_file(local_dir / name, storage.join(location, name))
+        storage.upload_file(local_dir / name, storage.join(location, name), link=link)
     storage.write_bytes(storage.join(location, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True).encode())
     return manifest
 
@@ -93,14 +96,15 @@ def fetch(location: str, cache: Path | None = None) -> Path:
     """Return the node-local copy of the asset at `location`, downloading and checking it first if needed."""
     manifest = read_manifest(location)
     if manifest is None:
-        raise AssetError(f"{location}: asset not found or unfinished (no {MANIFEST}); expected the sweep to have "
-                         f"published it (run the sweep again with --resume)")
-    # The local copy is named by the manifest's hash too: two sweeps may hold different sets under one asset name.
-    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:12]
-    local = (cache or cache_dir() / "assets") / f"{asset_name(location)}-{digest}"
+        raise AssetError(f"{location}: asset not found or unfinished (no {MANIFEST}); expected the sweep's driver "
+                         f"to have published it (xlamaml sweep --resume publishes missing data assets again)")
+    # The local copy is named by the content's hash too: two sweeps may hold different sets under one asset name.
+    local = (cache or cache_dir() / "assets") / f"{asset_name(location)}-{manifest_digest(manifest, 12)}"
     with exclusive_lock(local.parent / f".{local.name}.lock"):
         if (local / MANIFEST).is_file():
             return local  # checked against the manifest when it was fetched
+        for stale in local.parent.glob(f".{local.name}-*"):  # what a fetch killed mid-download left
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{local.name}-", dir=local.parent))
         try:
             names = list(manifest["files"])
@@ -115,9 +119,7 @@ def fetch(location: str, cache: Path | None = None) -> Path:
                 raise AssetError(f"{storage.join(location, names[0])}: does not match the sha256 in its asset's "
                                  f"manifest after two downloads; expected an intact upload (publish the asset again)")
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-            if local.exists():
-                shutil.rmtree(local)  # an earlier, interrupted fetch (it has no manifest)
-            os.replace(tmp, local)
+            os.replace(tmp, local)  # the folder appears whole, manifest included, or not at all
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     log.info("asset %s: fetched to %s", location, local)

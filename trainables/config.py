@@ -68,7 +68,7 @@ class EnglishConfig:
     lr: float = checked(2e-5, rule=learning_rate)
     weight_decay: float = checked(0.0, rule=non_negative)
     warmup_ratio: float = checked(0.0, rule=unit_interval)
-    max_examples: Optional[int] = checked(None, rule=positive_int_or_none)  # a subset of the English training data
+    max_examples: Optional[int] = checked(None, rule=positive_int_or_none)  # a subset of the English data
     freeze_embeddings: bool = False
     dev_max_examples: Optional[int] = checked(None, rule=positive_int_or_none)  # English dev pairs scored after training
 
@@ -195,7 +195,7 @@ class RunConfig:
 
 
 def config_from_dict(values: dict[str, Any]) -> RunConfig:
-    """Return a checked RunConfig with its defaults filled, from nested dicts (bad keys and values raise ConfigError)."""
+    """Return a checked RunConfig with its defaults filled, from nested dicts (bad keys and values: ConfigError)."""
     cfg = build_dataclass(RunConfig, values or {}, "")
     check_fields(cfg)
     return cfg.fill_defaults().check_relations()

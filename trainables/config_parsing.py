@@ -39,6 +39,11 @@ def positive_int_or_none(v: Any) -> str | None:
     return None if v is None or v >= 1 else f"expected a positive integer or null, got {v}"
 
 
+def positive_number(v: Any) -> str | None:
+    """Return why `v` is not a number > 0, or None."""
+    return None if v > 0 else f"expected a number > 0, got {v}"
+
+
 def learning_rate(v: Any) -> str | None:
     """Return why `v` is not a positive learning rate, or None."""
     return None if v > 0 else f"expected a positive learning rate, got {v}"

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 from trainables.config import RunConfig
 from trainables.data.subset import limit
-from trainables.embedded import CONVERTER_VERSION
+from trainables.embedded import converter_key
 from trainables.errors import XlamamlError
 from trainables.tasks.base import Task
 
@@ -62,9 +62,8 @@ def data_key(cfg: RunConfig, task: Task) -> str:
         "max_length": cfg.model.max_length,
         "doc_stride": cfg.model.doc_stride,
         **task.data_split_key(cfg),
+        **converter_key(cfg.model.name),
     }
-    if cfg.model.name == "embedded":  # a new converter may make a new tokenizer under the same name
-        relevant["converter_version"] = CONVERTER_VERSION
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -75,18 +74,15 @@ def english_sets(cfg: RunConfig) -> list[SetKey]:
             SetKey("dev", "en", scored), SetKey("test", "en", scored)]
 
 
-def needed_sets(cfg: RunConfig, task: Task, trial: bool = True) -> list[SetKey]:
-    """Return every set a run of `cfg` reads after the English stage (`trial`: a sweep trial, with dev reports)."""
+def needed_sets(cfg: RunConfig, task: Task) -> list[SetKey]:
+    """Return every set a sweep trial of `cfg` reads (after the English stage)."""
     m, e = cfg.meta, cfg.eval
     keys = [SetKey("test", lang, e.max_examples) for lang in e.target_langs]
     if cfg.method != "baseline":
         keys += [SetKey("dev", lang, None, True) for lang in sorted(set(m.support_langs) | set(m.query_langs))]
     if cfg.few_shot.enabled:
         keys += [SetKey("dev", lang, None, True) for lang in e.target_langs]
-    if trial:
-        keys += [SetKey("dev", lang, e.dev_max_examples) for lang in e.dev_langs or e.target_langs]
-    elif e.dev:
-        keys += [SetKey("dev", lang, e.max_examples) for lang in e.target_langs]
+    keys += [SetKey("dev", lang, e.dev_max_examples) for lang in e.dev_langs or e.target_langs]  # dev reports
     for split, names in task.extra_eval_names(cfg, e.target_langs).items():
         keys += [SetKey(split, name, e.max_examples) for name in names]
     return list(dict.fromkeys(keys))
@@ -116,9 +112,13 @@ class DataSource(ABC):
         return {lang: self.get(SetKey(split, lang, max_examples, train)) for lang in langs}
 
     def extra_sets(self, langs: list[str]) -> dict[str, dict[str, Any]]:
-        """Return {extra split: {name: encoded set}} scored beside the test sets; none for most tasks."""
-        return {split: {name: self.get(SetKey(split, name, self.cfg.eval.max_examples)) for name in names}
-                for split, names in self.extra_names(langs).items()}
+        """Return {extra split: {name: encoded set}} scored beside the test sets; none for most tasks (a set with no
+        data, such as a G-XLT pair without held-out questions, is left out)."""
+        out = {}
+        for split, names in self.extra_names(langs).items():
+            sets = {name: self.get(SetKey(split, name, self.cfg.eval.max_examples)) for name in names}
+            out[split] = {name: enc for name, enc in sets.items() if enc is not None}
+        return out
 
 
 class TokenizingSource(DataSource):
@@ -131,7 +131,7 @@ class TokenizingSource(DataSource):
     def get(self, key: SetKey) -> Any:
         """Return the set `key`, tokenized now (None for an extra set with no data)."""
         if key.split == ENGLISH:
-            return self._english(key)[0]
+            return self.english_set(key)[0]
         if key.split in ("dev", "test"):
             data = self.task.load(self.cfg, key.split, [key.lang])[key.lang]
             return self.task.encode(limit(data, key.max_examples), self.tokenizer, self.cfg, key.train)
@@ -147,9 +147,9 @@ class TokenizingSource(DataSource):
 
     def english(self) -> tuple[Any, str]:
         """Return the English training data of the config, read and tokenized."""
-        return self._english(english_sets(self.cfg)[0])
+        return self.english_set(english_sets(self.cfg)[0])
 
-    def _english(self, key: SetKey) -> tuple[Any, str]:
+    def english_set(self, key: SetKey) -> tuple[Any, str]:
         """Return the English training data the set `key` names (its subset size and seed), and its source."""
         cfg = dataclasses.replace(self.cfg, seed=key.seed,
                                   english=dataclasses.replace(self.cfg.english, max_examples=key.max_examples))
@@ -164,16 +164,16 @@ class TokenizingSource(DataSource):
 class AssetSource(DataSource):
     """Reads the sets of a data asset fetched to the local folder `folder` (its manifest lists them)."""
 
-    def __init__(self, cfg: RunConfig, task: Task, folder: Path, meta: dict[str, Any]):
+    def __init__(self, cfg: RunConfig, task: Task, folder: Path, meta: dict[str, Any], location: str = ""):
         super().__init__(cfg, task)
-        self.folder, self.meta = folder, meta
+        self.folder, self.meta, self.location = folder, meta, location or str(folder)
 
     def get(self, key: SetKey) -> Any:
-        """Return the stored set `key` (MissingSetError naming it when the asset lacks it)."""
+        """Return the stored set `key` (MissingSetError naming it and the asset when the asset lacks it)."""
         path = self.folder / key.file_name
         if not path.is_file():
-            raise MissingSetError(f"{path}: the sweep's data asset holds no set {key.file_name}; expected the "
-                                  f"driver to have built it (does sweep.space change a data setting?)")
+            raise MissingSetError(f"{self.location}: the sweep's data asset holds no set {key.file_name}; expected "
+                                  f"the driver to have built it for this trial's config")
         return self.task.load_encoded(path)
 
     def english(self) -> tuple[Any, str]:
@@ -194,7 +194,7 @@ def build_data_asset(source: TokenizingSource, keys: Iterable[SetKey], folder: P
     meta: dict[str, Any] = {"sets": [], "english_source": {}}
     for key in dict.fromkeys(keys):
         if key.split == ENGLISH:
-            enc, meta["english_source"][key.file_name] = source._english(key)
+            enc, meta["english_source"][key.file_name] = source.english_set(key)
         else:
             enc = source.get(key)
         if enc is None:  # an extra set with no data (e.g. a G-XLT pair with no held-out question)

@@ -20,9 +20,10 @@ import torch
 
 from trainables.config import RunConfig, save_config
 from trainables.data_source import DataSource, TokenizingSource, english_sets
-from trainables.embedded import CONVERTER_VERSION
+from trainables.embedded import converter_key
 from trainables.errors import ExistingOutputError
 from trainables.evaluate import evaluate_sets
+from trainables.local_files import exclusive_lock
 from trainables.finetune import train_supervised
 from trainables.models import apply_freezing, pick_device
 from trainables.paths import cache_dir
@@ -41,9 +42,8 @@ def english_stage_key(cfg: RunConfig, task: Task) -> str:
         "english": {k: v for k, v in dataclasses.asdict(cfg.english).items() if k != "dev_max_examples"},
         "english_data": cfg.data.english,
         **task.english_data_key(cfg),
+        **converter_key(cfg.model.name),
     }
-    if cfg.model.name == "embedded":  # a new converter makes new weights under the same name
-        relevant["converter_version"] = CONVERTER_VERSION
     blob = json.dumps(relevant, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -69,6 +69,13 @@ def english_stage(cfg: RunConfig, task: Task, out_dir: str | Path | None = None,
     The data comes from `source` (a sweep's data asset), else it is read and tokenized here."""
     key = english_stage_key(cfg, task)
     out = Path(out_dir).resolve() if out_dir else english_stage_dir(cfg, task)
+    # One process trains, others with the same key wait for it and reuse its result.
+    with exclusive_lock(cache_dir() / "locks" / f"english-{key}.lock"):
+        return _english_stage(cfg, task, key, out, source)
+
+
+def _english_stage(cfg: RunConfig, task: Task, key: str, out: Path, source: DataSource | None) -> Path:
+    """Return `out` holding the English stage of `cfg` (key `key`): found there, or trained and saved."""
     done = read_stage_metrics(out)
     if done is not None:
         if done.get("english_stage_key") != key:
@@ -97,7 +104,7 @@ def english_stage(cfg: RunConfig, task: Task, out_dir: str | Path | None = None,
                      "eval_max_examples": cfg.english.dev_max_examples,
                      **{f"train/{k}": v for k, v in stats.items()}}
     for scored in english_sets(cfg)[1:]:  # en dev and test
-        metrics.update(evaluate_sets(task, model, {"en": source.get(scored)}, scored.split, cfg, device))
+        metrics.update(evaluate_sets(task, model, {"en": source.get(scored)}, scored.split, cfg, device=device))
     m = task.metrics[0]
     log.info("English stage: en dev %s %.4f, test %s %.4f", m, metrics[f"dev/en/{m}"], m, metrics[f"test/en/{m}"])
 

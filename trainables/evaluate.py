@@ -12,7 +12,7 @@ from trainables.config import RunConfig
 from trainables.tasks.base import Task
 
 
-def evaluate_sets(task: Task, model: torch.nn.Module, sets: dict, split: str, cfg: RunConfig,
+def evaluate_sets(task: Task, model: torch.nn.Module, sets: dict, split: str, cfg: RunConfig, *,
                   device: torch.device | str, pred_dir: Path | None = None) -> dict[str, float]:
     """Return `{split}/{lang}/{metric}` for every language in `sets` (writing predictions when `pred_dir` is set)."""
     metrics = {}
@@ -23,7 +23,7 @@ def evaluate_sets(task: Task, model: torch.nn.Module, sets: dict, split: str, cf
     return metrics
 
 
-def add_averages(metrics: dict[str, float], split: str, targets: list[str], aux_langs: list[str],
+def add_averages(metrics: dict[str, float], split: str, targets: list[str], *, aux_langs: list[str],
                  names: tuple[str, ...] = ("acc",)) -> dict[str, float]:
     """Return `metrics` with `{split}/avg/{m}` and `{split}/avg_excl_aux/{m}` added for each metric name."""
     out = dict(metrics)

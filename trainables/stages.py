@@ -81,7 +81,7 @@ def start_meta(cfg: RunConfig, task: Task, model: torch.nn.Module, source: DataS
     return MetaState(dev, build_sampler(cfg, dev), learner, m.total_steps)
 
 
-def advance_meta(cfg: RunConfig, task: Task, state: MetaState, count: int, device: torch.device) -> None:
+def advance_meta(cfg: RunConfig, task: Task, state: MetaState, *, count: int, device: torch.device) -> None:
     """Run up to `count` more meta steps (never past the budget), logging progress every tenth of it."""
     every = max(1, state.total // 10)
     t0 = time.perf_counter()
@@ -105,7 +105,7 @@ def meta_summary(state: MetaState) -> dict[str, float]:
             "meta/query_loss": float(np.mean(recent)) if recent else float("nan")}
 
 
-def meta_stage(cfg: RunConfig, task: Task, model: torch.nn.Module, source: DataSource,
+def meta_stage(cfg: RunConfig, task: Task, model: torch.nn.Module, *, source: DataSource,
                device: torch.device) -> dict[str, float]:
     """Meta-train `model` in place on episodes of the auxiliary dev sets; return its summary metrics."""
     state = start_meta(cfg, task, model, source)
@@ -113,13 +113,13 @@ def meta_stage(cfg: RunConfig, task: Task, model: torch.nn.Module, source: DataS
              "+".join(cfg.meta.support_langs), "+".join(cfg.meta.query_langs), state.total,
              "first" if cfg.meta.first_order else "second", cfg.meta.sampling,
              "parallel" if cfg.meta.parallel else "non-parallel")
-    advance_meta(cfg, task, state, state.total, device)
+    advance_meta(cfg, task, state, count=state.total, device=device)
     apply_freezing(model, False, 0)
     return meta_summary(state)
 
 
-def few_shot_and_test(cfg: RunConfig, task: Task, model: torch.nn.Module, source: DataSource, device: torch.device,
-                      test: dict, pred_dir: Path | None) -> dict[str, float]:
+def few_shot_and_test(cfg: RunConfig, task: Task, model: torch.nn.Module, *, source: DataSource,
+                      device: torch.device, test: dict, pred_dir: Path | None) -> dict[str, float]:
     """Return test metrics after fine-tuning a fresh copy of `model` on each target's dev set."""
     start = copy.deepcopy(model.state_dict())
     dev = source.sets("dev", list(test), train=True)
@@ -130,26 +130,26 @@ def few_shot_and_test(cfg: RunConfig, task: Task, model: torch.nn.Module, source
         apply_freezing(model, fs.freeze_embeddings, 0)
         train_supervised(task, model, dev[lang], epochs=fs.epochs, batch_size=fs.batch_size, lr=fs.lr,
                          seed=cfg.seed, device=device, what=f"few-shot {lang}")
-        metrics.update(evaluate_sets(task, model, {lang: enc}, "test", cfg, device, pred_dir))
+        metrics.update(evaluate_sets(task, model, {lang: enc}, "test", cfg, device=device, pred_dir=pred_dir))
         log.info("few-shot %s: test %s %.4f", lang, task.metrics[0], metrics[f"test/{lang}/{task.metrics[0]}"])
     model.load_state_dict(start)
     apply_freezing(model, False, 0)
     return metrics
 
 
-def score_test(cfg: RunConfig, task: Task, model: torch.nn.Module, source: DataSource, device: torch.device,
+def score_test(cfg: RunConfig, task: Task, model: torch.nn.Module, *, source: DataSource, device: torch.device,
                pred_dir: Path | None) -> dict[str, float]:
     """Return test metrics of every target with averages (after the few-shot stage when it is on), plus extras."""
     targets = cfg.eval.target_langs
     test = source.sets("test", targets, cfg.eval.max_examples)
     if cfg.few_shot.enabled:
-        metrics = few_shot_and_test(cfg, task, model, source, device, test, pred_dir)
+        metrics = few_shot_and_test(cfg, task, model, source=source, device=device, test=test, pred_dir=pred_dir)
     else:
-        metrics = evaluate_sets(task, model, test, "test", cfg, device, pred_dir)
-    metrics = add_averages(metrics, "test", targets, cfg.aux_langs, task.metrics)
+        metrics = evaluate_sets(task, model, test, "test", cfg, device=device, pred_dir=pred_dir)
+    metrics = add_averages(metrics, "test", targets, aux_langs=cfg.aux_langs, names=task.metrics)
     # Task-specific extra matrices (MLQA's G-XLT: keys gxlt/<context>-<question>/<metric>).
     for split, sets in source.extra_sets(targets).items():
-        metrics.update(evaluate_sets(task, model, sets, split, cfg, device))
+        metrics.update(evaluate_sets(task, model, sets, split, cfg, device=device))
     return metrics
 
 
@@ -167,16 +167,16 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, float]:
     source = TokenizingSource(cfg, task, tokenizer)
     metrics: dict[str, float] = {}
     if cfg.method != "baseline":
-        metrics.update(meta_stage(cfg, task, model, source, device))
+        metrics.update(meta_stage(cfg, task, model, source=source, device=device))
 
     targets = cfg.eval.target_langs
     t_eval = time.perf_counter()
     pred_dir = out / "predictions" if cfg.eval.write_predictions else None
-    metrics.update(score_test(cfg, task, model, source, device, pred_dir))
+    metrics.update(score_test(cfg, task, model, source=source, device=device, pred_dir=pred_dir))
     if cfg.eval.dev:
         dev = source.sets("dev", targets, cfg.eval.max_examples)
-        metrics = add_averages({**metrics, **evaluate_sets(task, model, dev, "dev", cfg, device)},
-                               "dev", targets, cfg.aux_langs, task.metrics)
+        metrics = add_averages({**metrics, **evaluate_sets(task, model, dev, "dev", cfg, device=device)},
+                               "dev", targets, aux_langs=cfg.aux_langs, names=task.metrics)
     metrics["eval/seconds"] = time.perf_counter() - t_eval
     metrics["run/seconds"] = time.perf_counter() - t0
     (out / "metrics.json").write_text(json.dumps({"base_checkpoint": str(base), **metrics}, indent=2))

@@ -8,6 +8,7 @@ names the location (`StorageError`).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -15,11 +16,15 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from trainables.errors import XlamamlError
 
+BUCKET_SCHEMES = ("s3", "gs", "gcs")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: os.umask can only be read by setting it
 
 
 class StorageError(XlamamlError, OSError):
@@ -44,7 +49,7 @@ def join(location: str, *parts: str) -> str:
     return str(Path(location, *parts))
 
 
-def _first_line(e: BaseException) -> str:
+def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return text or type(e).__name__
 
@@ -53,11 +58,22 @@ def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     """Return (the pyarrow file system of `location`, the path inside it); raise StorageError if none fits."""
     if not is_uri(location):
         return pafs.LocalFileSystem(), normalize(location)
+    scheme, _, rest = location.partition("://")
     try:
+        if scheme in BUCKET_SCHEMES:  # the path inside a bucket store is "bucket/key", as pyarrow gives it
+            return _filesystem_of(f"{scheme}://{rest.split('/', 1)[0]}"), rest.rstrip("/")
         return pafs.FileSystem.from_uri(location)
-    except Exception as e:  # pyarrow raises ArrowInvalid/OSError/ValueError for an unknown scheme or bad URI
-        raise StorageError(f"{location}: not a storage location pyarrow can open ({_first_line(e)}); expected a "
+    except pa.ArrowInvalid as e:  # an unknown scheme or a malformed URI
+        raise StorageError(f"{location}: not a storage location pyarrow can open ({_one_line(e)}); expected a "
                            f"local folder or a URI such as s3://bucket/prefix or gs://bucket/prefix") from None
+    except (OSError, ValueError) as e:  # no network, no credentials, a region that cannot be looked up
+        raise StorageError(f"{location}: cannot reach the storage ({_one_line(e)})") from None
+
+
+@functools.lru_cache(maxsize=16)
+def _filesystem_of(root: str) -> pafs.FileSystem:
+    """Return the file system of a bucket URI, made once per process (an S3 one looks up its region first)."""
+    return pafs.FileSystem.from_uri(root)[0]
 
 
 def _guard(location: str, what: str, call: Callable):
@@ -67,7 +83,7 @@ def _guard(location: str, what: str, call: Callable):
     except StorageError:
         raise
     except (OSError, ValueError) as e:
-        raise StorageError(f"{location}: cannot {what} ({_first_line(e)})") from None
+        raise StorageError(f"{location}: cannot {what} ({_one_line(e)})") from None
 
 
 def exists(location: str) -> bool:
@@ -95,6 +111,7 @@ def _write_local(path: str, fill: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         fill(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it owner-only; other nodes' accounts must read it
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -132,11 +149,13 @@ def list_files(location: str) -> list[str]:
     return sorted(i.path[len(prefix):] for i in infos if i.type == pafs.FileType.File and i.path.startswith(prefix))
 
 
-def upload_file(local_path: str | Path, location: str) -> None:
-    """Copy the local file `local_path` to `location` (whole or not at all, as `write_bytes`)."""
+def upload_file(local_path: str | Path, location: str, link: bool = False) -> None:
+    """Copy the local file `local_path` to `location` (whole or not at all, as `write_bytes`); `link`: hard-link it
+    when `location` is local and on the same file system."""
     fs, path = filesystem(location)
     if isinstance(fs, pafs.LocalFileSystem):
-        _guard(location, "write", lambda: _write_local(path, lambda tmp: _link_or_copy(local_path, tmp)))
+        fill = (lambda tmp: _link_or_copy(local_path, tmp)) if link else (lambda tmp: shutil.copyfile(local_path, tmp))
+        _guard(location, "write", lambda: _write_local(path, fill))
         return
     _guard(location, "write", lambda: pafs.copy_files(str(Path(local_path).resolve()), path,
                                                       source_filesystem=pafs.LocalFileSystem(),

@@ -1,14 +1,13 @@
 """The Ray Tune Trainable: one trial = meta stage (in chunks), optional few-shot stage, evaluation.
 
-A trial's config is the nested RunConfig dict plus an optional `assignment` string
-(`trainables.assignment`) that sets the method and languages. `setup` loads the shared base
-checkpoint from `base_checkpoint` (a path: the model never travels in the config or the object
-store). Each `step` runs `meta.steps_per_report` meta steps and reports dev accuracy; the step that
-spends the budget also reports test accuracy for every target and `done`. Checkpoints hold the
-meta-trained weights, optimizer, schedule, sampler position and RNG, so a restored trial continues
-exactly where it stopped.
+A trial's config is the nested RunConfig dict plus an optional `assignment` string (`trainables.assignment`) that
+sets the method and languages. `setup` fetches the shared base checkpoint (`base_checkpoint`, an asset of the
+sweep's storage) and the trial's tokenized data into the node's cache; the model never travels in the config or the
+object store. Each `step` runs `meta.steps_per_report` meta steps and reports dev accuracy; the step that spends the
+budget also reports test accuracy for every target and `done`. Checkpoints hold the meta-trained weights, optimizer,
+schedule, sampler position and RNG, so a restored trial continues exactly where it stopped; a finished trial's last
+checkpoint holds only its final report.
 """
-
 from __future__ import annotations
 
 import logging
@@ -16,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import ray
 import torch
 from ray import tune
@@ -66,8 +66,21 @@ def trial_data(cfg: RunConfig, task: Task) -> tuple[Path, DataSource | None]:
             raise MissingFileError(f"{base}: base checkpoint not found (expected a save_pretrained directory)")
         return base, None
     base = assets.fetch(cfg.base_checkpoint)
-    folder = assets.fetch(storage.join(cfg.assets, f"data-{data_key(cfg, task)}"))
-    return base, AssetSource(cfg, task, folder, assets.local_manifest(folder)["meta"])
+    location = storage.join(cfg.assets, f"data-{data_key(cfg, task)}")
+    folder = assets.fetch(location)
+    return base, AssetSource(cfg, task, folder, assets.local_manifest(folder)["meta"], location)
+
+
+def newest_checkpoint(missing: tune.Checkpoint) -> tune.Checkpoint | None:
+    """Return the newest `checkpoint_*` beside the missing checkpoint `missing` that holds a trial state, or None."""
+    fs, parent = missing.filesystem, missing.path.rstrip("/").rsplit("/", 1)[0]
+    found = []
+    for info in fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True)):
+        name = info.path.rstrip("/").rsplit("/", 1)[-1]
+        if info.type == pafs.FileType.Directory and name.startswith("checkpoint_"):
+            if fs.get_file_info(f"{info.path}/{CHECKPOINT_FILE}").type == pafs.FileType.File:
+                found.append(info.path)
+    return tune.Checkpoint(path=max(found), filesystem=fs) if found else None
 
 
 class XlaMamlTrainable(tune.Trainable):
@@ -96,9 +109,9 @@ class XlaMamlTrainable(tune.Trainable):
             return {**self.final_metrics, "done": True}
         cfg = self.cfg
         if self.meta is not None:
-            advance_meta(cfg, self.task, self.meta, cfg.meta.steps_per_report, self.device)
-        metrics: dict[str, Any] = evaluate_sets(self.task, self.model, self.dev, "dev", cfg, self.device)
-        metrics = add_averages(metrics, "dev", list(self.dev), cfg.aux_langs, self.task.metrics)
+            advance_meta(cfg, self.task, self.meta, count=cfg.meta.steps_per_report, device=self.device)
+        metrics: dict[str, Any] = evaluate_sets(self.task, self.model, self.dev, "dev", cfg, device=self.device)
+        metrics = add_averages(metrics, "dev", list(self.dev), aux_langs=cfg.aux_langs, names=self.task.metrics)
         if self.meta is not None:
             metrics.update(meta_summary(self.meta))
         # Which Ray node ran the trial: the cluster test and users spreading trials read it.
@@ -115,12 +128,28 @@ class XlaMamlTrainable(tune.Trainable):
             apply_freezing(self.model, False, 0)
         # The trial's working directory is its own folder (Ray changes into it).
         pred_dir = Path.cwd() / "predictions" if self.cfg.eval.write_predictions else None
-        return score_test(self.cfg, self.task, self.model, self.source, self.device, pred_dir)
+        return score_test(self.cfg, self.task, self.model, source=self.source, device=self.device,
+                          pred_dir=pred_dir)
+
+    def restore(self, checkpoint_path: Any) -> None:
+        """Restore from `checkpoint_path`, or, when Ray's last snapshot names a checkpoint that is gone (deleted after
+        a newer one was written, just before the driver was killed), from the newest checkpoint the trial has."""
+        try:
+            super().restore(checkpoint_path)
+        except ValueError as e:
+            checkpoint = getattr(checkpoint_path, "checkpoint", checkpoint_path)
+            newest = newest_checkpoint(checkpoint) if "does not exist on storage" in str(e) else None
+            if newest is None:
+                raise
+            log.warning("trial checkpoint %s is gone; restoring from %s", getattr(checkpoint, "path", checkpoint),
+                        newest.path)
+            super().restore(newest)
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         """Write the trial's state: meta-trained weights, optimizer, schedule, sampler, RNG (or, once done, its
         final report only, unless `sweep.keep_final_checkpoint`)."""
-        state: dict[str, Any] = {"rng": torch.get_rng_state()}
+        # The iteration too: a restore from another checkpoint than Ray's snapshot names must not renumber reports.
+        state: dict[str, Any] = {"rng": torch.get_rng_state(), "iteration": self.iteration}
         if self.final_metrics is not None and not self.keep_final:
             # A finished trial is never trained again: its weights would only fill the storage (246 MB a demo
             # trial, ~2 GB with mBERT). The report lets a resume that restores it finish without retraining.
@@ -139,6 +168,8 @@ class XlaMamlTrainable(tune.Trainable):
         """Restore what `save_checkpoint` wrote (tensors and plain values only: loading runs no code)."""
         state = torch.load(os.path.join(checkpoint_dir, CHECKPOINT_FILE), weights_only=True)
         torch.set_rng_state(state["rng"])
+        if "iteration" in state:
+            self._iteration = state["iteration"]
         if "final_metrics" in state:
             self.final_metrics = dict(state["final_metrics"])
             return

@@ -39,6 +39,9 @@ sleep 10
 "$PY" -m search.cli -q sweep --config smoke --address "127.0.0.1:$PORT" --storage "$OUT/storage" --name nsd \
     > "$OUT/sweep.out" 2> "$OUT/sweep.err"
 echo $? > "$OUT/sweep.rc"
+RAY_AUTH_TOKEN=0123456789abcdef0123456789abcdef "$PY" -m search.cli -q sweep --config smoke \
+    --address "127.0.0.1:$PORT" --storage "$OUT/storage" --name token > /dev/null 2> "$OUT/token.err"
+echo $? > "$OUT/token.rc"
 date +%s.%N > "$OUT/bad.t0"
 "$PY" -m search.cli -q sweep --config smoke --address "127.0.0.1:$((PORT + 1))" --storage "$OUT/storage" --name bad \
     > /dev/null 2> "$OUT/bad.err"
@@ -84,6 +87,11 @@ def test_smoke_sweep_on_a_worker_that_sees_only_the_storage(tmp_path):
     assert list((dirs["WORKER_CACHE"] / "base").iterdir()) and not (dirs["DRIVER_CACHE"] / "base").exists()
     fetched = {p.name.split("-")[0] for p in (dirs["WORKER_CACHE"] / "assets").iterdir() if not p.name.startswith(".")}
     assert fetched == {"base", "data"}
+
+    # A token the cluster refuses is one line naming the token setting.
+    err = (tmp_path / "token.err").read_text().strip().splitlines()
+    assert (tmp_path / "token.rc").read_text().strip() == "2" and len(err) == 1, err
+    assert "refused this driver's token" in err[0] and "RAY_AUTH_MODE=token" in err[0]
 
     # A wrong address is one line naming it, in seconds.
     err = (tmp_path / "bad.err").read_text().strip().splitlines()

@@ -90,7 +90,12 @@ def test_sweep_on_s3_survives_sigkill_and_analyzes_from_the_uri(tmp_path, cache,
                              capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     got = results(exp)
-    assert len(got) == 3 and all(lines[-1].get("done") for lines in got.values())
+    summary = {n: (len(lines), lines[-1].get("done"), lines[-1].get("training_iteration")) for n, lines in got.items()}
+    files = [f for f in storage.list_files(exp) if not f.startswith("assets/")]
+    errors = {f: storage.read_bytes(storage.join(exp, f)).decode()[-1500:] for f in files if f.endswith("error.txt")}
+    open("/tmp/s3_diag.json", "w").write(json.dumps({"errors": errors, "files": files, "err": resumed.stderr[-6000:]}))
+    assert len(got) == 3 and all(lines[-1].get("done") for lines in got.values()), (summary, errors, files,
+                                                                                   resumed.stderr[-3000:])
     for name, count in finished_before.items():
         assert len(got[name]) == count  # a finished trial is not run again
     assert all(lines[-1]["meta/steps"] == 60 for name, lines in got.items() if not name.startswith("baseline"))

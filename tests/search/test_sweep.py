@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from search.space import AssignmentSpec, assignments, hyper_space
 from search.sweep import SWEEP_FILE, load_sweep, param_space, run_sweep
@@ -87,9 +88,21 @@ def test_smoke_sweep_runs_every_trial_and_isolates_a_failing_one(tmp_path, cache
         assert ("meta/steps" in final) == (not name.startswith("baseline"))
         assert (exp / name / "predictions" / "test-hi.tsv").is_file()
     assert len(list((Path(os.environ["XLAMAML_CACHE"]) / "base").iterdir())) == 1  # English stage built once
+    for name in ok:  # a finished trial keeps its final report, not its weights (sweep.keep_final_checkpoint: false)
+        for ckpt in (exp / name).glob("checkpoint_*/trial.pt"):
+            state = torch.load(ckpt, weights_only=True)
+            assert "final_metrics" in state and "weights" not in state
     # The analysis reads the experiment directory alone, errored trials included.
     written = analyze(exp, tmp_path / "analysis")
     assert {"results.csv", "table.md", "heatmap.png", "heatmap.svg", "best_pairs.csv"} <= set(written)
+
+
+def test_keep_final_checkpoint_keeps_the_weights(tmp_path, cache, ray_local):
+    sw = load_sweep(preset_path("smoke"), ["sweep.assignments.items=[xla-maml:en>hi]",
+                                           "sweep.keep_final_checkpoint=true"])
+    exp = run_sweep(sw, tmp_path / "runs", "kept")
+    (ckpt,) = list(exp.glob("*/checkpoint_*/trial.pt"))
+    assert "weights" in torch.load(ckpt, weights_only=True)
 
 
 def test_optuna_asha_smoke(tmp_path, cache, ray_local):

