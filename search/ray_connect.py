@@ -77,4 +77,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
         if "auth" in text.lower() or "Authentication" in type(e).__name__:
             raise RayConnectError(f"--address {address}: the cluster refused this driver's token ({text[:200]}); "
                                   f"{TOKEN_HINT}") from None
-        raise RayConnectError(f"--address {address}: cannot join the Ray cluster ({text[:200]})") from None
+        # The port answered, yet Ray could not join: with token authentication a wrong or missing token looks
+        # just like this from Python (the reason is only in Ray's C++ log), so the line names the token too.
+        raise RayConnectError(f"--address {address}: the cluster answers but refused to be joined ({text[:200]}); "
+                              f"if it uses token authentication, {TOKEN_HINT}") from None
