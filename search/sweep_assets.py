@@ -8,7 +8,8 @@ Both go to `<storage>/<name>/assets/` through `pyarrow.fs` (local, NFS, `s3://`,
 the raw data, so it runs here, on the driver; the English stage needs a GPU more than the data, so with a Ray
 cluster (`--address`) it runs as a Ray task on a worker (`sweep.english_cpus`, `sweep.english_gpus`) and reads the
 data asset like a trial. An asset already there is not made again (a resume makes only data assets gone missing);
-an English stage already in the node's cache (an earlier sweep with the same config) is published without training.
+an English stage with the same key is reused, not trained: copied from another experiment of the same storage (on
+object stores a server-side copy), or published from the node's cache.
 """
 
 from __future__ import annotations
@@ -122,9 +123,15 @@ def publish_base(run: dict[str, Any], assets_root: str, remote: bool, cpus: floa
         if assets.read_manifest(location) is None:
             assets.publish(folder, location, manifest=manifest, link=False)
         return location
-    location = storage.join(assets_root, f"base-{english_stage_key(cfg, get_task(cfg.task))}")
+    name = f"base-{english_stage_key(cfg, get_task(cfg.task))}"
+    location = storage.join(assets_root, name)
     if assets.read_manifest(location) is not None:
         return location
+    for other in assets.find_in_other_experiments(assets_root):  # an earlier sweep in this storage made it
+        if assets.read_manifest(storage.join(other, name)) is not None:
+            log.info("sweep assets: English stage %s reused from %s", name, other)
+            assets.copy(storage.join(other, name), location)
+            return location
     if remote:  # on a worker: the head needs no GPU, and the task reads the data asset, not the head's files
         task = ray.remote(english_stage_from_assets).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
         # torch uses as many threads as the task holds CPUs (Ray sets OMP_NUM_THREADS=1 otherwise).

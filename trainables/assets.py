@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from trainables import storage
 from trainables.errors import XlamamlError
@@ -75,6 +75,26 @@ def publish(local_dir: Path, location: str, meta: dict[str, Any] | None = None,
         storage.upload_file(local_dir / name, storage.join(location, name), link=link)
     storage.write_bytes(storage.join(location, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True).encode())
     return manifest
+
+
+def copy(source: str, target: str) -> dict[str, Any]:
+    """Copy the published asset `source` to `target` on the same storage, manifest last; return the manifest."""
+    manifest = read_manifest(source)
+    if manifest is None:
+        raise AssetError(f"{source}: asset not found or unfinished (no {MANIFEST}); expected a published asset")
+    for name in manifest["files"]:
+        storage.copy_file(storage.join(source, name), storage.join(target, name))
+    storage.copy_file(storage.join(source, MANIFEST), storage.join(target, MANIFEST))
+    return manifest
+
+
+def find_in_other_experiments(assets_root: str) -> Iterator[str]:
+    """Yield the asset folders of the other experiments beside the one whose asset folder is `assets_root`."""
+    experiment = storage.parent(assets_root)
+    root, own = storage.parent(experiment), asset_name(experiment)
+    for name in storage.list_folders(root):
+        if name != own:
+            yield storage.join(root, name, asset_name(assets_root))
 
 
 def asset_name(location: str) -> str:

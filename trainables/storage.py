@@ -149,6 +149,28 @@ def list_files(location: str) -> list[str]:
     return sorted(i.path[len(prefix):] for i in infos if i.type == pafs.FileType.File and i.path.startswith(prefix))
 
 
+def parent(location: str) -> str:
+    """Return the folder that holds `location`."""
+    return location.rstrip("/").rsplit("/", 1)[0] if is_uri(location) else str(Path(location).parent)
+
+
+def list_folders(location: str) -> list[str]:
+    """Return the names of the folders directly in the folder `location` (none when it does not exist)."""
+    fs, root = filesystem(location)
+    infos = _guard(location, "list", lambda: fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)))
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+
+def copy_file(source: str, target: str) -> None:
+    """Copy the file `source` to `target` on the same storage (server-side on object stores; linked locally)."""
+    fs, src = filesystem(source)
+    _, dst = filesystem(target)
+    if isinstance(fs, pafs.LocalFileSystem):  # assets are never rewritten in place: a link is a safe copy
+        _guard(target, "write", lambda: _write_local(dst, lambda tmp: _link_or_copy(src, tmp)))
+        return
+    _guard(target, "write", lambda: fs.copy_file(src, dst))
+
+
 def upload_file(local_path: str | Path, location: str, link: bool = False) -> None:
     """Copy the local file `local_path` to `location` (whole or not at all, as `write_bytes`); `link`: hard-link it
     when `location` is local and on the same file system."""

@@ -105,6 +105,17 @@ def test_keep_final_checkpoint_keeps_the_weights(tmp_path, cache, ray_local):
     assert "weights" in torch.load(ckpt, weights_only=True)
 
 
+def test_a_second_sweep_in_the_storage_reuses_the_english_stage(tmp_path, cache, ray_local, monkeypatch):
+    items = "sweep.assignments.items=[baseline]"
+    run_sweep(load_sweep(preset_path("smoke"), [items]), tmp_path / "runs", "first")
+    monkeypatch.setenv("XLAMAML_CACHE", str(tmp_path / "other-node-cache"))  # a driver that never trained it
+    exp = run_sweep(load_sweep(preset_path("smoke"), [items, "seed=0"]), tmp_path / "runs", "second")
+    assert not (tmp_path / "other-node-cache" / "base").exists()
+    (base,) = list((exp / "assets").glob("base-*"))
+    assert (tmp_path / "runs" / "first" / "assets" / base.name / "manifest.json").read_text() == (
+        base / "manifest.json").read_text()
+
+
 def test_optuna_asha_smoke(tmp_path, cache, ray_local):
     sw = load_sweep(preset_path("smoke"), [
         "sweep.mode=optuna", "sweep.num_samples=4", "sweep.max_concurrent=2",
