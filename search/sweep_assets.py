@@ -42,6 +42,7 @@ from trainables.errors import ConfigError, MissingFileError, XlamamlError
 from trainables.models import load_tokenizer
 from trainables.paths import cache_dir
 from trainables.stages import setup_torch
+from trainables.tasks.base import Task
 from trainables.tasks.registry import get_task
 from trainables.trainable import trial_values
 
@@ -64,9 +65,8 @@ def trial_configs(run: dict[str, Any], mode: str, names: list[str], seeds: list[
     return out
 
 
-def publish_data(base: RunConfig, trials: list[RunConfig], assets_root: str) -> None:
+def publish_data(base: RunConfig, trials: list[RunConfig], assets_root: str, task: Task) -> None:
     """Make the data asset of every encoding the trials (and the English stage of `base`) use, unless it exists."""
-    task = get_task(base.task)
     groups: dict[str, dict[SetKey, None]] = {}
     configs: dict[str, RunConfig] = {}
     english = [] if base.base_checkpoint else [(base, english_sets(base))]  # no English stage, no English data
@@ -98,7 +98,8 @@ def _scratch() -> Path:
 
 
 def english_stage_from_assets(run: dict[str, Any], assets_root: str, location: str) -> str:
-    """Build (or find in this node's cache) the English stage of `run` from the data asset, publish it; return where."""
+    """Build (or find in this node's cache) the English stage of `run` from the data asset, publish it; return where.
+    It may run as a Ray task on a worker: a process of its own, so it resolves its task itself."""
     cfg = config_from_dict(run)
     setup_torch(cfg)
     task = get_task(cfg.task)
@@ -110,7 +111,7 @@ def english_stage_from_assets(run: dict[str, Any], assets_root: str, location: s
     return location
 
 
-def publish_base(run: dict[str, Any], assets_root: str, remote: bool, cpus: float, gpus: float) -> str:
+def publish_base(run: dict[str, Any], assets_root: str, task: Task, *, remote: bool, cpus: float, gpus: float) -> str:
     """Return the asset location of the sweep's base checkpoint, made and published first if it is not there yet."""
     cfg = config_from_dict(run)
     if cfg.base_checkpoint:  # the user's own base: published as it is (copied, not linked), named by its content
@@ -123,7 +124,7 @@ def publish_base(run: dict[str, Any], assets_root: str, remote: bool, cpus: floa
         if assets.read_manifest(location) is None:
             assets.publish(folder, location, manifest=manifest, link=False)
         return location
-    name = f"base-{english_stage_key(cfg, get_task(cfg.task))}"
+    name = f"base-{english_stage_key(cfg, task)}"
     location = storage.join(assets_root, name)
     if assets.read_manifest(location) is not None:
         return location
@@ -148,9 +149,10 @@ def prepare_assets(run: dict[str, Any], sweep: Any, assets_root: str, remote: bo
     """Return the run config trials start from: the sweep's data and base checkpoint published as assets (on a
     resume, `run` already names its base asset: only data assets gone missing are made again)."""
     base = config_from_dict(run)
+    task = get_task(base.task)  # resolved once for the driver's part of the sweep
     names = assignments(sweep.assignments)
-    publish_data(base, trial_configs(run, sweep.mode, names, sweep.seeds, sweep.grid), assets_root)
+    publish_data(base, trial_configs(run, sweep.mode, names, sweep.seeds, sweep.grid), assets_root, task)
     if base.assets:  # a resumed sweep: its base asset is recorded
         return run
-    location = publish_base(run, assets_root, remote, sweep.english_cpus, sweep.english_gpus)
+    location = publish_base(run, assets_root, task, remote=remote, cpus=sweep.english_cpus, gpus=sweep.english_gpus)
     return merge(run, {"base_checkpoint": location, "assets": assets_root})
