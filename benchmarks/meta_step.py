@@ -5,6 +5,7 @@ fine-tuning step on the same batch (K = N = 8, real XNLI en -> hi pairs).
     python benchmarks/meta_step.py --models tiny medium --reps 5
     python benchmarks/meta_step.py --freeze-embeddings # fast weights without the 96M embedding rows
     python benchmarks/meta_step.py --task mlqa --freeze-embeddings   # QA windows of 384 tokens
+    python benchmarks/meta_step.py --precision fp32 bf16 --freeze-embeddings   # bf16 forward passes vs fp32
     python benchmarks/meta_step.py --smoke-test        # tiny only, seconds
 
 Each (model, step kind) runs in its own process so the peak resident memory (CPU) or the peak
@@ -24,11 +25,11 @@ MODELS = {
     "medium": dict(name="tiny", tiny=dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024)),
     "embedded": dict(name="embedded"),
 }
-KINDS = ("finetune", "first-order", "second-order")
+KINDS = ("finetune", "first-order", "second-order", "eval")  # eval: a forward pass over 64 pairs, no grad
 
 
 def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embeddings: bool,
-            device: str, threads: int, task_name: str = "xnli") -> dict:
+            device: str, threads: int, task_name: str = "xnli", precision: str = "fp32") -> dict:
     """Return the median seconds of one `kind` step and the peak memory, measured in this process."""
     # Imported here, in the measuring child process: the parent only spawns children and prints, so it never
     # holds torch or a model of its own.
@@ -37,6 +38,7 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
     from trainables.config import config_from_dict
     from trainables.maml import MetaLearner
     from trainables.models import apply_freezing
+    from trainables.precision import autocast, autocast_dtype, with_autocast
     from trainables.data_source import TokenizingSource
     from trainables.stages import build_sampler
     from trainables.tasks.registry import get_task
@@ -46,7 +48,8 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
     cfg = config_from_dict({"task": task_name, "model": {**MODELS[model_key], "max_length": max_length},
                             "device": device, "meta": {"support_langs": ["en"], "query_langs": ["hi"], "k": 8, "n": 8}})
     task = get_task(task_name)
-    loss_fn, collate_mixed = task.loss, task.collate_mixed
+    amp = autocast_dtype(precision, torch.device(device))
+    loss_fn, collate_mixed = with_autocast(task.loss, amp, device), task.collate_mixed
     model, tok = task.load_model(cfg.model, None, 0)
     model.to(device)
     trainable = apply_freezing(model, freeze_embeddings, 0)
@@ -58,7 +61,15 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
         torch.cuda.reset_peak_memory_stats()
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-    if kind == "finetune":
+    if kind == "eval":
+        eval_batch = collate_mixed(dev, [("hi", r) for r in range(64)], device)
+        eval_batch = {k: v for k, v in eval_batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+        def step(support, query):
+            with torch.no_grad(), autocast(amp, device):
+                model.eval()
+                model(**eval_batch)
+    elif kind == "finetune":
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
         def step(support, query):
@@ -109,6 +120,8 @@ def main() -> None:
     parser.add_argument("--freeze-embeddings", action="store_true")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16", "auto"],
+                        help="forward passes in fp32 and/or bf16 (torch.autocast); each gets its own rows")
     parser.add_argument("--smoke-test", action="store_true", help="tiny model, 2 reps")
     args = parser.parse_args()
     if args.smoke_test:
@@ -119,23 +132,30 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     print(f"{args.task}: K = N = 8, max_length {args.max_length}, device {args.device}, "
           f"embeddings {'frozen' if args.freeze_embeddings else 'trained'}, median of {args.reps} steps")
-    print(f"{'model':<9} {'params':>8} {'trainable':>9} {'step':<13} {'s/step':>8} {'x finetune':>10} {'peak MB':>8}")
+    print(f"{'model':<9} {'params':>8} {'trainable':>9} {'precision':<9} {'step':<13} {'s/step':>8} {'x finetune':>10} "
+          f"{'vs fp32':>8} {'peak MB':>8}")
     for key in args.models:
-        base = None
-        for kind in KINDS:
-            queue = ctx.Queue()
-            proc = ctx.Process(target=_child, args=(queue, key, kind, args.reps, args.max_length,
-                                                    args.freeze_embeddings, args.device, args.threads, args.task))
-            proc.start()
-            res = queue.get()
-            proc.join()
-            if "error" in res:
-                print(f"{key:<9} {'':>8} {'':>9} {kind:<13} failed: {res['error']}")
-                continue
-            base = res["seconds"] if kind == "finetune" else base
-            ratio = f"{res['seconds'] / base:10.2f}" if base else f"{'-':>10}"
-            print(f"{key:<9} {res['params'] / 1e6:7.2f}M {res['trainable'] / 1e6:8.2f}M {kind:<13} "
-                  f"{res['seconds']:8.3f} {ratio} {res['peak_mb']:8.0f}", flush=True)
+        fp32: dict[str, float] = {}
+        for precision in args.precision:
+            base = None
+            for kind in KINDS:
+                queue = ctx.Queue()
+                proc = ctx.Process(target=_child, args=(queue, key, kind, args.reps, args.max_length,
+                                                        args.freeze_embeddings, args.device, args.threads, args.task,
+                                                        precision))
+                proc.start()
+                res = queue.get()
+                proc.join()
+                if "error" in res:
+                    print(f"{key:<9} {'':>8} {'':>9} {precision:<9} {kind:<13} failed: {res['error']}")
+                    continue
+                base = res["seconds"] if kind == "finetune" else base
+                if precision == "fp32":
+                    fp32[kind] = res["seconds"]
+                ratio = f"{res['seconds'] / base:10.2f}" if base and kind != "eval" else f"{'-':>10}"
+                speedup = f"{fp32[kind] / res['seconds']:7.2f}x" if kind in fp32 else f"{'-':>8}"
+                print(f"{key:<9} {res['params'] / 1e6:7.2f}M {res['trainable'] / 1e6:8.2f}M {precision:<9} {kind:<13} "
+                      f"{res['seconds']:8.3f} {ratio} {speedup} {res['peak_mb']:8.0f}", flush=True)
 
 
 if __name__ == "__main__":

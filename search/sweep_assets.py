@@ -1,7 +1,8 @@
 """The driver's part of a sweep before any trial starts: the assets every trial needs, made once.
 
     data-<key>/   the tokenized sets (episode pools, dev-report sets, every target's test set, G-XLT sets) of all
-                  trial configs whose encoding is the same (`data_key`), plus the English stage's sets
+                  trial configs whose encoding is the same (`data_key`)
+    english-<key>/  the English stage's sets (its training data, en dev and test to score it)
     base-<key>/   the English stage's checkpoint (`english_stage_key`), or the user's `base_checkpoint`
 
 Both go to `<storage>/<name>/assets/` through `pyarrow.fs` (local, NFS, `s3://`, `gs://`, ...). Tokenizing needs
@@ -66,21 +67,24 @@ def trial_configs(run: dict[str, Any], mode: str, names: list[str], seeds: list[
 
 
 def publish_data(base: RunConfig, trials: list[RunConfig], assets_root: str, task: Task) -> None:
-    """Make the data asset of every encoding the trials (and the English stage of `base`) use, unless it exists."""
+    """Make the data assets of every encoding the trials use, and the English stage's own data asset (what only
+    that stage reads stays out of the trials' downloads), unless they exist."""
     groups: dict[str, dict[SetKey, None]] = {}
     configs: dict[str, RunConfig] = {}
-    english = [] if base.base_checkpoint else [(base, english_sets(base))]  # no English stage, no English data
-    for cfg, keys in english + [(c, needed_sets(c, task)) for c in trials]:
-        key = data_key(cfg, task)
-        configs.setdefault(key, cfg)
-        groups.setdefault(key, {}).update(dict.fromkeys(keys))
-    for key, keys in groups.items():
-        location = storage.join(assets_root, f"data-{key}")
+    for cfg in trials:
+        name = f"data-{data_key(cfg, task)}"
+        configs.setdefault(name, cfg)
+        groups.setdefault(name, {}).update(dict.fromkeys(needed_sets(cfg, task)))
+    if not base.base_checkpoint:  # no English stage to build, no English data
+        name = f"english-{data_key(base, task)}"
+        configs[name], groups[name] = base, dict.fromkeys(english_sets(base))
+    for name, keys in groups.items():
+        location = storage.join(assets_root, name)
         if assets.read_manifest(location) is not None:
             log.info("sweep assets: %s is there already", location)
             continue
         t0 = time.perf_counter()
-        cfg = configs[key]
+        cfg = configs[name]
         source = TokenizingSource(cfg, task, load_tokenizer(cfg.model))
         with tempfile.TemporaryDirectory(prefix="xlamaml-data-", dir=_scratch()) as tmp:
             meta = build_data_asset(source, keys, Path(tmp))
@@ -103,7 +107,7 @@ def english_stage_from_assets(run: dict[str, Any], assets_root: str, location: s
     cfg = config_from_dict(run)
     setup_torch(cfg)
     task = get_task(cfg.task)
-    data = storage.join(assets_root, f"data-{data_key(cfg, task)}")
+    data = storage.join(assets_root, f"english-{data_key(cfg, task)}")
     folder = assets.fetch(data)
     source = AssetSource(cfg, task, folder, assets.local_manifest(folder)["meta"], data)
     out = english_stage(cfg, task, source=source)

@@ -28,6 +28,7 @@ __all__ = ["ConfigError", "RunConfig", "config_from_dict", "load_config", "parse
 
 QA_TEST = ("heldout", "official")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "auto")  # trainables/precision.py: forward passes in bf16 under torch.autocast
 OPTIMIZERS = ("adamw", "adam")
 
 
@@ -139,6 +140,9 @@ class RunConfig:
     seed: int = 42
     device: str = checked("auto", rule=one_of(*DEVICES))
     threads: int = checked(0, rule=non_negative_int)  # torch intra-op threads; 0 keeps torch's default
+    # bf16: forward passes (all stages, evaluation) under torch.autocast, weights and optimizer state fp32;
+    # auto: bf16 where the hardware runs it natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX), else fp32.
+    precision: str = checked("fp32", rule=one_of(*PRECISIONS))
     base_checkpoint: Optional[str] = None  # built (or reused) by the English stage when None
     # Set by a sweep: its asset folder (a local path or a URI). Trials then fetch `base_checkpoint` (an asset
     # there) and their tokenized data from it into the node-local cache, and read no data folder.

@@ -27,6 +27,7 @@ from trainables.local_files import exclusive_lock
 from trainables.finetune import train_supervised
 from trainables.models import apply_freezing, pick_device
 from trainables.paths import cache_dir
+from trainables.precision import autocast_dtype
 from trainables.tasks.base import Task
 
 log = logging.getLogger("xlamaml")
@@ -44,6 +45,8 @@ def english_stage_key(cfg: RunConfig, task: Task) -> str:
         **task.english_data_key(cfg),
         **converter_key(cfg.model.name),
     }
+    if cfg.precision != "fp32":  # bf16 forward passes train other weights (fp32 keys stay as they were)
+        relevant["precision"] = cfg.precision
     blob = json.dumps(relevant, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -97,7 +100,8 @@ def _english_stage(cfg: RunConfig, task: Task, key: str, out: Path, source: Data
     e = cfg.english
     stats = train_supervised(task, model, train, epochs=e.epochs,
                              batch_size=e.batch_size, lr=e.lr, weight_decay=e.weight_decay,
-                             warmup_ratio=e.warmup_ratio, seed=cfg.seed, device=device, what="English stage")
+                             warmup_ratio=e.warmup_ratio, seed=cfg.seed, device=device, what="English stage",
+                             amp=autocast_dtype(cfg.precision, device))
     apply_freezing(model, False, 0)  # later stages decide their own freezing
 
     metrics: dict = {"english_stage_key": key, "train_source": origin, "train_examples": len(train),

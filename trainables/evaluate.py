@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from trainables.config import RunConfig
+from trainables.precision import autocast, autocast_dtype
 from trainables.tasks.base import Task
 
 
@@ -16,10 +17,12 @@ def evaluate_sets(task: Task, model: torch.nn.Module, sets: dict, split: str, cf
                   device: torch.device | str, pred_dir: Path | None = None) -> dict[str, float]:
     """Return `{split}/{lang}/{metric}` for every language in `sets` (writing predictions when `pred_dir` is set)."""
     metrics = {}
+    amp = autocast_dtype(cfg.precision, torch.device(device))
     for lang, enc in sets.items():
         pred_file = pred_dir / f"{split}-{lang}{task.prediction_suffix}" if pred_dir is not None else None
-        for name, value in task.score(model, enc, cfg, device, pred_file).items():
-            metrics[f"{split}/{lang}/{name}"] = value
+        with autocast(amp, device):
+            scores = task.score(model, enc, cfg, device, pred_file)
+        metrics.update({f"{split}/{lang}/{name}": value for name, value in scores.items()})
     return metrics
 
 

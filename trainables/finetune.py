@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from trainables.maml import linear_schedule
+from trainables.precision import autocast
 from trainables.tasks.base import Task
 
 log = logging.getLogger("xlamaml")
@@ -17,8 +18,10 @@ log = logging.getLogger("xlamaml")
 
 def train_supervised(task: Task, model: torch.nn.Module, enc, *, epochs: float, batch_size: int, lr: float,
                      weight_decay: float = 0.0, warmup_ratio: float = 0.0, seed: int = 0,
-                     device: torch.device | str = "cpu", what: str = "fine-tune") -> dict[str, float]:
-    """Train `model` on the encoded rows `enc` with AdamW and a linear schedule; return steps, final loss, seconds."""
+                     device: torch.device | str = "cpu", what: str = "fine-tune",
+                     amp: torch.dtype | None = None) -> dict[str, float]:
+    """Train `model` on the encoded rows `enc` with AdamW and a linear schedule; return steps, final loss, seconds.
+    `amp`: the dtype forward passes run in under autocast (None: fp32)."""
     steps_per_epoch = math.ceil(len(enc) / batch_size)
     total = max(1, math.ceil(epochs * steps_per_epoch))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -35,8 +38,9 @@ def train_supervised(task: Task, model: torch.nn.Module, enc, *, epochs: float, 
         if pos == 0:
             order = rng.permutation(len(enc))
         rows = order[pos : pos + batch_size].tolist()
-        loss = task.loss(model, None, task.collate(enc, rows, device))
-        loss.backward()
+        with autocast(amp, device):
+            loss = task.loss(model, None, task.collate(enc, rows, device))
+        loss.float().backward()
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)

@@ -30,6 +30,7 @@ from trainables.evaluate import add_averages, evaluate_sets
 from trainables.finetune import train_supervised
 from trainables.maml import MetaLearner
 from trainables.models import apply_freezing, pick_device
+from trainables.precision import autocast_dtype, with_autocast
 from trainables.tasks.base import Task
 from trainables.tasks.registry import get_task
 
@@ -75,7 +76,9 @@ def start_meta(cfg: RunConfig, task: Task, model: torch.nn.Module, source: DataS
     m = cfg.meta
     dev = source.sets("dev", sorted(set(m.support_langs) | set(m.query_langs)), train=True)
     apply_freezing(model, m.freeze_embeddings, m.freeze_layers)
-    learner = MetaLearner(model, task.loss, inner_lr=m.inner_lr, inner_steps=m.inner_steps,
+    device = next(model.parameters()).device
+    loss = with_autocast(task.loss, autocast_dtype(cfg.precision, device), device)
+    learner = MetaLearner(model, loss, inner_lr=m.inner_lr, inner_steps=m.inner_steps,
                           first_order=m.first_order, outer_lr=m.outer_lr, weight_decay=m.weight_decay,
                           total_steps=m.total_steps, warmup_steps=m.warmup_steps, optimizer=m.optimizer)
     return MetaState(dev, build_sampler(cfg, dev), learner, m.total_steps)
@@ -129,7 +132,8 @@ def few_shot_and_test(cfg: RunConfig, task: Task, model: torch.nn.Module, *, sou
         model.load_state_dict(start)
         apply_freezing(model, fs.freeze_embeddings, 0)
         train_supervised(task, model, dev[lang], epochs=fs.epochs, batch_size=fs.batch_size, lr=fs.lr,
-                         seed=cfg.seed, device=device, what=f"few-shot {lang}")
+                         seed=cfg.seed, device=device, what=f"few-shot {lang}",
+                         amp=autocast_dtype(cfg.precision, device))
         metrics.update(evaluate_sets(task, model, {lang: enc}, "test", cfg, device=device, pred_dir=pred_dir))
         log.info("few-shot %s: test %s %.4f", lang, task.metrics[0], metrics[f"test/{lang}/{task.metrics[0]}"])
     model.load_state_dict(start)

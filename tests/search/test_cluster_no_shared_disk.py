@@ -86,7 +86,7 @@ def test_smoke_sweep_on_a_worker_that_sees_only_the_storage(tmp_path):
     # The English stage ran on the worker (its cache has it), not on the driver; trials read the assets.
     assert list((dirs["WORKER_CACHE"] / "base").iterdir()) and not (dirs["DRIVER_CACHE"] / "base").exists()
     fetched = {p.name.split("-")[0] for p in (dirs["WORKER_CACHE"] / "assets").iterdir() if not p.name.startswith(".")}
-    assert fetched == {"base", "data"}
+    assert fetched == {"base", "data", "english"}  # the English stage read its own data asset there
 
     # A token the cluster refuses is one error line naming the address and the token setting (Ray's own C++ log
     # lines may stand before it on stderr).
