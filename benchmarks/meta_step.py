@@ -43,6 +43,10 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
     from trainables.stages import build_sampler
     from trainables.tasks.registry import get_task
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # a new task head's load report is expected
+    hf_logging.disable_progress_bar()
     if threads:
         torch.set_num_threads(threads)
     cfg = config_from_dict({"task": task_name, "model": {**MODELS[model_key], "max_length": max_length},
