@@ -5,7 +5,7 @@
     english-<key>/  the English stage's sets (its training data, en dev and test to score it)
     base-<key>/   the English stage's checkpoint (`english_stage_key`), or the user's `base_checkpoint`
 
-Both go to `<storage>/<name>/assets/` through `pyarrow.fs` (local, NFS, `s3://`, `gs://`, ...). Tokenizing needs
+All go to `<storage>/<name>/assets/` through `pyarrow.fs` (local, NFS, `s3://`, `gs://`, ...). Tokenizing needs
 the raw data, so it runs here, on the driver; the English stage needs a GPU more than the data, so with a Ray
 cluster (`--address`) it runs as a Ray task on a worker (`sweep.english_cpus`, `sweep.english_gpus`) and reads the
 data asset like a trial. An asset already there is not made again (a resume makes only data assets gone missing);
@@ -50,7 +50,7 @@ from trainables.trainable import trial_values
 log = logging.getLogger("xlamaml")
 
 
-def trial_configs(run: dict[str, Any], mode: str, names: list[str], seeds: list[int],
+def trial_configs(run: dict[str, Any], *, mode: str, names: list[str], seeds: list[int],
                   grid: dict[str, list]) -> list[RunConfig]:
     """Return the run config of every trial a sweep starts (optuna mode: every assignment x seed; `sweep.space`
     may not change the data, see SweepConfig)."""
@@ -155,7 +155,8 @@ def prepare_assets(run: dict[str, Any], sweep: Any, assets_root: str, remote: bo
     base = config_from_dict(run)
     task = get_task(base.task)  # resolved once for the driver's part of the sweep
     names = assignments(sweep.assignments)
-    publish_data(base, trial_configs(run, sweep.mode, names, sweep.seeds, sweep.grid), assets_root, task)
+    trials = trial_configs(run, mode=sweep.mode, names=names, seeds=sweep.seeds, grid=sweep.grid)
+    publish_data(base, trials, assets_root, task)
     if base.assets:  # a resumed sweep: its base asset is recorded
         return run
     location = publish_base(run, assets_root, task, remote=remote, cpus=sweep.english_cpus, gpus=sweep.english_gpus)
