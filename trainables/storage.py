@@ -23,8 +23,17 @@ from trainables.errors import XlamamlError
 
 BUCKET_SCHEMES = ("s3", "gs", "gcs")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_UMASK = os.umask(0)
-os.umask(_UMASK)  # read once: os.umask can only be read by setting it
+
+
+def _umask() -> int:
+    """Return the process's umask, read from /proc (os.umask can only be read by setting it, racing other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 class StorageError(XlamamlError, OSError):
@@ -111,7 +120,7 @@ def _write_local(path: str, fill: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         fill(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it owner-only; other nodes' accounts must read it
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; other nodes' accounts must read it
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

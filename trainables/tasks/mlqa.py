@@ -31,6 +31,9 @@ class MLQATask(Task):
 
     spec = TASK_SPECS["mlqa"]
 
+    def __init__(self) -> None:
+        self._heldout: dict[tuple, frozenset[str]] = {}  # held-out question ids per split setting and language
+
     def load(self, cfg: RunConfig, split: str, langs: list[str]) -> dict[str, Any]:
         """Return {lang: MLQA dataset of `split`} (offline: the held-out dev articles stand in for test)."""
         if cfg.eval.qa_test == "official":  # MLQA_V1 test files: the whole dev set trains, test scores
@@ -104,6 +107,14 @@ class MLQATask(Task):
         """Return the held-out split settings: offline, they (and the seed) decide which articles are test."""
         return {"qa_split": [cfg.eval.qa_test, cfg.eval.qa_heldout_fraction], "seed": cfg.seed}
 
+    def _heldout_uids(self, cfg: RunConfig, lang: str) -> frozenset[str]:
+        """Return the question ids of `lang`'s held-out articles, split once per language (every G-XLT pair with
+        context `lang` needs them)."""
+        key = (json.dumps(self.data_split_key(cfg)), cfg.data.mlqa, cfg.data.dir, lang)
+        if key not in self._heldout:
+            self._heldout[key] = frozenset(self.load(cfg, "test", [lang])[lang]["uid"])
+        return self._heldout[key]
+
     def extra_eval_names(self, cfg: RunConfig, langs: list[str]) -> dict[str, list[str]]:
         """Return {"gxlt": every "<context>-<question>" pair of `langs`} when `eval.gxlt` is on, else {}."""
         return {"gxlt": [f"{c}-{q}" for c in langs for q in langs]} if cfg.eval.gxlt else {}
@@ -117,7 +128,7 @@ class MLQATask(Task):
         official = cfg.eval.qa_test == "official"
         ds = load_mlqa_pair(cfg.data.mlqa, "test" if official else "dev", c, q, cfg.data.dir)
         if not official:  # the held-out articles of the context language stand in for test
-            keep = set(self.load(cfg, "test", [c])[c]["uid"])
+            keep = self._heldout_uids(cfg, c)
             ds = ds.select([i for i, uid in enumerate(ds["uid"]) if uid in keep])
         if not len(ds):
             return None
