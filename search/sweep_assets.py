@@ -4,6 +4,8 @@
                   trial configs whose encoding is the same (`data_key`)
     english-<key>/  the English stage's sets (its training data, en dev and test to score it)
     base-<key>/   the English stage's checkpoint (`english_stage_key`), or the user's `base_checkpoint`
+    features-<key>/  with frozen embeddings and `meta.freeze_layers` >= 1: the hidden states after the frozen
+                  layers of every set the trials read (`trainables.feature_cache`), computed from the base once
 
 All go to `<storage>/<name>/assets/` through `pyarrow.fs` (local, NFS, `s3://`, `gs://`, ...). Tokenizing needs
 the raw data, so it runs here, on the driver; the English stage needs a GPU more than the data, so with a Ray
@@ -15,6 +17,7 @@ object stores a server-side copy), or published from the node's cache.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import tempfile
@@ -39,13 +42,14 @@ from trainables.data_source import (
     needed_sets,
 )
 from trainables.english_stage import english_stage, english_stage_key
+from trainables.feature_cache import build_features, cached_layers
 from trainables.errors import ConfigError, MissingFileError, XlamamlError
 from trainables.models import load_tokenizer
 from trainables.paths import cache_dir
 from trainables.stages import setup_torch
 from trainables.tasks.base import Task
 from trainables.tasks.registry import get_task
-from trainables.trainable import trial_values
+from trainables.trainable import feature_location, trial_values
 
 log = logging.getLogger("xlamaml")
 
@@ -140,13 +144,66 @@ def publish_base(run: dict[str, Any], assets_root: str, task: Task, *, remote: b
     if remote:  # on a worker: the head needs no GPU, and the task reads the data asset, not the head's files
         task = ray.remote(english_stage_from_assets).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
         # torch uses as many threads as the task holds CPUs (Ray sets OMP_NUM_THREADS=1 otherwise).
-        try:
-            return ray.get(task.remote(merge(run, {"threads": max(1, int(cpus))}), assets_root, location))
-        except RayTaskError as e:  # the project's own error on the worker stays one line here
-            if isinstance(e.cause, XlamamlError):
-                raise e.cause from None
-            raise
+        return _remote_result(task.remote(merge(run, {"threads": max(1, int(cpus))}), assets_root, location))
     return english_stage_from_assets(run, assets_root, location)
+
+
+def features_from_assets(run: dict[str, Any], assets_root: str, location: str, keys: list[SetKey]) -> str:
+    """Compute the features of the sets `keys` from the sweep's base and data assets and publish them at `location`;
+    return it. Like the English stage it may run as a Ray task on a worker, so it resolves its task itself."""
+    cfg = config_from_dict(run)
+    device = setup_torch(cfg)
+    task = get_task(cfg.task)
+    base = assets.fetch(cfg.base_checkpoint)
+    data = storage.join(assets_root, f"data-{data_key(cfg, task)}")
+    folder = assets.fetch(data)
+    source = AssetSource(cfg, task, folder, assets.local_manifest(folder)["meta"], data)
+    model, _ = task.load_model(cfg.model, str(base), cfg.seed)
+    model.to(device)
+    with tempfile.TemporaryDirectory(prefix="xlamaml-features-", dir=_scratch()) as tmp:
+        build_features(task, model, source, keys, Path(tmp), layers=cfg.meta.freeze_layers,
+                       dtype=cfg.meta.feature_dtype, batch_size=cfg.eval.batch_size, device=device)
+        assets.publish(Path(tmp), location, {"layers": cfg.meta.freeze_layers, "dtype": cfg.meta.feature_dtype})
+    return location
+
+
+def publish_features(run: dict[str, Any], trials: list[RunConfig], task: Task, *, remote: bool, cpus: float,
+                     gpus: float) -> None:
+    """Make the frozen-layer feature caches the trials read (one per base, frozen depth and data), unless they exist:
+    the hidden states after `meta.freeze_layers` of every set the trials use, computed once for the whole sweep."""
+    groups: dict[str, tuple[RunConfig, dict[SetKey, None]]] = {}
+    for cfg in trials:
+        cfg = dataclasses.replace(cfg, base_checkpoint=run["base_checkpoint"], assets=run["assets"])
+        if cached_layers(cfg) is None:
+            continue
+        location = feature_location(cfg, task)
+        groups.setdefault(location, (cfg, {}))[1].update(dict.fromkeys(needed_sets(cfg, task)))
+    for location, (cfg, keys) in groups.items():
+        if assets.read_manifest(location) is not None:
+            log.info("sweep assets: %s is there already", location)
+            continue
+        t0 = time.perf_counter()
+        values = cfg.to_dict()
+        if remote:  # beside the English stage's place: it needs the model more than the driver does
+            build = ray.remote(features_from_assets).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
+            _remote_result(build.remote(merge(values, {"threads": max(1, int(cpus))}), cfg.assets, location,
+                                        list(keys)))
+        else:
+            features_from_assets(values, cfg.assets, location, list(keys))
+        manifest = assets.read_manifest(location) or {"files": {}}
+        size = sum(f["bytes"] for f in manifest["files"].values())
+        log.info("sweep assets: feature cache of %d sets (%.1f MB, layers 0-%d) in %s after %.0f s",
+                 len(manifest["files"]), size / 1e6, cfg.meta.freeze_layers - 1, location, time.perf_counter() - t0)
+
+
+def _remote_result(ref: Any) -> Any:
+    """Return what the Ray task `ref` returned; the project's own error on the worker stays one line here."""
+    try:
+        return ray.get(ref)
+    except RayTaskError as e:
+        if isinstance(e.cause, XlamamlError):
+            raise e.cause from None
+        raise
 
 
 def prepare_assets(run: dict[str, Any], sweep: Any, assets_root: str, remote: bool) -> dict[str, Any]:
@@ -157,7 +214,9 @@ def prepare_assets(run: dict[str, Any], sweep: Any, assets_root: str, remote: bo
     names = assignments(sweep.assignments)
     trials = trial_configs(run, mode=sweep.mode, names=names, seeds=sweep.seeds, grid=sweep.grid)
     publish_data(base, trials, assets_root, task)
-    if base.assets:  # a resumed sweep: its base asset is recorded
-        return run
-    location = publish_base(run, assets_root, task, remote=remote, cpus=sweep.english_cpus, gpus=sweep.english_gpus)
-    return merge(run, {"base_checkpoint": location, "assets": assets_root})
+    if not base.assets:  # a new sweep (a resumed one has its base asset recorded)
+        location = publish_base(run, assets_root, task, remote=remote, cpus=sweep.english_cpus,
+                                gpus=sweep.english_gpus)
+        run = merge(run, {"base_checkpoint": location, "assets": assets_root})
+    publish_features(run, trials, task, remote=remote, cpus=sweep.english_cpus, gpus=sweep.english_gpus)
+    return run

@@ -96,6 +96,10 @@ class MetaConfig:
     warmup_steps: int = checked(0, rule=non_negative_int)
     freeze_embeddings: bool = False
     freeze_layers: int = checked(0, rule=non_negative_int)  # the bottom k encoder layers stay fixed (no fast weights)
+    # With frozen embeddings and freeze_layers >= 1: the hidden states after the frozen layers are computed once
+    # (per sweep, or per node for `xlamaml run`) and trials run only the layers above (trainables/feature_cache.py).
+    feature_cache: bool = True
+    feature_dtype: str = checked("float16", rule=one_of("float16", "float32"))  # how the cache stores them
     steps_per_report: int = checked(50, rule=positive_int)  # a sweep trial evaluates dev and reports this often
 
     @property
@@ -113,6 +117,7 @@ class FewShotConfig:
     batch_size: int = checked(32, rule=positive_int)
     lr: float = checked(2e-5, rule=learning_rate)
     freeze_embeddings: bool = False
+    freeze_layers: int = checked(0, rule=non_negative_int)  # >= meta.freeze_layers keeps the feature cache usable
 
 
 @dataclass

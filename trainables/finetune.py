@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from trainables.maml import linear_schedule
+from trainables.models import train_mode
 from trainables.precision import autocast
 from trainables.tasks.base import Task
 
@@ -28,7 +29,7 @@ def train_supervised(task: Task, model: torch.nn.Module, enc, *, epochs: float, 
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     scheduler = linear_schedule(optimizer, int(warmup_ratio * total), total)
     rng = np.random.default_rng(seed)
-    model.train()
+    train_mode(model)
     losses: list[float] = []
     t0 = time.perf_counter()
     report_every = max(1, total // 10)

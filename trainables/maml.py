@@ -20,6 +20,8 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from trainables.models import train_mode
+
 Params = dict[str, torch.Tensor]
 Batch = dict[str, torch.Tensor]
 # loss_fn(model, params, batch) -> scalar loss of `model` run with `params` swapped in.
@@ -95,7 +97,7 @@ class MetaLearner:
 
     def step(self, episodes: Sequence[tuple[Batch, Batch]]) -> dict[str, float]:
         """Run one outer update on the mean meta-gradient of `episodes` and return its losses."""
-        self.model.train()
+        train_mode(self.model)
         total: Params = {}
         support_loss = query_loss = 0.0
         for support, query in episodes:

@@ -176,6 +176,37 @@ def apply_freezing(model: torch.nn.Module, freeze_embeddings: bool, freeze_layer
     return trainable
 
 
+def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """Return the encoder's layer stack of a BERT-like model (BERT, XLM-R, the embedded e5)."""
+    return model.base_model.encoder.layer
+
+
+def frozen_bottom(model: torch.nn.Module) -> int:
+    """Return L when the embeddings and the bottom L >= 1 encoder layers have no trainable parameter, else 0."""
+    def fixed(module: torch.nn.Module) -> bool:
+        return not any(p.requires_grad for p in module.parameters())
+
+    if not fixed(model.base_model.embeddings):
+        return 0
+    layers = 0
+    for layer in encoder_layers(model):
+        if not fixed(layer):
+            break
+        layers += 1
+    return layers
+
+
+def train_mode(model: torch.nn.Module) -> None:
+    """Put `model` in training mode, except a frozen bottom (embeddings and >= 1 frozen layers): a fixed feature
+    extractor runs without dropout, so the frozen-layer feature cache computes exactly what it replaces."""
+    model.train()
+    layers = frozen_bottom(model)
+    if layers:
+        model.base_model.embeddings.eval()
+        for layer in list(encoder_layers(model))[:layers]:
+            layer.eval()
+
+
 def pick_device(name: str) -> torch.device:
     """Return the torch device for the config's `device` ("auto" takes CUDA when there is one)."""
     if name == "auto":

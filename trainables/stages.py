@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from trainables.config import RunConfig, save_config
-from trainables.data_source import DataSource, TokenizingSource
+from trainables.data_source import DataSource, SetKey, TokenizingSource, needed_sets
 from trainables.english_stage import english_stage
 from trainables.episodes import EpisodeSampler
 from trainables.evaluate import add_averages, evaluate_sets
+from trainables.feature_cache import CachedSource, FeatureTable, cached_layers, ensure_local_features, run_from_features
 from trainables.finetune import train_supervised
 from trainables.maml import MetaLearner
 from trainables.models import apply_freezing, pick_device
@@ -130,7 +131,7 @@ def few_shot_and_test(cfg: RunConfig, task: Task, model: torch.nn.Module, *, sou
     fs = cfg.few_shot
     for lang, enc in test.items():
         model.load_state_dict(start)
-        apply_freezing(model, fs.freeze_embeddings, 0)
+        apply_freezing(model, fs.freeze_embeddings, fs.freeze_layers)
         train_supervised(task, model, dev[lang], epochs=fs.epochs, batch_size=fs.batch_size, lr=fs.lr,
                          seed=cfg.seed, device=device, what=f"few-shot {lang}",
                          amp=autocast_dtype(cfg.precision, device))
@@ -157,6 +158,16 @@ def score_test(cfg: RunConfig, task: Task, model: torch.nn.Module, *, source: Da
     return metrics
 
 
+def read_features(cfg: RunConfig, model: torch.nn.Module, source: DataSource, folder: Path) -> DataSource:
+    """Return `source` reading its sets' features from the cache `folder`; `model` now runs only the layers above
+    `meta.freeze_layers` (its embeddings and bottom layers are dropped: the cache holds their output)."""
+    table = FeatureTable(model.config.hidden_size)
+    run_from_features(model, table, cfg.meta.freeze_layers)
+    log.info("feature cache: running layers %d-%d only, from %s", cfg.meta.freeze_layers,
+             model.config.num_hidden_layers - 1, folder)
+    return CachedSource(source, folder, table)
+
+
 def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, float]:
     """Run the meta stage (unless baseline), few-shot if asked, and evaluation; return and write the metrics."""
     out = Path(out_dir).resolve()
@@ -168,7 +179,13 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, float]:
     base = Path(cfg.base_checkpoint).resolve() if cfg.base_checkpoint else english_stage(cfg, task)
     model, tokenizer = task.load_model(cfg.model, str(base), cfg.seed)
     model.to(device)
-    source = TokenizingSource(cfg, task, tokenizer)
+    source: DataSource = TokenizingSource(cfg, task, tokenizer)
+    layers = cached_layers(cfg)
+    if layers is not None:  # built on first use in the node's cache, then read by every later run
+        keys = needed_sets(cfg, task)
+        if cfg.eval.dev:
+            keys += [SetKey("dev", lang, cfg.eval.max_examples) for lang in cfg.eval.target_langs]
+        source = read_features(cfg, model, source, ensure_local_features(cfg, task, model, source, keys, base, device))
     metrics: dict[str, float] = {}
     if cfg.method != "baseline":
         metrics.update(meta_stage(cfg, task, model, source=source, device=device))

@@ -27,8 +27,10 @@ from trainables.config_parsing import merge
 from trainables.errors import ConfigError, MissingFileError
 from trainables.evaluate import add_averages, evaluate_sets
 from trainables.models import apply_freezing
-from trainables.data_source import AssetSource, DataSource, TokenizingSource, data_key
-from trainables.stages import MetaState, advance_meta, meta_summary, score_test, setup_torch, start_meta
+from trainables.data_source import AssetSource, DataSource, TokenizingSource, data_key, needed_sets
+from trainables.feature_cache import cached_layers, ensure_local_features, feature_key
+from trainables.stages import (MetaState, advance_meta, meta_summary, read_features, score_test, setup_torch,
+                               start_meta)
 from trainables.tasks.base import Task
 from trainables.tasks.registry import get_task
 
@@ -56,6 +58,20 @@ def trial_config(config: dict[str, Any]) -> RunConfig:
         raise ConfigError("config key base_checkpoint: a trial needs the English stage's directory "
                           "(the sweep builds it before any trial starts)")
     return cfg
+
+
+def feature_location(cfg: RunConfig, task: Task) -> str:
+    """Return where a sweep's feature-cache asset for trial config `cfg` is (named by its base asset and data)."""
+    return storage.join(cfg.assets, f"features-{feature_key(cfg, task, assets.asset_name(cfg.base_checkpoint))}")
+
+
+def trial_features(cfg: RunConfig, task: Task, model: torch.nn.Module, source: DataSource, base: Path,
+                   device: torch.device) -> Path:
+    """Return the local folder of the trial's cached features: the sweep's asset fetched, or (a trial with no
+    assets) built in the node's cache."""
+    if cfg.assets:
+        return assets.fetch(feature_location(cfg, task))
+    return ensure_local_features(cfg, task, model, source, needed_sets(cfg, task), base, device)
 
 
 def trial_data(cfg: RunConfig, task: Task) -> tuple[Path, DataSource | None]:
@@ -97,6 +113,9 @@ class XlaMamlTrainable(tune.Trainable):
         self.model, self.tokenizer = self.task.load_model(self.cfg.model, str(base), self.cfg.seed)
         self.model.to(self.device)
         self.source = source or TokenizingSource(self.cfg, self.task, self.tokenizer)
+        if cached_layers(self.cfg) is not None:
+            folder = trial_features(self.cfg, self.task, self.model, self.source, base, self.device)
+            self.source = read_features(self.cfg, self.model, self.source, folder)
         self.meta: MetaState | None = None
         if self.cfg.method != "baseline":
             self.meta = start_meta(self.cfg, self.task, self.model, self.source)

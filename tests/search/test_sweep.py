@@ -116,6 +116,26 @@ def test_a_second_sweep_in_the_storage_reuses_the_english_stage(tmp_path, cache,
         base / "manifest.json").read_text()
 
 
+def test_a_sweep_computes_the_feature_cache_once_and_trials_equal_uncached_ones(tmp_path, cache, ray_local):
+    frozen = ["model.tiny.num_layers=4", "meta.freeze_embeddings=true", "meta.freeze_layers=2",
+              "meta.feature_dtype=float32"]
+    finals = {}
+    for on in ("true", "false"):
+        sw = load_sweep(preset_path("smoke"), [*frozen, f"meta.feature_cache={on}"])
+        exp = run_sweep(sw, tmp_path / "runs", f"cache-{on}")
+        finals[on] = {name.split("_")[0] + name.split("_")[1]: lines[-1] for name, lines in trials(exp).items()}
+        features = list((exp / "assets").glob("features-*"))
+        assert len(features) == (1 if on == "true" else 0)
+    (folder,) = list((tmp_path / "runs" / "cache-true" / "assets").glob("features-*"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["meta"]["layers"] == 2 and any(n.startswith("test-hi-") for n in manifest["files"])
+    assert finals["true"].keys() == finals["false"].keys() and len(finals["true"]) == 3
+    for name, final in finals["false"].items():
+        for key, value in final.items():
+            if key.startswith("test/"):
+                assert finals["true"][name][key] == value, (name, key)
+
+
 def test_optuna_asha_smoke(tmp_path, cache, ray_local):
     sw = load_sweep(preset_path("smoke"), [
         "sweep.mode=optuna", "sweep.num_samples=4", "sweep.max_concurrent=2",
