@@ -6,7 +6,15 @@ fine-tuning step on the same batch (K = N = 8, real XNLI en -> hi pairs).
     python benchmarks/meta_step.py --freeze-embeddings # fast weights without the 96M embedding rows
     python benchmarks/meta_step.py --task mlqa --freeze-embeddings   # QA windows of 384 tokens
     python benchmarks/meta_step.py --precision fp32 bf16 --freeze-embeddings   # bf16 forward passes vs fp32
+    python benchmarks/meta_step.py --models embedded --freeze-embeddings --precision fp32 bf16 --layers 0 8 --peers
+                                                       # the README's speed table: fp32 vs bf16, L = 0 vs L = 8
+                                                       # cached, second order against higher and TorchOpt
     python benchmarks/meta_step.py --smoke-test        # tiny only, seconds
+
+`--layers L` (L >= 1) freezes the bottom L encoder layers and runs every step from the frozen-layer feature cache
+(trainables/feature_cache.py: features computed once, stored float16, read memory-mapped), as a sweep does.
+`--peers` adds the second-order step of `higher` (a test dependency) and of TorchOpt (`pip install --no-deps torchopt
+optree graphviz`; skipped when it does not import) on the same batches, at fp32 and L = 0.
 
 Each (model, step kind) runs in its own process so the peak resident memory (CPU) or the peak
 allocated memory (CUDA) belongs to that step alone. A benchmark, not a test: it prints, it asserts nothing.
@@ -26,10 +34,43 @@ MODELS = {
     "embedded": dict(name="embedded"),
 }
 KINDS = ("finetune", "first-order", "second-order", "eval")  # eval: a forward pass over 64 pairs, no grad
+PEERS = ("second-order/higher", "second-order/torchopt")  # the same step by other libraries
+
+
+def peer_step(kind: str, model, loss_fn, inner_lr: float):
+    """Return a function doing one second-order MAML step (inner SGD step, query loss, outer AdamW) with a peer."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    outer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.01)
+    if kind == "second-order/higher":
+        import higher
+
+        inner = torch.optim.SGD(params, lr=inner_lr)
+
+        def step(support, query):
+            with higher.innerloop_ctx(model, inner, copy_initial_weights=False) as (fmodel, diffopt):
+                diffopt.step(loss_fn(fmodel, None, support))
+                loss_fn(fmodel, None, query).backward()
+            outer.step()
+            outer.zero_grad(set_to_none=True)
+        return step
+    import torchopt
+
+    inner = torchopt.MetaSGD(model, lr=inner_lr)
+
+    def step(support, query):
+        state = torchopt.extract_state_dict(model)
+        inner.step(loss_fn(model, None, support))
+        loss_fn(model, None, query).backward()
+        outer.step()
+        outer.zero_grad(set_to_none=True)
+        torchopt.recover_state_dict(model, state)
+    return step
 
 
 def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embeddings: bool,
-            device: str, threads: int, task_name: str = "xnli", precision: str = "fp32") -> dict:
+            device: str, threads: int, task_name: str = "xnli", precision: str = "fp32", layers: int = 0) -> dict:
     """Return the median seconds of one `kind` step and the peak memory, measured in this process."""
     # Imported here, in the measuring child process: the parent only spawns children and prints, so it never
     # holds torch or a model of its own.
@@ -56,8 +97,21 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
     loss_fn, collate_mixed = with_autocast(task.loss, amp, device), task.collate_mixed
     model, tok = task.load_model(cfg.model, None, 0)
     model.to(device)
-    trainable = apply_freezing(model, freeze_embeddings, 0)
+    trainable = apply_freezing(model, freeze_embeddings or layers > 0, layers)
     dev = TokenizingSource(cfg, task, tok).sets("dev", ["en", "hi"], max_examples=400, train=True)
+    if layers:  # as a trial reads them: features computed once, stored float16, memory-mapped
+        import tempfile
+
+        import numpy as np
+
+        from trainables.feature_cache import FeatureTable, extract_features, run_from_features, with_feature_ids
+
+        folder = tempfile.mkdtemp(prefix="xlamaml-bench-")
+        table = FeatureTable(model.config.hidden_size)
+        for lang, enc in dev.items():
+            np.save(f"{folder}/{lang}.npy", extract_features(model, enc, layers, dtype="float16", device=device))
+            dev[lang] = with_feature_ids(enc, table.add(np.load(f"{folder}/{lang}.npy", mmap_mode="r")))
+        run_from_features(model, table, layers)
     sampler = build_sampler(cfg, dev)
     episodes = [sampler.next() for _ in range(reps + 2)]
     batches = [(collate_mixed(dev, e.support, device), collate_mixed(dev, e.query, device)) for e in episodes]
@@ -73,6 +127,8 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
             with torch.no_grad(), autocast(amp, device):
                 model.eval()
                 model(**eval_batch)
+    elif kind in PEERS:
+        step = peer_step(kind, model, loss_fn, inner_lr=1e-5)
     elif kind == "finetune":
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
@@ -126,6 +182,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16", "auto"],
                         help="forward passes in fp32 and/or bf16 (torch.autocast); each gets its own rows")
+    parser.add_argument("--layers", nargs="+", type=int, default=[0],
+                        help="frozen bottom layers read from the feature cache (0: none); each gets its own rows")
+    parser.add_argument("--peers", action="store_true", help="also the second-order step of higher and TorchOpt")
     parser.add_argument("--smoke-test", action="store_true", help="tiny model, 2 reps")
     args = parser.parse_args()
     if args.smoke_test:
@@ -136,30 +195,44 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     print(f"{args.task}: K = N = 8, max_length {args.max_length}, device {args.device}, "
           f"embeddings {'frozen' if args.freeze_embeddings else 'trained'}, median of {args.reps} steps")
-    print(f"{'model':<9} {'params':>8} {'trainable':>9} {'precision':<9} {'step':<13} {'s/step':>8} {'x finetune':>10} "
-          f"{'vs fp32':>8} {'peak MB':>8}")
+    print(f"{'model':<9} {'params':>8} {'trainable':>9} {'precision':<9} {'L':>2} {'step':<21} {'s/step':>8} "
+          f"{'x finetune':>10} {'speed-up':>8} {'peak MB':>8}")
+    print("(x finetune: against the fine-tuning step of the same row group; speed-up: against fp32, L = 0, ours)")
     for key in args.models:
-        fp32: dict[str, float] = {}
+        reference: dict[str, float] = {}  # fp32, L = 0 seconds per kind
         for precision in args.precision:
-            base = None
-            for kind in KINDS:
-                queue = ctx.Queue()
-                proc = ctx.Process(target=_child, args=(queue, key, kind, args.reps, args.max_length,
-                                                        args.freeze_embeddings, args.device, args.threads, args.task,
-                                                        precision))
-                proc.start()
-                res = queue.get()
-                proc.join()
-                if "error" in res:
-                    print(f"{key:<9} {'':>8} {'':>9} {precision:<9} {kind:<13} failed: {res['error']}")
-                    continue
-                base = res["seconds"] if kind == "finetune" else base
-                if precision == "fp32":
-                    fp32[kind] = res["seconds"]
-                ratio = f"{res['seconds'] / base:10.2f}" if base and kind != "eval" else f"{'-':>10}"
-                speedup = f"{fp32[kind] / res['seconds']:7.2f}x" if kind in fp32 else f"{'-':>8}"
-                print(f"{key:<9} {res['params'] / 1e6:7.2f}M {res['trainable'] / 1e6:8.2f}M {precision:<9} {kind:<13} "
-                      f"{res['seconds']:8.3f} {ratio} {speedup} {res['peak_mb']:8.0f}", flush=True)
+            for layers in args.layers:
+                kinds = list(KINDS)
+                if args.peers and precision == "fp32" and layers == 0:
+                    kinds += [k for k in PEERS if k != "second-order/torchopt" or _imports("torchopt")]
+                base = None
+                for kind in kinds:
+                    queue = ctx.Queue()
+                    proc = ctx.Process(target=_child, args=(queue, key, kind, args.reps, args.max_length,
+                                                            args.freeze_embeddings, args.device, args.threads,
+                                                            args.task, precision, layers))
+                    proc.start()
+                    res = queue.get()
+                    proc.join()
+                    if "error" in res:
+                        print(f"{key:<9} {'':>8} {'':>9} {precision:<9} {layers:>2} {kind:<21} failed: {res['error']}")
+                        continue
+                    base = res["seconds"] if kind == "finetune" else base
+                    if precision == "fp32" and layers == 0:
+                        reference[kind] = res["seconds"]
+                    ours = kind.split("/")[0]  # a peer's step is compared with our step of the same kind
+                    ratio = f"{res['seconds'] / base:10.2f}" if base and kind != "eval" else f"{'-':>10}"
+                    speedup = f"{reference[ours] / res['seconds']:7.2f}x" if ours in reference else f"{'-':>8}"
+                    print(f"{key:<9} {res['params'] / 1e6:7.2f}M {res['trainable'] / 1e6:8.2f}M {precision:<9} "
+                          f"{layers:>2} {kind:<21} {res['seconds']:8.3f} {ratio} {speedup} {res['peak_mb']:8.0f}",
+                          flush=True)
+
+
+def _imports(module: str) -> bool:
+    """Return True when `module` can be imported here (an optional peer library)."""
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 if __name__ == "__main__":

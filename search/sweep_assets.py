@@ -42,7 +42,7 @@ from trainables.data_source import (
     needed_sets,
 )
 from trainables.english_stage import english_stage, english_stage_key
-from trainables.feature_cache import build_features, cached_layers
+from trainables.feature_cache import build_features, cached_layers, source_sets
 from trainables.errors import ConfigError, MissingFileError, XlamamlError
 from trainables.models import load_tokenizer
 from trainables.paths import cache_dir
@@ -161,7 +161,7 @@ def features_from_assets(run: dict[str, Any], assets_root: str, location: str, k
     model, _ = task.load_model(cfg.model, str(base), cfg.seed)
     model.to(device)
     with tempfile.TemporaryDirectory(prefix="xlamaml-features-", dir=_scratch()) as tmp:
-        build_features(task, model, source, keys, Path(tmp), layers=cfg.meta.freeze_layers,
+        build_features(model, source_sets(source, keys), Path(tmp), layers=cfg.meta.freeze_layers,
                        dtype=cfg.meta.feature_dtype, batch_size=cfg.eval.batch_size, device=device)
         assets.publish(Path(tmp), location, {"layers": cfg.meta.freeze_layers, "dtype": cfg.meta.feature_dtype})
     return location

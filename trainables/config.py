@@ -71,6 +71,9 @@ class EnglishConfig:
     warmup_ratio: float = checked(0.0, rule=unit_interval)
     max_examples: Optional[int] = checked(None, rule=positive_int_or_none)  # a subset of the English data
     freeze_embeddings: bool = False
+    # With frozen embeddings, the bottom k layers stay fixed too and (meta.feature_cache) are read from the feature
+    # cache; the base then shares its bottom with the pretrained model, and later stages share the cache.
+    freeze_layers: int = checked(0, rule=non_negative_int)
     dev_max_examples: Optional[int] = checked(None, rule=positive_int_or_none)  # English dev pairs scored after training
 
 

@@ -23,6 +23,8 @@ from trainables.data_source import DataSource, TokenizingSource, english_sets
 from trainables.embedded import converter_key
 from trainables.errors import ExistingOutputError
 from trainables.evaluate import evaluate_sets
+from trainables.feature_cache import (CachedSource, FeatureTable, english_cached_layers, ensure_local_features,
+                                      run_from_features, source_sets)
 from trainables.local_files import exclusive_lock
 from trainables.finetune import train_supervised
 from trainables.models import apply_freezing, pick_device
@@ -39,14 +41,18 @@ def english_stage_key(cfg: RunConfig, task: Task) -> str:
         "task": cfg.task,
         "seed": cfg.seed,
         "model": dataclasses.asdict(cfg.model),
-        # dev_max_examples only sizes the scoring after training: changing it must not retrain.
-        "english": {k: v for k, v in dataclasses.asdict(cfg.english).items() if k != "dev_max_examples"},
+        # dev_max_examples only sizes the scoring after training: changing it must not retrain. freeze_layers joins
+        # the key only when set, so the keys of stages that freeze no layer stay as they were.
+        "english": {k: v for k, v in dataclasses.asdict(cfg.english).items()
+                    if k != "dev_max_examples" and (k != "freeze_layers" or v)},
         "english_data": cfg.data.english,
         **task.english_data_key(cfg),
         **converter_key(cfg.model.name),
     }
     if cfg.precision != "fp32":  # bf16 forward passes train other weights (fp32 keys stay as they were)
         relevant["precision"] = cfg.precision
+    if english_cached_layers(cfg):  # trained on stored features: their precision matters
+        relevant["feature_dtype"] = cfg.meta.feature_dtype
     blob = json.dumps(relevant, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -92,8 +98,18 @@ def _english_stage(cfg: RunConfig, task: Task, key: str, out: Path, source: Data
     torch.manual_seed(cfg.seed)
     model, tokenizer = task.load_model(cfg.model, None, cfg.seed)
     model.to(device)
-    trainable = apply_freezing(model, cfg.english.freeze_embeddings, 0)
+    trainable = apply_freezing(model, cfg.english.freeze_embeddings, cfg.english.freeze_layers)
     source = source or TokenizingSource(cfg, task, tokenizer)
+    restore = None
+    layers = english_cached_layers(cfg)
+    if layers:  # the frozen bottom is the pretrained model's: its features serve this stage and every later one
+        folder = ensure_local_features(model, source_sets(source, english_sets(cfg)), layers=layers,
+                                       dtype=cfg.meta.feature_dtype, batch_size=cfg.eval.batch_size, device=device)
+        table = FeatureTable(model.config.hidden_size)
+        restore = run_from_features(model, table, layers)
+        source = CachedSource(source, folder, table)
+        log.info("English stage: layers %d-%d only, the bottom read from %s", layers,
+                 model.config.num_hidden_layers - 1, folder)
     train, origin = source.english()
     log.info("English stage: %d examples from %s, %d trainable parameters, %s epochs", len(train), origin,
              trainable, cfg.english.epochs)
@@ -111,6 +127,8 @@ def _english_stage(cfg: RunConfig, task: Task, key: str, out: Path, source: Data
         metrics.update(evaluate_sets(task, model, {"en": source.get(scored)}, scored.split, cfg, device=device))
     m = task.metrics[0]
     log.info("English stage: en dev %s %.4f, test %s %.4f", m, metrics[f"dev/en/{m}"], m, metrics[f"test/en/{m}"])
+    if restore is not None:
+        restore()  # the checkpoint holds the whole model
 
     # Write next to the destination and rename, so an interrupted stage never looks finished.
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,18 +22,17 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from trainables.config import RunConfig
-from trainables.data_source import DataSource, SetKey, data_key
+from trainables.data_source import DataSource, SetKey, data_key, english_sets
 from trainables.errors import XlamamlError
-from trainables.local_files import exclusive_lock, file_sha256
+from trainables.local_files import exclusive_lock
 from trainables.models import encoder_layers
 from trainables.paths import cache_dir
 from trainables.tasks.base import Task
@@ -59,22 +58,47 @@ def cached_layers(cfg: RunConfig) -> int | None:
     return m.freeze_layers
 
 
+def english_cached_layers(cfg: RunConfig) -> int | None:
+    """Return L when the English stage trains on cached hidden states after layer L, else None."""
+    e = cfg.english
+    return e.freeze_layers if cfg.meta.feature_cache and e.freeze_embeddings and e.freeze_layers >= 1 else None
+
+
 def feature_key(cfg: RunConfig, task: Task, base_id: str) -> str:
-    """Return a short hash naming the cache of `cfg`'s sets for the base checkpoint `base_id` (its content's name)."""
+    """Return a short hash naming a sweep's feature asset of `cfg`'s sets for the base asset `base_id`."""
     relevant = {"base": base_id, "layers": cfg.meta.freeze_layers, "dtype": cfg.meta.feature_dtype,
                 "data": data_key(cfg, task)}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def local_base_id(base: Path) -> str:
-    """Return a content name for a local checkpoint directory: the sha256 of its weight files (memoised)."""
-    files = sorted(p for p in base.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
-    return hashlib.sha256("".join(file_sha256(p) for p in files).encode()).hexdigest()[:16]
+def bottom_key(model: torch.nn.Module, layers: int, dtype: str) -> str:
+    """Return a short hash of the frozen bottom's weights (embeddings and layers below `layers`), `layers` and
+    `dtype`: what a set's features depend on besides its tokens. The English stage (when it freezes the same bottom)
+    and every later run from its checkpoint share one key, so they share the node's cache."""
+    h = hashlib.sha256(f"{type(model.base_model).__name__}|{layers}|{dtype}".encode())
+    modules = [("embeddings", model.base_model.embeddings)]
+    modules += [(f"layer.{i}", layer) for i, layer in enumerate(list(encoder_layers(model))[:layers])]
+    for prefix, module in modules:
+        for name, tensor in sorted(module.state_dict().items()):
+            h.update(f"{prefix}.{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+            h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return h.hexdigest()[:16]
 
 
-def feature_file(folder: Path, key: SetKey) -> Path:
-    """Return the path of set `key`'s features in the cache folder `folder`."""
-    return folder / key.file_name.replace(".npz", SUFFIX)
+def set_id(enc: Any) -> str:
+    """Return a short hash of the tokens of an encoded set (ids and token types, row by row): its features' name."""
+    holder = _token_holder(enc)
+    h = hashlib.sha256()
+    h.update(row_lengths(enc).tobytes())
+    h.update(np.concatenate([np.asarray(r, dtype=np.int64) for r in holder.input_ids] or [np.zeros(0)]).tobytes())
+    if holder.token_type_ids is not None:
+        h.update(np.concatenate([np.asarray(r, dtype=np.int8) for r in holder.token_type_ids]).tobytes())
+    return h.hexdigest()[:20]
+
+
+def feature_file(folder: Path, enc: Any) -> Path:
+    """Return the path of the encoded set `enc`'s features in the cache folder `folder` (named by its tokens)."""
+    return folder / f"{set_id(enc)}{SUFFIX}"
 
 
 # --- rows of an encoded set ------------------------------------------------------------------------------------
@@ -150,43 +174,41 @@ def extract_features(model: torch.nn.Module, enc: Any, layers: int, *, dtype: st
     return out
 
 
-def build_features(task: Task, model: torch.nn.Module, source: DataSource, keys: Iterable[SetKey], folder: Path, *,
-                   layers: int, dtype: str, batch_size: int, device: torch.device | str) -> list[str]:
-    """Write the features of every set `keys` names (that has data and is not there yet) into `folder`; return the
-    file names written or found."""
+def build_features(model: torch.nn.Module, sets: Iterable[Any], folder: Path, *, layers: int, dtype: str,
+                   batch_size: int, device: torch.device | str) -> list[str]:
+    """Write the features of every encoded set in `sets` not in `folder` yet; return the file names of all."""
     folder.mkdir(parents=True, exist_ok=True)
     names = []
-    for key in dict.fromkeys(keys):
-        path = feature_file(folder, key)
+    for enc in sets:
+        path = feature_file(folder, enc)
         if not path.is_file():
-            enc = source.get(key)
-            if enc is None:  # an extra set with no data
-                continue
             t0 = time.perf_counter()
             feats = extract_features(model, enc, layers, dtype=dtype, batch_size=batch_size, device=device)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             with open(tmp, "wb") as f:
                 np.save(f, feats)
             os.replace(tmp, path)  # whole or not at all
-            log.info("feature cache: %s, %d tokens x %d, %.1f MB, %.1f s", path.name, feats.shape[0], feats.shape[1],
-                     feats.nbytes / 1e6, time.perf_counter() - t0)
+            log.info("feature cache: %d rows, %d tokens x %d, %.1f MB in %.1f s", len(enc), feats.shape[0],
+                     feats.shape[1], feats.nbytes / 1e6, time.perf_counter() - t0)
         names.append(path.name)
-    return names
+    return list(dict.fromkeys(names))
 
 
-def local_cache_folder(cfg: RunConfig, task: Task, base: Path) -> Path:
-    """Return the node-local cache folder of `cfg`'s features for the local base checkpoint `base`."""
-    return cache_dir() / "features" / feature_key(cfg, task, local_base_id(base))
+def source_sets(source: DataSource, keys: Iterable[SetKey]) -> Iterator[Any]:
+    """Yield the encoded sets `keys` name that have data (an extra set may have none)."""
+    for key in dict.fromkeys(keys):
+        enc = source.get(key)
+        if enc is not None:
+            yield enc
 
 
-def ensure_local_features(cfg: RunConfig, task: Task, model: torch.nn.Module, source: DataSource,
-                          keys: Iterable[SetKey], base: Path, device: torch.device | str) -> Path:
-    """Return the node-local cache folder holding the features of `keys`, building those missing (under a lock, so
-    parallel runs on one node build each set once)."""
-    folder = local_cache_folder(cfg, task, base)
+def ensure_local_features(model: torch.nn.Module, sets: Iterable[Any], *, layers: int, dtype: str,
+                          batch_size: int, device: torch.device | str) -> Path:
+    """Return the node-local cache folder of `model`'s frozen bottom holding the features of `sets`, building those
+    missing (under a lock, so parallel runs on one node build each set once)."""
+    folder = cache_dir() / "features" / bottom_key(model, layers, dtype)
     with exclusive_lock(cache_dir() / "locks" / f"features-{folder.name}.lock"):
-        build_features(task, model, source, keys, folder, layers=cfg.meta.freeze_layers, dtype=cfg.meta.feature_dtype,
-                       batch_size=cfg.eval.batch_size, device=device)
+        build_features(model, sets, folder, layers=layers, dtype=dtype, batch_size=batch_size, device=device)
     return folder
 
 
@@ -239,12 +261,20 @@ class SkipLayer(torch.nn.Module):
         return hidden_states
 
 
-def run_from_features(model: torch.nn.Module, table: FeatureTable, layers: int) -> None:
-    """Make `model` (in place) read its embeddings and bottom `layers` layers' output from `table`; their weights go."""
-    model.base_model.embeddings = FeatureLookup(table)
-    stack = encoder_layers(model)
+def run_from_features(model: torch.nn.Module, table: FeatureTable, layers: int) -> Callable[[], None]:
+    """Make `model` (in place) read its embeddings and bottom `layers` layers' output from `table`; return a function
+    that puts the original modules back (before `save_pretrained`; a trial never needs them again)."""
+    base, stack = model.base_model, encoder_layers(model)
+    saved = (base.embeddings, [stack[i] for i in range(layers)])
+    base.embeddings = FeatureLookup(table)
     for i in range(layers):
         stack[i] = SkipLayer()
+
+    def restore() -> None:
+        base.embeddings = saved[0]
+        for i, layer in enumerate(saved[1]):
+            stack[i] = layer
+    return restore
 
 
 class CachedSource(DataSource):
@@ -264,7 +294,7 @@ class CachedSource(DataSource):
         return self.loaded[key]
 
     def _attach(self, key: SetKey, enc: Any) -> Any:
-        path = feature_file(self.folder, key)
+        path = feature_file(self.folder, enc)
         if not path.is_file():
             raise FeatureCacheError(f"{path}: no cached features for set {key.file_name}; expected the sweep (or the "
                                     f"run) to have built them")
@@ -276,15 +306,10 @@ class CachedSource(DataSource):
         return with_feature_ids(enc, self.table.add(feats))
 
     def english(self) -> tuple[Any, str]:
-        """Return the English training set of `inner` (the English stage does not read the cache)."""
-        return self.inner.english()
+        """Return the English training set of `inner`, with feature indices for token ids, and where it came from."""
+        enc, origin = self.inner.english()
+        return self._attach(english_sets(self.cfg)[0], enc), origin
 
     def extra_names(self, langs: list[str]) -> dict[str, list[str]]:
         """Return `inner`'s extra sets for `langs`."""
         return self.inner.extra_names(langs)
-
-
-def temporary_folder(parent: Path) -> Path:
-    """Return a new empty folder in `parent` (for a cache being built before it is published)."""
-    parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="xlamaml-features-", dir=parent))

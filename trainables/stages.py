@@ -27,7 +27,8 @@ from trainables.data_source import DataSource, SetKey, TokenizingSource, needed_
 from trainables.english_stage import english_stage
 from trainables.episodes import EpisodeSampler
 from trainables.evaluate import add_averages, evaluate_sets
-from trainables.feature_cache import CachedSource, FeatureTable, cached_layers, ensure_local_features, run_from_features
+from trainables.feature_cache import (CachedSource, FeatureTable, cached_layers, ensure_local_features,
+                                      run_from_features, source_sets)
 from trainables.finetune import train_supervised
 from trainables.maml import MetaLearner
 from trainables.models import apply_freezing, pick_device
@@ -185,7 +186,9 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, float]:
         keys = needed_sets(cfg, task)
         if cfg.eval.dev:
             keys += [SetKey("dev", lang, cfg.eval.max_examples) for lang in cfg.eval.target_langs]
-        source = read_features(cfg, model, source, ensure_local_features(cfg, task, model, source, keys, base, device))
+        folder = ensure_local_features(model, source_sets(source, keys), layers=layers, dtype=cfg.meta.feature_dtype,
+                                       batch_size=cfg.eval.batch_size, device=device)
+        source = read_features(cfg, model, source, folder)
     metrics: dict[str, float] = {}
     if cfg.method != "baseline":
         metrics.update(meta_stage(cfg, task, model, source=source, device=device))

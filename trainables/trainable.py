@@ -28,7 +28,7 @@ from trainables.errors import ConfigError, MissingFileError
 from trainables.evaluate import add_averages, evaluate_sets
 from trainables.models import apply_freezing
 from trainables.data_source import AssetSource, DataSource, TokenizingSource, data_key, needed_sets
-from trainables.feature_cache import cached_layers, ensure_local_features, feature_key
+from trainables.feature_cache import cached_layers, ensure_local_features, feature_key, source_sets
 from trainables.stages import (MetaState, advance_meta, meta_summary, read_features, score_test, setup_torch,
                                start_meta)
 from trainables.tasks.base import Task
@@ -65,13 +65,14 @@ def feature_location(cfg: RunConfig, task: Task) -> str:
     return storage.join(cfg.assets, f"features-{feature_key(cfg, task, assets.asset_name(cfg.base_checkpoint))}")
 
 
-def trial_features(cfg: RunConfig, task: Task, model: torch.nn.Module, source: DataSource, base: Path,
+def trial_features(cfg: RunConfig, task: Task, model: torch.nn.Module, source: DataSource,
                    device: torch.device) -> Path:
     """Return the local folder of the trial's cached features: the sweep's asset fetched, or (a trial with no
     assets) built in the node's cache."""
     if cfg.assets:
         return assets.fetch(feature_location(cfg, task))
-    return ensure_local_features(cfg, task, model, source, needed_sets(cfg, task), base, device)
+    return ensure_local_features(model, source_sets(source, needed_sets(cfg, task)), layers=cfg.meta.freeze_layers,
+                                 dtype=cfg.meta.feature_dtype, batch_size=cfg.eval.batch_size, device=device)
 
 
 def trial_data(cfg: RunConfig, task: Task) -> tuple[Path, DataSource | None]:
@@ -114,7 +115,7 @@ class XlaMamlTrainable(tune.Trainable):
         self.model.to(self.device)
         self.source = source or TokenizingSource(self.cfg, self.task, self.tokenizer)
         if cached_layers(self.cfg) is not None:
-            folder = trial_features(self.cfg, self.task, self.model, self.source, base, self.device)
+            folder = trial_features(self.cfg, self.task, self.model, self.source, self.device)
             self.source = read_features(self.cfg, self.model, self.source, folder)
         self.meta: MetaState | None = None
         if self.cfg.method != "baseline":

@@ -12,8 +12,8 @@ from search.cli import PRESETS
 from trainables.config import load_config
 from trainables.data_source import SetKey, TokenizingSource, needed_sets
 from trainables.english_stage import english_stage
-from trainables.feature_cache import (FeatureCacheError, cached_layers, ensure_local_features, extract_features,
-                                      feature_file, local_cache_folder)
+from trainables.feature_cache import (FeatureCacheError, bottom_key, cached_layers, ensure_local_features,
+                                      extract_features, feature_file, source_sets)
 from trainables.models import frozen_bottom
 from trainables.stages import advance_meta, read_features, run, score_test, setup_torch, start_meta
 from trainables.tasks.registry import get_task
@@ -45,9 +45,15 @@ def load(cfg, base, cached: bool):
     model, tok = task.load_model(cfg.model, str(base), cfg.seed)
     source = TokenizingSource(cfg, task, tok)
     if cached:
-        folder = ensure_local_features(cfg, task, model, source, needed_sets(cfg, task), base, CPU)
+        folder = local_features(cfg, task, model, source)
         source = read_features(cfg, model, source, folder)
     return task, model, source
+
+
+def local_features(cfg, task, model, source):
+    """Return the node-cache folder holding the features of every set `cfg` needs."""
+    return ensure_local_features(model, source_sets(source, needed_sets(cfg, task)), layers=cfg.meta.freeze_layers,
+                                 dtype=cfg.meta.feature_dtype, batch_size=cfg.eval.batch_size, device=CPU)
 
 
 def logits_of(model, task, source, key):
@@ -130,20 +136,20 @@ def test_float16_cache_is_half_the_size_and_close(base):
 def test_a_feature_file_of_another_set_is_refused(base):
     cfg = smoke("smoke", *FROZEN)
     task, model, source = load(cfg, base, cached=False)
-    folder = ensure_local_features(cfg, task, model, source, needed_sets(cfg, task), base, CPU)
-    assert folder == local_cache_folder(cfg, task, base)
+    folder = local_features(cfg, task, model, source)
+    assert folder.name == bottom_key(model, 2, "float32")
     key = SetKey("test", "hi", cfg.eval.max_examples)
-    np.save(feature_file(folder, key), np.zeros((3, model.config.hidden_size), dtype=np.float16))
+    np.save(feature_file(folder, source.get(key)), np.zeros((3, model.config.hidden_size), dtype=np.float16))
     _, model, source = load(cfg, base, cached=False)
     cached = read_features(cfg, model, source, folder)
-    with pytest.raises(FeatureCacheError, match=r"test-hi-.*holds 3 token rows; expected \d+"):
+    with pytest.raises(FeatureCacheError, match=r"features.npy: holds 3 token rows; expected \d+ for set test-hi-"):
         cached.get(key)
 
 
 def test_run_builds_the_cache_once_and_gives_the_uncached_numbers(base, tmp_path):
     cfg = smoke("smoke", *FROZEN, f"base_checkpoint={base}")
     cached = run(cfg, tmp_path / "cached")
-    folder = local_cache_folder(cfg, get_task(cfg.task), base)
+    (folder,) = list((base.parent.parent / "features").iterdir())
     files = sorted(p.name for p in folder.iterdir())
     assert files and all(name.endswith(".features.npy") for name in files)
     again = run(cfg, tmp_path / "again")  # reads the cache built above
@@ -168,3 +174,26 @@ def test_qa_runs_from_the_cache(cache, tmp_path):
     for key in out["false"]:
         if key.startswith("test/"):
             assert out["true"][key] == pytest.approx(out["false"][key], abs=1e-9), key
+
+
+def test_english_stage_on_the_cache_equals_the_uncached_stage_and_saves_the_whole_model(cache):
+    frozen = [*FROZEN, "english.freeze_embeddings=true", "english.freeze_layers=2"]
+    stages = {}
+    for on in ("true", "false"):
+        cfg = smoke("smoke", *frozen, f"meta.feature_cache={on}")
+        setup_torch(cfg)
+        stages[on] = english_stage(cfg, get_task(cfg.task))
+    assert stages["true"] != stages["false"]  # the cached stage has its own key
+    metrics = {on: json.loads((path / "metrics.json").read_text()) for on, path in stages.items()}
+    for key in ("dev/en/acc", "test/en/acc"):
+        assert metrics["true"][key] == metrics["false"][key]
+    cfg = smoke("smoke", *frozen)
+    task = get_task(cfg.task)
+    cached, _ = task.load_model(cfg.model, str(stages["true"]), cfg.seed)
+    plain, _ = task.load_model(cfg.model, str(stages["false"]), cfg.seed)
+    pretrained, _ = task.load_model(cfg.model, None, cfg.seed)
+    for (name, a), (_, b), (_, c) in zip(cached.state_dict().items(), plain.state_dict().items(),
+                                         pretrained.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-5), name
+        if ".embeddings." in name or ".layer.0." in name or ".layer.1." in name:
+            assert torch.equal(a, c), name  # the frozen bottom is the pretrained one
