@@ -128,7 +128,9 @@ def test_a_sweep_computes_the_feature_cache_once_and_trials_equal_uncached_ones(
         assert len(features) == (1 if on == "true" else 0)
     (folder,) = list((tmp_path / "runs" / "cache-true" / "assets").glob("features-*"))
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["meta"]["layers"] == 2 and any(n.startswith("test-hi-") for n in manifest["files"])
+    assert manifest["meta"]["layers"] == 2 and all(n.endswith(".features.npy") for n in manifest["files"])
+    assert len(manifest["files"]) >= 5  # test en, de, hi; dev en, hi pools; dev reports
+    assert not (cache / "features").exists()  # the trials read the sweep's asset, they built none of their own
     assert finals["true"].keys() == finals["false"].keys() and len(finals["true"]) == 3
     for name, final in finals["false"].items():
         for key, value in final.items():
