@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from trainables.assignment import Assignment, parse_assignment
+from trainables.assignment import Assignment, flat_trial, parse_assignment
 from trainables.errors import InputError
 from trainables.languages import MLQA_LANGS, XNLI_LANGS
 
@@ -55,6 +55,7 @@ def _assignment(params: dict[str, Any], where: str) -> Assignment:
 
 def trial_info(params: dict[str, Any], where: str) -> TrialInfo:
     """Return the TrialInfo of a trial config (`where` names the file in errors)."""
+    params = flat_trial(params)
     a = _assignment(params, where)
     # params.json holds the config before the assignment is applied (x-maml also turns `parallel` off).
     meta = {**(params.get("meta") or {}), **a.overrides().get("meta", {})}

@@ -32,6 +32,19 @@ class AssignmentSpec:
     items: list[str] = field(default_factory=list)  # kind "list": explicit assignment strings
 
 
+def grid_trials(names: list[str], seeds: list[int], *, seedless_baseline: bool) -> list[dict[str, Any]]:
+    """Return the assignment and seed of every grid trial: each assignment with each seed, except the baseline, which
+    runs once (first seed) when `seedless_baseline`: scoring a shared base involves no random number."""
+    return [{"assignment": name, "seed": seed} for name in names for seed in seeds
+            if not (seedless_baseline and name == "baseline" and seed != seeds[0])]
+
+
+def seedless_baseline(cfg: Any, task: Any) -> bool:
+    """Return True when a baseline trial of `cfg` gives the same result for every trial seed: no few-shot stage (it
+    shuffles by seed) and a data split that does not depend on the seed (MLQA's held-out split does)."""
+    return not cfg.few_shot.enabled and "seed" not in task.data_split_key(cfg)
+
+
 def assignments(spec: AssignmentSpec) -> list[str]:
     """Return the assignment strings the spec covers (baseline first when asked), each checked."""
     if spec.kind not in KINDS:

@@ -24,13 +24,15 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from search.ray_connect import init_ray
-from search.space import AssignmentSpec, assignments, hyper_space, nested
+from search.space import AssignmentSpec, assignments, grid_trials, hyper_space, nested, seedless_baseline
 from search.sweep_assets import prepare_assets
 from trainables import storage
 from trainables.config import RunConfig, config_from_dict
 from trainables.config_parsing import (build_dataclass, check_fields, checked, merge, non_negative, non_negative_int,
                                        one_of, parse_overrides, positive_int, positive_number, read_yaml)
+from trainables.assignment import flat_trial
 from trainables.errors import ConfigError, ExistingOutputError, MissingFileError
+from trainables.tasks.registry import get_task
 from trainables.trainable import XlaMamlTrainable
 
 log = logging.getLogger("xlamaml")
@@ -141,18 +143,27 @@ def param_space(sw: Sweep) -> dict[str, Any]:
     space["keep_final_checkpoint"] = s.keep_final_checkpoint
     names = assignments(s.assignments)
     if s.mode == "grid":
-        space["assignment"] = tune.grid_search(names)
-        space["seed"] = tune.grid_search(s.seeds)
+        # One grid axis of (assignment, seed) cells, so a baseline that no seed changes runs once.
+        space["trial"] = tune.grid_search(grid_cells(sw.run, s))
         return merge(space, nested({k: tune.grid_search(v) for k, v in s.grid.items()}))
     space["assignment"] = tune.choice(names) if len(names) > 1 else names[0]
     space["seed"] = tune.choice(s.seeds) if len(s.seeds) > 1 else s.seeds[0]
     return merge(space, hyper_space(s.space))
 
 
+def grid_cells(run: dict[str, Any], s: SweepConfig) -> list[dict[str, Any]]:
+    """Return the (assignment, seed) cells of a grid sweep: the baseline once when no trial seed changes it (and no
+    extra grid axis might make it depend on one)."""
+    cfg = config_from_dict(run)
+    seedless = not s.grid and seedless_baseline(cfg, get_task(cfg.task))
+    return grid_trials(assignments(s.assignments), s.seeds, seedless_baseline=seedless)
+
+
 def trial_dirname(trial) -> str:
     """Return a short, filesystem-safe trial folder name: assignment, seed and trial id."""
-    a = str(trial.config.get("assignment", "run")).replace(":", "_").replace(">", "-").replace("+", "")
-    return f"{a}_s{trial.config.get('seed')}_{trial.trial_id}"
+    config = flat_trial(trial.config)
+    a = str(config.get("assignment", "run")).replace(":", "_").replace(">", "-").replace("+", "")
+    return f"{a}_s{config.get('seed')}_{trial.trial_id}"
 
 
 class DropStoppedWeights(tune.Callback):

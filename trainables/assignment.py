@@ -68,3 +68,11 @@ def parse_assignment(text: str, known: tuple[str, ...] = XNLI_LANGS) -> Assignme
             raise InputError(f"{where}: {problem}")
         return a
     raise InputError(f"{where}: {expected}")
+
+
+def flat_trial(config: dict[str, Any]) -> dict[str, Any]:
+    """Return a trial config with its grid cell (`trial`: {"assignment", "seed"}, how a grid sweep names each trial)
+    moved to the top level, where a single run keeps them."""
+    if not isinstance(config.get("trial"), dict):
+        return config
+    return {**{k: v for k, v in config.items() if k != "trial"}, **config["trial"]}

@@ -21,7 +21,7 @@ import torch
 from ray import tune
 
 from trainables import assets, storage
-from trainables.assignment import parse_assignment
+from trainables.assignment import flat_trial, parse_assignment
 from trainables.config import RunConfig, config_from_dict
 from trainables.config_parsing import merge
 from trainables.errors import ConfigError, MissingFileError
@@ -41,6 +41,7 @@ TRIAL_KEYS = ("assignment", "keep_final_checkpoint")  # a trial's config keys th
 
 def trial_values(config: dict[str, Any]) -> dict[str, Any]:
     """Return a trial's config dict as run-config values: its `assignment` string applied, trial-only keys gone."""
+    config = flat_trial(config)
     values = {k: v for k, v in config.items() if k not in TRIAL_KEYS}
     assignment = config.get("assignment")
     if assignment is not None:

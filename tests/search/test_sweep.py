@@ -63,10 +63,21 @@ def test_sweep_preset_errors_name_the_key():
 def test_grid_space_covers_assignments_seeds_and_extra_axes():
     sw = load_sweep(preset_path("smoke"), ["sweep.seeds=[1,2]", "sweep.grid={meta.sampling: [random, cover]}"])
     space = param_space(sw)
-    assert space["assignment"]["grid_search"] == ["baseline", "x-maml:hi", "xla-maml:en>hi"]
-    assert space["seed"]["grid_search"] == [1, 2]
+    cells = space["trial"]["grid_search"]
+    assert cells == [{"assignment": a, "seed": s} for a in ["baseline", "x-maml:hi", "xla-maml:en>hi"] for s in (1, 2)]
     assert space["meta"]["sampling"]["grid_search"] == ["random", "cover"]
     assert os.path.isabs(space["data"]["dir"])
+
+
+def test_a_baseline_no_seed_changes_runs_once():
+    cells = param_space(load_sweep(preset_path("smoke"), ["sweep.seeds=[1,2,3]"]))["trial"]["grid_search"]
+    assert [c for c in cells if c["assignment"] == "baseline"] == [{"assignment": "baseline", "seed": 1}]
+    assert len(cells) == 1 + 2 * 3
+    # A few-shot stage shuffles by seed, and MLQA's held-out split depends on it: then every seed runs.
+    few = param_space(load_sweep(preset_path("smoke"), ["sweep.seeds=[1,2]", "few_shot.enabled=true"]))
+    assert len([c for c in few["trial"]["grid_search"] if c["assignment"] == "baseline"]) == 2
+    qa = param_space(load_sweep(preset_path("smoke-qa"), ["sweep.seeds=[1,2]"]))
+    assert len([c for c in qa["trial"]["grid_search"] if c["assignment"] == "baseline"]) == 2
 
 
 def test_smoke_sweep_runs_every_trial_and_isolates_a_failing_one(tmp_path, cache, ray_local):
