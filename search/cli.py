@@ -115,7 +115,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     """Run the demo sweep and its analysis; print the table."""
     from analysis.analyze import analyze
-    from search.sweep import load_sweep, run_sweep
+    from search.sweep import TIMING_FILE, load_sweep, run_sweep
     from trainables import storage
 
     t0 = time.perf_counter()
@@ -125,6 +125,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     written = analyze(exp, out)
     print((out / "table.md").read_text())
     print(f"heatmap: {written['heatmap.png']}")
+    timing = json.loads(storage.read_bytes(storage.join(str(exp), TIMING_FILE)))
+    print(f"Tune phase {timing['tune_seconds']:.0f} s on {timing['slots']} trial slots, "
+          f"{100 * timing['overhead_share']:.1f}% of it outside the trials' meta steps and evaluation; assets and the "
+          f"English stage {timing['assets_seconds']:.0f} s")
     print(f"experiment: {exp}  ({time.perf_counter() - t0:.0f} s)")
 
 

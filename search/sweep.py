@@ -37,6 +37,7 @@ from trainables.trainable import XlaMamlTrainable
 
 log = logging.getLogger("xlamaml")
 SWEEP_FILE = "xlamaml_sweep.json"
+TIMING_FILE = "xlamaml_timing.json"  # the last run's phases: assets, Tune, trials' own compute
 MODES = ("grid", "optuna")
 # Run-config keys that change which sets are tokenized (so the driver must know their values before trials start).
 DATA_KEYS = ("task", "seed", "data.", "model.", "english.", "eval.target_langs", "eval.dev_langs", "eval.max_examples",
@@ -230,6 +231,23 @@ def read_record(exp: str) -> Sweep:
         raise ConfigError(f"{record}: not a sweep record ({e}); expected the JSON `xlamaml sweep` wrote") from None
 
 
+def trial_slots(s: SweepConfig) -> int:
+    """Return how many trials Ray can run at once: the cluster's CPUs over `cpus_per_trial` (and max_concurrent)."""
+    import ray
+
+    slots = int(ray.cluster_resources().get("CPU", 1) // max(s.cpus_per_trial, 1e-9)) or 1
+    return min(slots, s.max_concurrent) if s.max_concurrent else slots
+
+
+def tune_timing(results: Any, wall: float, slots: int) -> dict[str, float]:
+    """Return the Tune phase's wall seconds, its trial slots, the seconds trials spent in their steps (meta steps and
+    evaluation, Ray's `time_total_s`) and the share of the slots' time spent outside them (setup, checkpoints,
+    scheduling, idle slots)."""
+    steps = sum(float((r.metrics or {}).get("time_total_s") or 0.0) for r in results)
+    return {"tune_seconds": wall, "slots": slots, "trials": len(results), "trial_step_seconds": steps,
+            "overhead_share": max(0.0, 1 - steps / (wall * slots)) if wall > 0 else 0.0}
+
+
 def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address: str | None = None,
               resume: bool = False, num_cpus: int | None = None) -> Path | str:
     """Run (or with `resume`, continue) the sweep `<storage>/<name>`; return the experiment's folder (a Path) or
@@ -256,7 +274,14 @@ def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address
     init_ray(address, num_cpus)
     log.info("sweep %s: %s mode, %d assignments x %d seeds, assets ready after %.0f s", exp, sw.sweep.mode,
              len(assignments(sw.sweep.assignments)), len(sw.sweep.seeds), time.perf_counter() - t0)
+    t_assets, t_fit = time.perf_counter() - t0, time.perf_counter()
     results = make_tuner(sw, root, name, resume=resume).fit()
+    timing = tune_timing(results, time.perf_counter() - t_fit, min(trial_slots(sw.sweep), len(results)))
+    timing["assets_seconds"] = t_assets
+    storage.write_bytes(storage.join(exp, TIMING_FILE), json.dumps(timing, indent=2).encode())
+    log.info("sweep %s: Tune phase %.0f s on %d trial slots; trials' steps %.0f s; %.1f%% of the slots' time outside "
+             "trial compute", exp, timing["tune_seconds"], timing["slots"], timing["trial_step_seconds"],
+             100 * timing["overhead_share"])
     errors = [r for r in results if r.error is not None]
     if errors:
         log.warning("sweep %s: %d of %d trials errored (see error.txt in their folders)", exp, len(errors),

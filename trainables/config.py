@@ -83,6 +83,8 @@ class MetaConfig:
 
     support_langs: list[str] = field(default_factory=lambda: ["en"])
     query_langs: list[str] = field(default_factory=lambda: ["hi"])
+    # The episode pool: the first N dev examples of each support and query language (null: all, as the paper).
+    max_examples: Optional[int] = checked(None, rule=positive_int_or_none)
     k: int = checked(8, rule=positive_int)  # support examples per episode
     n: int = checked(8, rule=positive_int)  # query examples per episode
     sampling: str = checked("cover", rule=one_of(*SAMPLING))

@@ -79,7 +79,7 @@ def needed_sets(cfg: RunConfig, task: Task) -> list[SetKey]:
     m, e = cfg.meta, cfg.eval
     keys = [SetKey("test", lang, e.max_examples) for lang in e.target_langs]
     if cfg.method != "baseline":
-        keys += [SetKey("dev", lang, None, True) for lang in sorted(set(m.support_langs) | set(m.query_langs))]
+        keys += [SetKey("dev", lang, m.max_examples, True) for lang in sorted(set(m.support_langs) | set(m.query_langs))]
     if cfg.few_shot.enabled:
         keys += [SetKey("dev", lang, None, True) for lang in e.target_langs]
     keys += [SetKey("dev", lang, e.dev_max_examples) for lang in e.dev_langs or e.target_langs]  # dev reports

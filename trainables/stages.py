@@ -76,7 +76,7 @@ class MetaState:
 def start_meta(cfg: RunConfig, task: Task, model: torch.nn.Module, source: DataSource) -> MetaState:
     """Return a fresh meta stage for `model` (freezing applied: frozen weights are no fast weights)."""
     m = cfg.meta
-    dev = source.sets("dev", sorted(set(m.support_langs) | set(m.query_langs)), train=True)
+    dev = source.sets("dev", sorted(set(m.support_langs) | set(m.query_langs)), m.max_examples, train=True)
     apply_freezing(model, m.freeze_embeddings, m.freeze_layers)
     device = next(model.parameters()).device
     loss = with_autocast(task.loss, autocast_dtype(cfg.precision, device), device)
