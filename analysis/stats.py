@@ -187,11 +187,14 @@ def bootstrap(cells: list[Cell], resamples: int = 10_000, seed: int = 0, chunk: 
     groups: dict[tuple[tuple[str, ...], int], list[int]] = defaultdict(list)  # (uids, seeds) -> part numbers
     parts: list[Part] = []
     members: list[list[int]] = []
+    known: set[tuple[str, ...]] = set()  # item lists already in the vocabulary (most parts share one)
     for cell in cells:
         ids = []
         for p in cell.parts:
-            for u in p.uids:
-                vocab.setdefault(u, len(vocab))
+            if p.uids not in known:
+                known.add(p.uids)
+                for u in p.uids:
+                    vocab.setdefault(u, len(vocab))
             groups[(p.uids, p.diffs.shape[0])].append(len(parts))
             ids.append(len(parts))
             parts.append(p)
