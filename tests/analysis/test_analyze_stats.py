@@ -179,3 +179,15 @@ def test_bad_options_are_one_line(exp, tmp_path):
         analyze(exp, tmp_path / "o", Options(correction="x"))
     with pytest.raises(XlamamlError, match="resamples 0"):
         analyze(exp, tmp_path / "o", Options(resamples=0))
+
+
+def test_cli_prints_power_and_takes_the_options(tmp_path, capsys):
+    from search.cli import main
+
+    assert main(["-q", "analyze", str(OLD_DEMO), "--out", str(tmp_path / "o"), "--power", "5", "--correction", "bh",
+                 "--resamples", "300"]) == 0
+    printed = capsys.readouterr().out
+    assert "significance.csv" in printed and "detectable" in printed and "for 5:" in printed
+    assert set(pd.read_csv(tmp_path / "o" / "significance.csv")["correction"]) == {"bh"}
+    assert "Benjamini-Hochberg" in (tmp_path / "o" / "table.md").read_text() or \
+        not pd.read_csv(tmp_path / "o" / "significance.csv")["significant"].any()
