@@ -191,3 +191,18 @@ def test_cli_prints_power_and_takes_the_options(tmp_path, capsys):
     assert set(pd.read_csv(tmp_path / "o" / "significance.csv")["correction"]) == {"bh"}
     assert "Benjamini-Hochberg" in (tmp_path / "o" / "table.md").read_text() or \
         not pd.read_csv(tmp_path / "o" / "significance.csv")["significant"].any()
+
+
+def test_mlqa_gxlt_heatmap_of_the_top_pick(tmp_path):
+    import json
+
+    exp = tmp_path / "exp"
+    base = {"en": [100.0, 0.0] * 10, "de": [50.0, 0.0] * 10}
+    for name, assignment, aux, lift in (("b", "baseline", set(), 0.0), ("x", "xla-maml:en>de", {"de"}, 5.0)):
+        trial = items_trial(exp, name, assignment, 1, base, aux, dev={"en": 40 + lift, "de": 40 + lift}, metric="f1")
+        line = json.loads((trial / "result.json").read_text())
+        line.update({f"gxlt/{c}-{q}/f1": 30.0 + lift * (c == "de") for c in ("en", "de") for q in ("en", "de")})
+        (trial / "result.json").write_text(json.dumps(line) + "\n")
+    paths = analyze(exp, tmp_path / "out", Options(resamples=100))
+    svg = paths["gxlt-heatmap.svg"].read_text()
+    assert "context language" in svg and "question language" in svg and ">5.0<" in svg and ">0.0<" in svg
