@@ -52,6 +52,11 @@ def with_variants(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def ensure_variants(df: pd.DataFrame) -> pd.DataFrame:
+    """Return `df` when it already has a `variant` column (ids shared with other tables of it), else with_variants."""
+    return df if "variant" in df.columns else with_variants(df)
+
+
 def variant_stats(df: pd.DataFrame, split: str, metric: str) -> pd.DataFrame:
     """Return one row per variant x lang: the variant's settings, `lang`, and `mean`, `std`, `n` over seeds."""
     if "variant" not in df:

@@ -1,21 +1,29 @@
-"""An experiment directory -> every analysis file: tidy CSV, Table 3, the Figure 2 heatmap, best pairs."""
+"""An experiment directory -> every analysis file: tidy CSV, significance, Table 3, heatmaps, picks, power."""
 
 from __future__ import annotations
 
 import logging
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.aggregate import MissingBaselineError, NoResultsError, split_settings
-from analysis.heatmap import delta_matrix, plot_heatmap
+from analysis.aggregate import (MissingBaselineError, NoResultsError, resolve_metric, scale_of, split_settings,
+                                with_variants)
+from analysis.corrections import check_correction
+from analysis.heatmap import delta_matrix, gxlt_matrix, has_pairs, pairs_matrix, plot_heatmap
+from analysis.marks import family, family_legend, marks_for, shown_variants
+from analysis.outcomes import load_outcomes
+from analysis.picks import best_pairs_dev, best_per_target_dev
+from analysis.power import format_power, power_table
 from analysis.results import load_results
-from analysis.select import best_pairs, best_per_target
+from analysis.stats import COLUMNS as SIG_COLUMNS
+from analysis.stats import Cell, build_cells, significance
 from analysis.tables import method_rank, paper_table, to_csv, to_latex, to_markdown
 from trainables import storage
-from trainables.errors import MissingFileError, XlamamlError
+from trainables.errors import InputError, MissingFileError, XlamamlError
 
 log = logging.getLogger("xlamaml")
 
@@ -27,27 +35,57 @@ def heatmap_method(df: pd.DataFrame) -> str | None:
     return ranked[0] if ranked else None
 
 
+@dataclass(frozen=True)
+class Options:
+    """How `analyze` tests and picks: correction, resamples, bootstrap seed, dev or test ranking, power."""
+
+    correction: str = "holm"
+    resamples: int = 10_000
+    seed: int = 0
+    rank_on: str = "dev"  # "test": picks ranked on test, labelled so in the files
+    # Power per target when set; the value, if positive, is a gain in display units (percentage points for accuracy)
+    # whose needed items and seeds are reported too.
+    power: float | None = None
+
+
 def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", label).strip("_")
 
 
-def _write_tables(parts: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
-    tables = {}
+def _write_tables(parts: dict[str, pd.DataFrame], sig: pd.DataFrame, opts: Options, out: Path) -> dict[str, Path]:
+    tables, marks, legends = {}, {}, {}
     for label, part in parts.items():
         try:
             tables[label] = paper_table(part)
         except NoResultsError as e:
             log.warning("table, %s: %s", label, e)
+            continue
+        rows = family(sig[sig["setting"] == label], shown_variants(part, ["method", "aux"]), ["method", "aux"],
+                      list(dict.fromkeys(tables[label].columns.get_level_values("lang"))), opts.correction)
+        marks[label] = marks_for(rows, tables[label].index, pd.Index(rows["target"].unique()),
+                                 lambda r: (r["method"], r["aux"]), "target")
+        legends[label] = family_legend(rows, opts.correction)
     if not tables:
         return {}
     # One setting prints as a plain table; several as labelled blocks, like the paper's Table 3.
-    shown = tables if len(tables) > 1 else next(iter(tables.values()))
-    (out / "table.md").write_text(to_markdown(shown), encoding="utf-8")
+    if len(tables) == 1:
+        shown, marks, legends = next(iter(tables.values())), {"": next(iter(marks.values()))}, \
+            {"": next(iter(legends.values()))}
+    else:
+        shown = tables
+    (out / "table.md").write_text(to_markdown(shown, marks=marks, legends=legends), encoding="utf-8")
     (out / "table.tex").write_text(to_latex(shown), encoding="utf-8")
     return {"table.md": out / "table.md", "table.csv": to_csv(shown, out / "table.csv"), "table.tex": out / "table.tex"}
 
 
-def _write_heatmaps(parts: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
+def _matrix_marks(sig: pd.DataFrame, shown: pd.DataFrame, keys: list[str], matrix: pd.DataFrame, row_key, col_key,
+                  targets: list[str], correction: str) -> tuple[pd.DataFrame, str]:
+    """Return (the cells of `matrix` significant within its own family, the legend line)."""
+    rows = family(sig, shown, keys, targets, correction)
+    return marks_for(rows, matrix.index, matrix.columns, row_key, col_key), family_legend(rows, correction)
+
+
+def _write_heatmaps(parts: dict[str, pd.DataFrame], sig: pd.DataFrame, opts: Options, out: Path) -> dict[str, Path]:
     written = {}
     for i, (label, part) in enumerate(parts.items()):
         method = heatmap_method(part)
@@ -58,24 +96,85 @@ def _write_heatmaps(parts: dict[str, pd.DataFrame], out: Path) -> dict[str, Path
         except (MissingBaselineError, NoResultsError) as e:
             log.warning("heatmap, %s: %s", label, e)
             continue
+        # Aux cells (hatched) are not transfer results: significance.csv has no row for them, as in the table.
+        marks, note = _matrix_marks(sig[(sig["setting"] == label) & (sig["method"] == method)],
+                                    shown_variants(part, ["aux"], [method]), ["aux"], matrix,
+                                    lambda r: r["aux"], "target", list(matrix.columns), opts.correction)
         # The first setting (zero-shot when there is one, as in Figure 2) gets the plain name.
         stem = "heatmap" if not written else f"heatmap-{_slug(label) or i}"
-        written.update({p.name: p for p in plot_heatmap(matrix, out / stem)})
+        written.update({p.name: p for p in plot_heatmap(matrix, out / stem, significant=marks, note=note)})
+        if has_pairs(part):
+            written.update(_write_pairs(part, label, sig, opts, out, "" if stem == "heatmap" else f"-{_slug(label)}"))
     return written
 
 
-def _write_selections(df: pd.DataFrame, out: Path) -> dict[str, Path]:
-    written = {}
-    for name, select in (("best_pairs.csv", lambda: best_pairs(df, top=None)),
-                         ("best_per_target.csv", lambda: best_per_target(df))):
+def _write_pairs(part: pd.DataFrame, label: str, sig: pd.DataFrame, opts: Options, out: Path,
+                 suffix: str) -> dict[str, Path]:
+    """Return the pairs map's files: support x query, the avg* gain over the baseline, significance marked."""
+    try:
+        matrix = pairs_matrix(part)
+    except XlamamlError as e:
+        log.warning("pairs heatmap, %s: %s", label, e)
+        return {}
+    methods = ["xla-maml", "x-maml"]
+    marks, note = _matrix_marks(sig[(sig["setting"] == label) & sig["method"].isin(methods)],
+                                shown_variants(part, ["support", "query"], methods), ["support", "query"], matrix,
+                                lambda r: r["support"], "query", ["avg_excl_aux"], opts.correction)
+    paths = plot_heatmap(matrix, out / f"pairs-heatmap{suffix}", significant=marks, note=note)
+    return {p.name: p for p in paths}
+
+
+def _write_gxlt(df: pd.DataFrame, picks: pd.DataFrame | None, out: Path) -> dict[str, Path]:
+    """Return the G-XLT heatmap of the top pick (context x question, F1 gain over the baseline), if any."""
+    if not (df["split"] == "gxlt").any():
+        return {}
+    if picks is None or picks.empty:
+        log.warning("gxlt-heatmap: no pick to draw (best_pairs.csv was not written); skipped")
+        return {}
+    try:
+        matrix = gxlt_matrix(df, int(picks.iloc[0]["variant"]))
+    except XlamamlError as e:
+        log.warning("gxlt-heatmap: %s", e)
+        return {}
+    note = (f"{picks.iloc[0]['assignment']}, the top of best_pairs.csv ({picks.iloc[0]['ranked_on']}); no "
+            "significance: G-XLT sets keep no per-item outcomes")
+    return {p.name: p for p in plot_heatmap(matrix, out / "gxlt-heatmap", aux_marked=False, note=note)}
+
+
+def _write_selections(df: pd.DataFrame, sig: pd.DataFrame, opts: Options, out: Path) -> dict[str, Path]:
+    written, frames = {}, {}
+    for name, select in (("best_pairs.csv", best_pairs_dev), ("best_per_target.csv", best_per_target_dev)):
         try:
-            frame = select()
+            frame, notes = select(df, sig, opts.rank_on, opts.correction)
         except (MissingBaselineError, NoResultsError) as e:
-            log.warning("%s: %s", name, e)
-            continue
-        frame.to_csv(out / name, index=False)
-        written[name] = out / name
+            frame, notes = None, [f"{name}: {e}"]
+        for line in notes:
+            log.warning("%s", line)
+        if frame is not None:
+            frame.to_csv(out / name, index=False)
+            written[name] = out / name
+            frames[name] = frame
+    written.update(_write_gxlt(df, frames.get("best_pairs.csv"), out))
     return written
+
+
+def _significance(df: pd.DataFrame, opts: Options, out: Path) -> tuple[pd.DataFrame, dict[str, Path], list[Cell]]:
+    """Return (the significance rows, {'significance.csv': path} when any, the test cells), logging each gap once."""
+    outcomes, notes = load_outcomes(df, ("test",))
+    try:
+        sig, cell_notes = significance(df, outcomes, "test", resamples=opts.resamples,
+                                       correction=opts.correction, seed=opts.seed)
+        cells = build_cells(df, outcomes, "test")[0] if opts.power is not None else []
+    except XlamamlError as e:
+        log.warning("significance: %s; no statistics", e)
+        return pd.DataFrame(columns=list(SIG_COLUMNS)), {}, []
+    for line in notes.lines() + cell_notes:
+        log.warning("significance: %s", line)
+    if sig.empty:
+        log.warning("significance.csv: no cell has per-item outcomes; not written")
+        return sig, {}, cells
+    sig.drop(columns=["variant"]).to_csv(out / "significance.csv", index=False)
+    return sig, {"significance.csv": out / "significance.csv"}, cells
 
 
 def fetch_experiment(location: str, local_dir: Path) -> Path:
@@ -95,20 +194,26 @@ def fetch_experiment(location: str, local_dir: Path) -> Path:
     return local_dir
 
 
-def analyze(exp_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
+def analyze(exp_dir: str | Path, out_dir: str | Path, options: Options | None = None) -> dict[str, Path]:
     """Return {file name: path} of the analysis files written to `out_dir` for the experiment `exp_dir`
     (a local folder, or a URI such as s3://bucket/prefix/name that a sweep accepted as storage)."""
+    opts = options or Options()
+    check_correction(opts.correction)
+    if opts.resamples < 1:
+        raise InputError(f"resamples {opts.resamples}: expected a positive number of bootstrap resamples")
+    if opts.rank_on not in ("dev", "test"):
+        raise InputError(f"rank_on {opts.rank_on!r}: expected 'dev' or 'test'")
     if storage.is_uri(exp_dir):
         with tempfile.TemporaryDirectory(prefix="xlamaml-analyze-") as tmp:
             try:
-                return _analyze(fetch_experiment(str(exp_dir), Path(tmp)), out_dir, str(exp_dir))
+                return _analyze(fetch_experiment(str(exp_dir), Path(tmp)), out_dir, str(exp_dir), opts)
             except XlamamlError as e:  # name the experiment's URI, not the temporary copy
                 e.args = (str(e).replace(tmp, str(exp_dir).rstrip("/")),) + e.args[1:]
                 raise
-    return _analyze(Path(exp_dir), out_dir, str(exp_dir))
+    return _analyze(Path(exp_dir), out_dir, str(exp_dir), opts)
 
 
-def _analyze(exp_dir: Path, out_dir: str | Path, name: str) -> dict[str, Path]:
+def _analyze(exp_dir: Path, out_dir: str | Path, name: str, opts: Options) -> dict[str, Path]:
     """Return {file name: path} of the analysis files written to `out_dir` for the local experiment `exp_dir`."""
     df = load_results(exp_dir)
     out = Path(out_dir)
@@ -120,7 +225,26 @@ def _analyze(exp_dir: Path, out_dir: str | Path, name: str) -> dict[str, Path]:
         # A sweep still running (or all failed) still gets its tidy table.
         log.warning("%s: no finished trial yet; wrote results.csv only", name)
         return written
-    written.update(_write_tables(parts, out))
-    written.update(_write_heatmaps(parts, out))
-    written.update(_write_selections(df, out))
+    # Variant ids once for the whole table, so the significance rows and every figure's cells name the same ones.
+    df = with_variants(df)
+    parts = {label: df.loc[part.index] for label, part in parts.items()}
+    sig, files, cells = _significance(df, opts, out)
+    written.update(files)
+    written.update(_write_tables(parts, sig, opts, out))
+    written.update(_write_heatmaps(parts, sig, opts, out))
+    written.update(_write_selections(df, sig, opts, out))
+    if opts.power is not None:
+        written.update(_write_power(df, cells, opts, out))
     return written
+
+
+def _write_power(df: pd.DataFrame, cells: list[Cell], opts: Options, out: Path) -> dict[str, Path]:
+    """Return {'power.txt': path, 'power.csv': path}: what the experiment could detect, per target."""
+    metric = resolve_metric(df, "test")
+    scale = scale_of(df, metric)
+    unit = "percentage points" if scale == 100.0 else f"{metric} points"
+    # `--power` takes the gain in display units (points); the table keeps the metric's own units.
+    table = power_table(cells, opts.power / scale if opts.power else None)
+    table.to_csv(out / "power.csv", index=False)
+    (out / "power.txt").write_text(format_power(table, scale, unit) + "\n", encoding="utf-8")
+    return {"power.txt": out / "power.txt", "power.csv": out / "power.csv"}

@@ -21,9 +21,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from analysis.aggregate import (baseline_means, baseline_reference, check_one_setting, pick_variants,  # noqa: E402
-                                resolve_metric, scale_of, setting_labels, target_langs, variant_stats,
-                                with_variants)
+from analysis.aggregate import (baseline_means, baseline_reference, check_one_setting, ensure_variants,  # noqa: E402
+                                pick_variants, resolve_metric, scale_of, setting_labels, target_langs,
+                                variant_stats, with_variants)
 from analysis.langs import label_langs, label_sort_key  # noqa: E402
 from trainables.errors import InputError  # noqa: E402
 
@@ -107,14 +107,60 @@ def _cell_text(value: float) -> str:
     return f"{round(value, 1) + 0.0:.1f}"
 
 
+def pairs_matrix(df: pd.DataFrame, target: str = "avg_excl_aux", split: str = "test",
+                 metric: str | None = None) -> pd.DataFrame:
+    """Return the support x query matrix of a pairs sweep's gain over the baseline on `target`: XLA-MAML a -> b
+    off the diagonal, X-MAML a (support = query = a) on it."""
+    matrix = support_query_matrix(df, target, "xla-maml", split, metric)
+    if "x-maml" in set(df.loc[df["status"] == "done", "method"]):
+        diagonal = support_query_matrix(df, target, "x-maml", split, metric)
+        attrs = matrix.attrs
+        matrix = matrix.combine_first(diagonal)
+        order = sorted(set(matrix.index) | set(matrix.columns), key=label_sort_key)
+        matrix = matrix.reindex(index=[x for x in order if x in matrix.index],
+                                columns=[x for x in order if x in matrix.columns])
+        matrix.index.name, matrix.columns.name = "support language", "query language"
+        matrix.attrs = {**attrs, "method": "xla-maml (x-maml on the diagonal)"}
+    return matrix
+
+
+def has_pairs(df: pd.DataFrame) -> bool:
+    """Return whether the finished XLA-MAML trials hold ordered pairs beyond one support language (a pairs sweep)."""
+    own = df[(df["status"] == "done") & (df["method"] == "xla-maml")]
+    supports = {s for s in own["support"].dropna() if len(label_langs(s)) == 1}
+    return len(supports) > 1
+
+
+def gxlt_matrix(df: pd.DataFrame, variant: int, metric: str = "f1") -> pd.DataFrame:
+    """Return the context x question matrix of MLQA's G-XLT: the variant's mean over seeds minus the baseline's."""
+    df = ensure_variants(df)
+    rows = df[(df["status"] == "done") & (df["split"] == "gxlt") & (df["metric"] == metric)]
+    own = rows[rows["variant"] == variant]
+    base = rows[rows["method"] == "baseline"]
+    if own.empty or base.empty:
+        raise InputError(f"no G-XLT {metric} of both the variant and the baseline (gxlt/<context>-<question>/{metric})")
+    delta = own.groupby("lang")["value"].mean() - base.groupby("lang")["value"].mean()
+    cells = [dict(zip(("context", "question"), lang.split("-", 1)), delta=v) for lang, v in delta.dropna().items()]
+    matrix = pd.DataFrame(cells).pivot(index="context", columns="question", values="delta")
+    matrix = matrix.loc[sorted(matrix.index, key=label_sort_key), sorted(matrix.columns, key=label_sort_key)]
+    matrix.index.name, matrix.columns.name = "context language", "question language"
+    first = own.iloc[0]
+    matrix.attrs = {**_attrs(df, "gxlt", str(first["assignment"]), "gxlt", metric, None), "scale": 1.0}
+    return matrix
+
+
 def plot_heatmap(matrix: pd.DataFrame, path_stem: str | Path, title: str | None = None,
-                 aux_marked: bool = True) -> list[Path]:
-    """Return the PNG and SVG paths written for `matrix` (cells in percentage points for fractions)."""
+                 aux_marked: bool = True, significant: pd.DataFrame | None = None,
+                 note: str | None = None) -> list[Path]:
+    """Return the PNG and SVG paths written for `matrix` (cells in percentage points for fractions); cells True in
+    `significant` are framed and bold, explained by `note` under the figure."""
     if matrix.empty:
         raise InputError("empty matrix: nothing to plot")
     scale = float(matrix.attrs.get("scale", 1.0))
     values = matrix.to_numpy(dtype=float) * scale
     marked = marked_cells(matrix).to_numpy() if aux_marked else np.zeros(values.shape, dtype=bool)
+    strong = (significant.reindex(index=matrix.index, columns=matrix.columns).fillna(False).to_numpy(dtype=bool)
+              if significant is not None else np.zeros(values.shape, dtype=bool))
     finite = values[np.isfinite(values) & ~marked]
     # Symmetric limits centre the diverging map on zero: white means no change.
     lim = float(np.abs(finite).max()) if finite.size else 1.0
@@ -138,7 +184,11 @@ def plot_heatmap(matrix: pd.DataFrame, path_stem: str | Path, title: str | None 
                             style="italic")
             elif math.isfinite(value):
                 ax.text(j, i, _cell_text(value), ha="center", va="center", fontsize=8,
-                        color="white" if abs(value) > 0.6 * lim else "black")
+                        color="white" if abs(value) > 0.6 * lim else "black",
+                        weight="bold" if strong[i, j] else "normal")
+                if strong[i, j]:
+                    ax.add_patch(Rectangle((j - 0.45, i - 0.45), 0.9, 0.9, fill=False, edgecolor="black",
+                                           linewidth=1.4))
     ax.set_xticks(range(ncols), [str(c) for c in matrix.columns])
     ax.set_yticks(range(nrows), [str(r) for r in matrix.index])
     ax.set_xlabel(matrix.columns.name or "target language")
@@ -148,6 +198,9 @@ def plot_heatmap(matrix: pd.DataFrame, path_stem: str | Path, title: str | None 
     unit = "percentage points" if scale == 100.0 else metric
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02).set_label(f"Δ {metric} vs baseline ({unit})")
     ax.set_title(title if title is not None else _default_title(matrix))
+    if note:
+        # Under the figure, so every reader of a significance mark sees the test and correction behind it.
+        fig.supxlabel(note, fontsize=7, wrap=True)
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [Path(f"{stem}.png"), Path(f"{stem}.svg")]

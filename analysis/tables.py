@@ -103,15 +103,36 @@ def _caption(table: pd.DataFrame) -> str:
             "avg*: mean over targets not used as auxiliary data.")
 
 
-def to_markdown(tables: Tables, digits: int = 2) -> str:
-    """Return the table(s) as GitHub Markdown, one block per setting, with a caption line."""
+MARK = " †"
+
+
+def _marked(cells: pd.DataFrame, marks: pd.DataFrame | None) -> pd.DataFrame:
+    """Return the formatted cells with MARK appended where `marks` (rows (method, aux), columns lang) is True."""
+    if marks is None:
+        return cells
+    out = cells.copy()
+    for row in out.index:
+        for lang in out.columns:
+            hit = row in marks.index and lang in marks.columns and bool(marks.loc[row, lang])
+            if hit and out.loc[row, lang] != "-":
+                out.loc[row, lang] = out.loc[row, lang] + MARK
+    return out
+
+
+def to_markdown(tables: Tables, digits: int = 2, marks: Mapping[str, pd.DataFrame] | None = None,
+                legends: Mapping[str, str] | None = None) -> str:
+    """Return the table(s) as GitHub Markdown, one block per setting, with a caption line; cells in `marks` (per
+    setting label, '' for a single table) get ' †', explained by that setting's line in `legends`."""
     blocks = []
     for label, table in _as_dict(tables).items():
-        cells = format_cells(table, digits)
+        cells = _marked(format_cells(table, digits), (marks or {}).get(label))
         header = ["method", "aux"] + [_header(c, "\\*") for c in cells.columns]
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * len(cells.columns)) + "|"]
         lines += ["| " + " | ".join([method, aux] + list(values)) + " |"
                   for (method, aux), values in zip(cells.index, cells.to_numpy())]
+        legend = (legends or {}).get(label)
+        if legend:
+            lines.append(f"\n†: differs from the baseline: {legend}.".replace("*", "\\*"))
         blocks.append((f"### {label}\n\n" if label else "") + "\n".join(lines))
     first = next(iter(_as_dict(tables).values()))
     return "\n\n".join(blocks) + f"\n\n{_caption(first).replace('*', chr(92) + '*')}\n"

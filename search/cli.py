@@ -4,7 +4,7 @@
     xlamaml run      --config FILE|PRESET [--set key=value ...] --out DIR
     xlamaml model prepare | verify [--langs en,de,...] [--per-lang N] [--long-tokens N] [--model DIR]
     xlamaml sweep    --config FILE|PRESET [--set k=v ...] [--address ADDR] [--storage DIR] [--name NAME] [--resume]
-    xlamaml analyze  EXP_DIR --out DIR
+    xlamaml analyze  EXP_DIR --out DIR [--power [GAIN]] [--correction holm|bh] [--rank-on-test]
     xlamaml demo     [--config demo|demo-qa] [--set k=v ...] [--storage DIR]
 
 `--config` (or its alias `--preset`) takes a YAML file or the name of a preset in search/presets (e.g. `smoke`,
@@ -106,10 +106,15 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 def cmd_analyze(args: argparse.Namespace) -> None:
     """Write the analysis of an experiment (folder or URI) to --out; print the files."""
-    from analysis.analyze import analyze
+    from analysis.analyze import Options, analyze
 
-    for path in analyze(args.exp_dir, args.out).values():
+    opts = Options(correction=args.correction, resamples=args.resamples, rank_on="test" if args.rank_on_test else "dev",
+                   power=args.power)
+    written = analyze(args.exp_dir, args.out, opts)
+    for path in written.values():
         print(path)
+    if "power.txt" in written:
+        print(written["power.txt"].read_text(encoding="utf-8"), end="")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -182,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="tables, heatmap and best pairs of an experiment (a folder or a URI)")
     p.add_argument("exp_dir", metavar="EXPERIMENT", help="the experiment's folder or URI (s3://bucket/prefix/name)")
     p.add_argument("--out", required=True, help="directory for results.csv, table.md, heatmap.png/svg, best_pairs.csv")
+    p.add_argument("--correction", choices=["holm", "bh"], default="holm",
+                   help="p-value adjustment across the cells of each table or figure (default: holm; bh: "
+                        "Benjamini-Hochberg)")
+    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default: 10000)")
+    p.add_argument("--rank-on-test", action="store_true",
+                   help="rank best_pairs/best_per_target on test (labelled so) instead of dev")
+    p.add_argument("--power", type=float, nargs="?", const=0.0, default=None, metavar="GAIN",
+                   help="print per target the smallest detectable gain at 80%% power, and, given GAIN (points), "
+                        "the items or seeds it would need")
     p.set_defaults(func=cmd_analyze)
 
     p = configured("demo", "English stage (cached), the demo sweep and its analysis", default="demo")

@@ -131,7 +131,10 @@ class XlaMamlTrainable(tune.Trainable):
         cfg = self.cfg
         if self.meta is not None:
             advance_meta(cfg, self.task, self.meta, count=cfg.meta.steps_per_report, device=self.device)
-        metrics: dict[str, Any] = evaluate_sets(self.task, self.model, self.dev, "dev", cfg, device=self.device)
+        # Dev predictions and per-item outcomes too (each report overwrites them, so they match the final dev
+        # metrics): the analysis picks variants on dev with them.
+        metrics: dict[str, Any] = evaluate_sets(self.task, self.model, self.dev, "dev", cfg, device=self.device,
+                                                pred_dir=self._pred_dir())
         metrics = add_averages(metrics, "dev", list(self.dev), aux_langs=cfg.aux_langs, names=self.task.metrics)
         if self.meta is not None:
             metrics.update(meta_summary(self.meta))
@@ -147,10 +150,13 @@ class XlaMamlTrainable(tune.Trainable):
         """Return test metrics of every target (after the few-shot stage when it is on)."""
         if self.meta is not None:
             apply_freezing(self.model, False, 0)
-        # The trial's working directory is its own folder (Ray changes into it).
-        pred_dir = Path.cwd() / "predictions" if self.cfg.eval.write_predictions else None
         return score_test(self.cfg, self.task, self.model, source=self.source, device=self.device,
-                          pred_dir=pred_dir)
+                          pred_dir=self._pred_dir())
+
+    def _pred_dir(self) -> Path | None:
+        """Return the trial's predictions folder, or None when `eval.write_predictions` is off."""
+        # The trial's working directory is its own folder (Ray changes into it).
+        return Path.cwd() / "predictions" if self.cfg.eval.write_predictions else None
 
     def restore(self, checkpoint_path: Any) -> None:
         """Restore from `checkpoint_path`, or, when Ray's last snapshot names a checkpoint that is gone (deleted after

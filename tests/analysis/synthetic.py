@@ -106,3 +106,19 @@ def make_experiment(exp: Path) -> Path:
     (exp / "experiment_state-2026.json").write_text("{}")
     (exp / "not_a_trial").mkdir()
     return exp
+
+
+def items_trial(exp: Path, name: str, assignment: str, seed: int, items: dict[str, Any], aux: set[str],
+                dev: dict[str, float] | None = None, metric: str = "acc") -> Path:
+    """Return a finished trial whose test metrics are the means of its per-item outcomes `items` (lang -> values;
+    uids '0', '1', ... shared by every language), written as predictions/test-<lang>.items.tsv."""
+    from trainables.tasks.outcomes import write_outcomes
+
+    test = {lang: float(sum(v) / len(v)) for lang, v in items.items()}
+    cfg = config(assignment, seed, eval={"target_langs": list(items)})
+    line = report(1, name, dev if dev is not None else test, aux, test, metric)
+    trial = write_trial(exp, name, cfg, [line])
+    for lang, values in items.items():
+        write_outcomes(trial / "predictions" / f"test-{lang}.items.tsv", [str(i) for i in range(len(values))],
+                       {metric: list(values)})
+    return trial

@@ -7,6 +7,7 @@ import torch
 import yaml
 
 from search.cli import main
+from trainables.tasks.outcomes import read_outcomes
 
 
 def run_cli(*args):
@@ -20,6 +21,9 @@ def test_smoke_run_writes_metrics_config_and_predictions(tmp_path, cache, data_d
     for lang in ("en", "de", "hi"):
         assert 0.0 <= metrics[f"test/{lang}/acc"] <= 1.0
         assert len((out / "predictions" / f"test-{lang}.tsv").read_text().splitlines()) == 48
+        # Per-pair outcomes beside them: their mean is the reported accuracy.
+        uids, values = read_outcomes(out / "predictions" / f"test-{lang}.items.tsv")
+        assert len(set(uids)) == 48 and values["acc"].mean() == pytest.approx(metrics[f"test/{lang}/acc"])
     assert metrics["test/avg/acc"] == pytest.approx(sum(metrics[f"test/{l}/acc"] for l in ("en", "de", "hi")) / 3)
     assert metrics["test/avg_excl_aux/acc"] == pytest.approx((metrics["test/en/acc"] + metrics["test/de/acc"]) / 2)
     assert metrics["meta/steps"] == 4
@@ -96,6 +100,9 @@ def test_qa_run_reports_em_and_f1_and_writes_official_predictions(tmp_path, cach
         assert 0.0 <= metrics[f"test/{lang}/em"] <= metrics[f"test/{lang}/f1"] <= 100.0
         preds = json.loads((out / "predictions" / f"test-{lang}.json").read_text())
         assert len(preds) == 16 and all(isinstance(v, str) for v in preds.values())
+        uids, values = read_outcomes(out / "predictions" / f"test-{lang}.items.tsv")
+        assert set(uids) == set(preds) and values["f1"].mean() == pytest.approx(metrics[f"test/{lang}/f1"])
+        assert values["em"].mean() == pytest.approx(metrics[f"test/{lang}/em"])
     assert metrics["test/avg_excl_aux/f1"] == pytest.approx((metrics["test/en/f1"] + metrics["test/de/f1"]) / 2)
 
 

@@ -98,6 +98,9 @@ def test_smoke_sweep_runs_every_trial_and_isolates_a_failing_one(tmp_path, cache
         assert {"test/en/acc", "test/de/acc", "test/hi/acc", "test/avg/acc", "test/avg_excl_aux/acc"} <= final.keys()
         assert ("meta/steps" in final) == (not name.startswith("baseline"))
         assert (exp / name / "predictions" / "test-hi.tsv").is_file()
+        # Per-item outcomes of test and of the final dev report travel with the trial.
+        assert (exp / name / "predictions" / "test-hi.items.tsv").is_file()
+        assert list((exp / name / "predictions").glob("dev-*.items.tsv"))
     assert len(list((Path(os.environ["XLAMAML_CACHE"]) / "base").iterdir())) == 1  # English stage built once
     for name in ok:  # a finished trial keeps its final report, not its weights (sweep.keep_final_checkpoint: false)
         for ckpt in (exp / name).glob("checkpoint_*/trial.pt"):

@@ -22,7 +22,8 @@ from trainables.models import load_pretrained
 from trainables.tasks.base import Task
 from trainables.tasks.extractive_qa import (QAEncoded, QATrain, build_tiny_qa_model, collate_mixed_qa, collate_train,
                                             encode_qa, predict_qa, qa_loss_fn, train_view)
-from trainables.tasks.qa_eval import evaluate_examples
+from trainables.tasks.outcomes import outcome_path, write_outcomes
+from trainables.tasks.qa_eval import evaluate_examples, question_scores
 from trainables.tasks.specs import TASK_SPECS
 
 
@@ -89,12 +90,17 @@ class MLQATask(Task):
 
     def score(self, model: torch.nn.Module, enc: QAEncoded, cfg: RunConfig, device: torch.device | str,
               pred_file: Path | None) -> dict[str, float]:
-        """Return {"em", "f1"} in percent, writing {question id: answer} when `pred_file` is set."""
+        """Return {"em", "f1"} in percent, writing {question id: answer} and per-question EM/F1 when `pred_file` is
+        set."""
         preds = predict_qa(model, enc, cfg.eval.batch_size, device, cfg.eval.n_best, cfg.eval.max_answer_length)
+        golds = dict(zip(enc.uids, enc.answers))
         if pred_file is not None:  # the official script's prediction format: {question id: answer text}
             pred_file.parent.mkdir(parents=True, exist_ok=True)
             pred_file.write_text(json.dumps(preds, ensure_ascii=False, indent=0), encoding="utf-8")
-        scores = evaluate_examples(dict(zip(enc.uids, enc.answers)), preds, enc.lang)
+            per_question = question_scores(golds, preds, enc.lang)
+            write_outcomes(outcome_path(pred_file), list(per_question),
+                           {"em": [v[0] for v in per_question.values()], "f1": [v[1] for v in per_question.values()]})
+        scores = evaluate_examples(golds, preds, enc.lang)
         return {"em": scores["exact_match"], "f1": scores["f1"]}
 
     def load_model(self, model_cfg: ModelConfig, source: str | None, seed: int) -> tuple[torch.nn.Module, Any]:

@@ -165,6 +165,18 @@ def evaluate_examples(golds: dict[str, list[str]], predictions: dict[str, str], 
     return _score(golds.items(), predictions, lang)
 
 
+def question_scores(golds: dict[str, list[str]], predictions: dict[str, str],
+                    lang: str) -> dict[str, tuple[float, float]]:
+    """Return {question id: (EM, F1) in percent} as `evaluate_examples` averages them (unanswered: 0, 0)."""
+    _check_lang(lang)
+    out = {}
+    for qid, truths in golds.items():
+        prediction = predictions.get(qid)
+        out[qid] = (0.0, 0.0) if prediction is None else (100.0 * max_over_truths(exact_match, prediction, truths, lang),
+                                                         100.0 * max_over_truths(f1, prediction, truths, lang))
+    return out
+
+
 # --- command line ---------------------------------------------------------------------------------------------
 
 class _BadInput(ValueError):

@@ -15,6 +15,7 @@ from trainables.models import load_classifier
 from trainables.tasks.base import Task
 from trainables.tasks.nli import NUM_LABELS, Encoded, accuracy, collate, collate_mixed, encode_nli, loss_fn, predict, \
     write_predictions
+from trainables.tasks.outcomes import outcome_path, write_outcomes
 from trainables.tasks.specs import TASK_SPECS
 
 
@@ -50,10 +51,11 @@ class XNLITask(Task):
 
     def score(self, model: torch.nn.Module, enc: Encoded, cfg: RunConfig, device: torch.device | str,
               pred_file: Path | None) -> dict[str, float]:
-        """Return {"acc": accuracy}, writing the predicted labels when `pred_file` is set."""
+        """Return {"acc": accuracy}, writing the predicted labels and per-pair outcomes when `pred_file` is set."""
         preds = predict(model, enc, cfg.eval.batch_size, device)
         if pred_file is not None:
             write_predictions(preds, pred_file)
+            write_outcomes(outcome_path(pred_file), enc.uids, {"acc": preds == enc.labels})
         return {"acc": accuracy(preds, enc.labels)}
 
     def load_model(self, model_cfg: ModelConfig, source: str | None, seed: int) -> tuple[torch.nn.Module, Any]:
