@@ -57,7 +57,10 @@ def peer_step(kind: str, model, loss_fn, inner_lr: float):
         return step
     import torchopt
 
-    inner = torchopt.MetaSGD(model, lr=inner_lr)
+    # TorchOpt differentiates every parameter of the module it is given: hand it the modules whose parameters train
+    # (frozen embeddings would otherwise fail with "does not require grad").
+    trained = [m for m in model.modules() if m._parameters and all(p.requires_grad for p in m._parameters.values())]
+    inner = torchopt.MetaSGD(torch.nn.ModuleList(trained), lr=inner_lr)
 
     def step(support, query):
         state = torchopt.extract_state_dict(model)

@@ -101,6 +101,22 @@ def newest_checkpoint(missing: tune.Checkpoint) -> tune.Checkpoint | None:
     return tune.Checkpoint(path=max(found), filesystem=fs) if found else None
 
 
+def memory_use() -> dict[str, float]:
+    """Return the trial process's peak resident memory and its anonymous (not file-backed) part now, in MB: the
+    feature cache's memory map is file-backed, so it shows in the first and not in the second."""
+    import resource
+
+    out = {"trial/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    out["trial/rss_anon_mb"] = int(line.split()[1]) / 1024
+    except OSError:  # not Linux
+        pass
+    return out
+
+
 class XlaMamlTrainable(tune.Trainable):
     """One XLA-MAML / X-MAML / baseline trial."""
 
@@ -142,6 +158,7 @@ class XlaMamlTrainable(tune.Trainable):
         metrics["node_id"] = ray.get_runtime_context().get_node_id()
         if self.meta is None or self.meta.done:
             metrics.update(self._test())
+            metrics.update(memory_use())
             metrics["done"] = True
             self.final_metrics = {k: v for k, v in metrics.items() if k != "done"}
         return metrics
