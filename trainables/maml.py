@@ -8,7 +8,8 @@ Adam(W) and a linear schedule (paper section 4.2).
 
 Second order differentiates through a gradient, which PyTorch's fused attention kernels cannot do
 ("derivative for aten::_scaled_dot_product_flash_attention_for_cpu_backward is not implemented"),
-so the second-order step runs under the math SDPA kernel; first order keeps the fused kernels.
+so the second-order step runs its support passes under the math SDPA kernel; the query pass, differentiated once,
+and first order keep the fused kernels.
 """
 
 from __future__ import annotations
@@ -62,9 +63,11 @@ def meta_gradients(model: torch.nn.Module, params: Params, support: Batch, query
     """Return the meta-gradient of the query loss after inner adaptation on the support batch."""
     with attention_context(not first_order):
         fast, support_loss = adapt(model, params, support, loss_fn, inner_lr, inner_steps, first_order)
-        query_loss = loss_fn(model, fast, query)
-        names = list(params)
-        grads = torch.autograd.grad(query_loss, [params[n] for n in names])
+    # The query pass is differentiated once only (its backward reaches the support pass's graph, which was built
+    # under the math kernel), so it keeps the fused kernels.
+    query_loss = loss_fn(model, fast, query)
+    names = list(params)
+    grads = torch.autograd.grad(query_loss, [params[n] for n in names])
     return MetaStepResult(dict(zip(names, grads)), support_loss, query_loss.item())
 
 
