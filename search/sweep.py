@@ -202,7 +202,10 @@ def make_tuner(sw: Sweep, storage_root: str, name: str, resume: bool = False):
         tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
                                     num_samples=s.num_samples if s.mode == "optuna" else 1,
                                     max_concurrent_trials=s.max_concurrent or None,
-                                    trial_dirname_creator=trial_dirname),
+                                    trial_dirname_creator=trial_dirname,
+                                    # A new trial reuses a finished one's process (XlaMamlTrainable.reset_config):
+                                    # no process start and no imports per trial.
+                                    reuse_actors=True),
         run_config=tune.RunConfig(
             name=name, storage_path=storage_root,
             # checkpoint_at_end: a finished trial's last checkpoint (its final report, see the Trainable)

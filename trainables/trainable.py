@@ -102,8 +102,9 @@ def newest_checkpoint(missing: tune.Checkpoint) -> tune.Checkpoint | None:
 
 
 def memory_use() -> dict[str, float]:
-    """Return the trial process's peak resident memory and its anonymous (not file-backed) part now, in MB: the
-    feature cache's memory map is file-backed, so it shows in the first and not in the second."""
+    """Return the trial process's peak resident memory (over the actor's life: a sweep reuses actors) and its
+    anonymous (not file-backed) part now, in MB: the feature cache's memory map is file-backed, so it shows in the
+    first and not in the second."""
     import resource
 
     out = {"trial/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -139,6 +140,12 @@ class XlaMamlTrainable(tune.Trainable):
             self.meta = start_meta(self.cfg, self.task, self.model, self.source)
         dev_langs = self.cfg.eval.dev_langs or self.cfg.eval.target_langs
         self.dev = self.source.sets("dev", dev_langs, self.cfg.eval.dev_max_examples)
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        """Return True after setting this actor up for the next trial (the sweep reuses actors: no new process, no
+        new imports; Ray has already moved the working directory to the new trial's folder)."""
+        self.setup(new_config)
+        return True
 
     def step(self) -> dict[str, Any]:
         """Run the next `meta.steps_per_report` meta steps and return dev metrics (and test, once done)."""
