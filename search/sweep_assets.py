@@ -158,12 +158,13 @@ def features_from_assets(run: dict[str, Any], assets_root: str, location: str, k
     data = storage.join(assets_root, f"data-{data_key(cfg, task)}")
     folder = assets.fetch(data)
     source = AssetSource(cfg, task, folder, assets.local_manifest(folder)["meta"], data)
-    model, _ = task.load_model(cfg.model, str(base), cfg.seed)
+    model, _ = task.load_model(cfg.model, str(base), cfg.seed, tokenizer=False)
     model.to(device)
     with tempfile.TemporaryDirectory(prefix="xlamaml-features-", dir=_scratch()) as tmp:
         build_features(model, source_sets(source, keys), Path(tmp), layers=cfg.meta.freeze_layers,
                        dtype=cfg.meta.feature_dtype, batch_size=cfg.eval.batch_size, device=device)
-        assets.publish(Path(tmp), location, {"layers": cfg.meta.freeze_layers, "dtype": cfg.meta.feature_dtype})
+        assets.publish(Path(tmp), location, {"layers": cfg.meta.freeze_layers, "dtype": cfg.meta.feature_dtype,
+                                             "sets": sorted(k.file_name for k in keys)})
     return location
 
 
@@ -182,6 +183,8 @@ def publish_features(run: dict[str, Any], trials: list[RunConfig], task: Task, *
         if assets.read_manifest(location) is not None:
             log.info("sweep assets: %s is there already", location)
             continue
+        if _copied_from_other_experiment(location, set(keys)):
+            continue
         t0 = time.perf_counter()
         values = cfg.to_dict()
         if remote:  # beside the English stage's place: it needs the model more than the driver does
@@ -194,6 +197,20 @@ def publish_features(run: dict[str, Any], trials: list[RunConfig], task: Task, *
         size = sum(f["bytes"] for f in manifest["files"].values())
         log.info("sweep assets: feature cache of %d sets (%.1f MB, layers 0-%d) in %s after %.0f s",
                  len(manifest["files"]), size / 1e6, cfg.meta.freeze_layers - 1, location, time.perf_counter() - t0)
+
+
+def _copied_from_other_experiment(location: str, keys: set[SetKey]) -> bool:
+    """Return True when an earlier sweep of this storage made the same feature asset (same base, depth and data)
+    for every set `keys` names, now copied to `location`."""
+    name = assets.asset_name(location)
+    root = location.rstrip("/").rsplit("/", 1)[0]
+    for other in assets.find_in_other_experiments(root):
+        manifest = assets.read_manifest(storage.join(other, name))
+        if manifest is not None and set(manifest.get("meta", {}).get("sets", [])) >= {k.file_name for k in keys}:
+            log.info("sweep assets: feature cache %s reused from %s", name, other)
+            assets.copy(storage.join(other, name), location)
+            return True
+    return False
 
 
 def _remote_result(ref: Any) -> Any:

@@ -129,7 +129,9 @@ class XlaMamlTrainable(tune.Trainable):
         self.device = setup_torch(self.cfg)
         self.task = get_task(self.cfg.task)  # resolved once per trial, passed to every stage
         base, source = trial_data(self.cfg, self.task)
-        self.model, self.tokenizer = self.task.load_model(self.cfg.model, str(base), self.cfg.seed)
+        # Trials reading the sweep's tokenized data need no tokenizer (it takes longer to load than the model).
+        self.model, self.tokenizer = self.task.load_model(self.cfg.model, str(base), self.cfg.seed,
+                                                          tokenizer=source is None)
         self.model.to(self.device)
         self.source = source or TokenizingSource(self.cfg, self.task, self.tokenizer)
         if cached_layers(self.cfg) is not None:

@@ -146,6 +146,11 @@ def test_a_sweep_computes_the_feature_cache_once_and_trials_equal_uncached_ones(
     assert len(manifest["files"]) >= 5  # test en, de, hi; dev en, hi pools; dev reports
     assert not (cache / "features").exists()  # the trials read the sweep's asset, they built none of their own
     assert finals["true"].keys() == finals["false"].keys() and len(finals["true"]) == 3
+    # A second sweep of the same storage, base and data copies the feature asset instead of computing it.
+    again = run_sweep(load_sweep(preset_path("smoke"), [*frozen, "sweep.assignments.items=[xla-maml:en>hi]"]),
+                      tmp_path / "runs", "cache-again")
+    (copied,) = list((again / "assets").glob("features-*"))
+    assert copied.name == folder.name and (copied / "manifest.json").read_text() == (folder / "manifest.json").read_text()
     for name, final in finals["false"].items():
         for key, value in final.items():
             if key.startswith("test/"):

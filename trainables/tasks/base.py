@@ -104,8 +104,10 @@ class Task(ABC):
         """Return {metric: value} of `model` on the encoded set `enc`, writing predictions to `pred_file` when set."""
 
     @abstractmethod
-    def load_model(self, model_cfg: ModelConfig, source: str | None, seed: int) -> tuple[torch.nn.Module, Any]:
-        """Return (model with this task's head, tokenizer) from `source` (a checkpoint directory) or the config."""
+    def load_model(self, model_cfg: ModelConfig, source: str | None, seed: int, *,
+                   tokenizer: bool = True) -> tuple[torch.nn.Module, Any]:
+        """Return (model with this task's head, tokenizer; None when `tokenizer` is false and the model is not the
+        tiny one) from `source` (a checkpoint directory) or the config."""
 
     def data_split_key(self, cfg: RunConfig) -> dict[str, Any]:
         """Return the config values, beyond data files and tokenizer, that decide which rows a split holds."""

@@ -103,11 +103,12 @@ class MLQATask(Task):
         scores = evaluate_examples(golds, preds, enc.lang)
         return {"em": scores["exact_match"], "f1": scores["f1"]}
 
-    def load_model(self, model_cfg: ModelConfig, source: str | None, seed: int) -> tuple[torch.nn.Module, Any]:
-        """Return (span-extraction model, tokenizer)."""
+    def load_model(self, model_cfg: ModelConfig, source: str | None, seed: int, *,
+                   tokenizer: bool = True) -> tuple[torch.nn.Module, Any]:
+        """Return (span-extraction model, tokenizer or None)."""
         if source is None and model_cfg.name == "tiny":
             return build_tiny_qa_model(model_cfg, seed)
-        return load_pretrained(AutoModelForQuestionAnswering, source or model_cfg.name, seed)
+        return load_pretrained(AutoModelForQuestionAnswering, source or model_cfg.name, seed, tokenizer=tokenizer)
 
     def data_split_key(self, cfg: RunConfig) -> dict[str, Any]:
         """Return the held-out split settings: offline, they (and the seed) decide which articles are test."""

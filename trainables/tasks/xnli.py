@@ -58,6 +58,7 @@ class XNLITask(Task):
             write_outcomes(outcome_path(pred_file), enc.uids, {"acc": preds == enc.labels})
         return {"acc": accuracy(preds, enc.labels)}
 
-    def load_model(self, model_cfg: ModelConfig, source: str | None, seed: int) -> tuple[torch.nn.Module, Any]:
-        """Return (3-way sequence classifier, tokenizer)."""
-        return load_classifier(model_cfg, NUM_LABELS, source=source, seed=seed)
+    def load_model(self, model_cfg: ModelConfig, source: str | None, seed: int, *,
+                   tokenizer: bool = True) -> tuple[torch.nn.Module, Any]:
+        """Return (3-way sequence classifier, tokenizer or None)."""
+        return load_classifier(model_cfg, NUM_LABELS, source=source, seed=seed, tokenizer=tokenizer)
