@@ -178,6 +178,8 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, float]:
     device = setup_torch(cfg)
     task = get_task(cfg.task)
     base = Path(cfg.base_checkpoint).resolve() if cfg.base_checkpoint else english_stage(cfg, task)
+    # Seeded again: the later stages draw the same random numbers whether the English stage ran here or was cached.
+    setup_torch(cfg)
     model, tokenizer = task.load_model(cfg.model, str(base), cfg.seed)
     model.to(device)
     source: DataSource = TokenizingSource(cfg, task, tokenizer)

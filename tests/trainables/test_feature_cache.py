@@ -197,3 +197,12 @@ def test_english_stage_on_the_cache_equals_the_uncached_stage_and_saves_the_whol
         assert torch.allclose(a, b, atol=1e-5), name
         if ".embeddings." in name or ".layer.0." in name or ".layer.1." in name:
             assert torch.equal(a, c), name  # the frozen bottom is the pretrained one
+
+
+def test_a_run_gives_the_same_numbers_whether_it_trained_the_english_stage_or_found_it(cache, tmp_path):
+    cfg = smoke("smoke", *FROZEN)
+    trained = run(cfg, tmp_path / "first")  # trains the English stage, then meta-trains
+    found = run(cfg, tmp_path / "second")  # finds it cached
+    same = [k for k in trained if not k.endswith("seconds")]
+    assert "meta/query_loss" in same  # the meta stage's losses see every random number its dropout draws
+    assert {k: trained[k] for k in same} == {k: found[k] for k in same}
