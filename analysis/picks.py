@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
-from analysis.aggregate import (SETTING, VARIANT, baseline_means, baseline_reference, resolve_metric,
-                                setting_labels, target_langs, variant_stats, ensure_variants)
-from analysis.aggregate import NoResultsError
-from analysis.langs import AVERAGES, label_langs
+from analysis.aggregate import (SETTING, VARIANT, NoResultsError, baseline_means, baseline_reference, ensure_variants,
+                                resolve_metric, setting_labels, target_langs, variant_stats)
+from analysis.langs import label_langs
 from analysis.stats import adjust_family
 
 LEAD: tuple[str, ...] = ("assignment", "method", "support", "query", "aux")

@@ -12,7 +12,7 @@ import pytest
 from analysis.analyze import Options, analyze
 from analysis.outcomes import load_outcomes
 from analysis.results import load_results
-from tests.analysis.synthetic import BASELINE, config, done_trial, items_trial
+from tests.analysis.synthetic import config, done_trial, items_trial
 
 OLD_DEMO = Path(__file__).parent / "data" / "old_demo"
 RESAMPLES = 2000
