@@ -178,6 +178,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--emulated-reps", type=int, default=1,
+                        help="steps timed for bf16 where the hardware only emulates it (20x slower on such CPUs)")
     parser.add_argument("--task", default="xnli", choices=["xnli", "mlqa"])
     parser.add_argument("--max-length", type=int, default=None, help="default: 128 (xnli), 384 (mlqa)")
     parser.add_argument("--freeze-embeddings", action="store_true")
@@ -201,6 +203,9 @@ def main() -> None:
     print(f"{'model':<9} {'params':>8} {'trainable':>9} {'precision':<9} {'L':>2} {'step':<21} {'s/step':>8} "
           f"{'x finetune':>10} {'speed-up':>8} {'peak MB':>8}")
     print("(x finetune: against the fine-tuning step of the same row group; speed-up: against fp32, L = 0, ours)")
+    native = _native_bf16(args.device)
+    if "bf16" in args.precision and not native:
+        print(f"bf16 is emulated on this {args.device}: its rows time {args.emulated_reps} step(s) after 2 warm-ups")
     for key in args.models:
         reference: dict[str, float] = {}  # fp32, L = 0 seconds per kind
         for precision in args.precision:
@@ -211,7 +216,8 @@ def main() -> None:
                 base = None
                 for kind in kinds:
                     queue = ctx.Queue()
-                    proc = ctx.Process(target=_child, args=(queue, key, kind, args.reps, args.max_length,
+                    reps = args.reps if precision == "fp32" or native else args.emulated_reps
+                    proc = ctx.Process(target=_child, args=(queue, key, kind, reps, args.max_length,
                                                             args.freeze_embeddings, args.device, args.threads,
                                                             args.task, precision, layers))
                     proc.start()
@@ -229,6 +235,21 @@ def main() -> None:
                     print(f"{key:<9} {res['params'] / 1e6:7.2f}M {res['trainable'] / 1e6:8.2f}M {precision:<9} "
                           f"{layers:>2} {kind:<21} {res['seconds']:8.3f} {ratio} {speedup} {res['peak_mb']:8.0f}",
                           flush=True)
+
+
+def _native_bf16(device: str) -> bool:
+    """Return True when `device` runs bf16 natively (asked in a child process: the parent keeps no torch state)."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(_native_bf16_here, (device,))
+
+
+def _native_bf16_here(device: str) -> bool:
+    import torch
+
+    from trainables.precision import native_bf16
+
+    return native_bf16(torch.device(device))
 
 
 def _imports(module: str) -> bool:
