@@ -31,7 +31,7 @@ from trainables.config import RunConfig, config_from_dict
 from trainables.config_parsing import (build_dataclass, check_fields, checked, merge, non_negative, non_negative_int,
                                        one_of, parse_overrides, positive_int, positive_number, read_yaml)
 from trainables.assignment import flat_trial
-from trainables.errors import ConfigError, ExistingOutputError, MissingFileError
+from trainables.errors import ConfigError, ExistingOutputError, MissingFileError, XlamamlError
 from trainables.tasks.registry import get_task
 from trainables.trainable import XlaMamlTrainable
 
@@ -59,9 +59,11 @@ class SweepConfig:
     cpus_per_trial: float = checked(1.0, rule=positive_number)
     gpus_per_trial: float = checked(0.0, rule=non_negative)  # fractions share a GPU between trials
     max_concurrent: int = checked(0, rule=non_negative_int)  # 0: as many as the resources allow
-    keep_checkpoints: int = checked(1, rule=positive_int)
+    # Two: a trial whose newest checkpoint was cut mid-write (a full disk, a node lost) restores the one before.
+    keep_checkpoints: int = checked(2, rule=positive_int)
     checkpoint_every: int = checked(1, rule=positive_int)  # reports between checkpoints
-    max_failures: int = checked(1, rule=non_negative_int)  # retries of a failed trial before it counts as errored
+    # Retries of a failed trial before it counts as errored; a spot cluster may preempt one trial's node more than once.
+    max_failures: int = checked(3, rule=non_negative_int)
     # A finished trial keeps only its final report, not its weights (246 MB a demo trial, ~2 GB with mBERT);
     # true keeps the meta-trained weights of every finished trial.
     keep_final_checkpoint: bool = False
@@ -104,6 +106,14 @@ class Sweep:
     def to_dict(self) -> dict[str, Any]:
         """Return the sweep as plain dicts (what xlamaml_sweep.json holds)."""
         return {"run": self.run, "sweep": dataclasses.asdict(self.sweep)}
+
+
+class ErroredTrialsError(XlamamlError):
+    """A sweep (or resume) that ended with errored trials; `exp` is its experiment, whose other trials finished."""
+
+    def __init__(self, message: str, exp: Path | str) -> None:
+        super().__init__(message)
+        self.exp = exp
 
 
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
@@ -168,17 +178,19 @@ def trial_dirname(trial) -> str:
 
 
 class DropStoppedWeights(tune.Callback):
-    """Deletes the checkpoints of a trial the scheduler stopped early (ASHA): it is never resumed, and its weights
-    would only fill the storage. A trial that spent its budget keeps its final-report checkpoint (the Trainable)."""
+    """Deletes the checkpoints a finished trial no longer needs: all of a trial the scheduler stopped early (ASHA: it
+    is never resumed, and its weights would only fill the storage), and all but the last of a trial that spent its
+    budget (the last holds its final report, see the Trainable; the one kept before it holds weights)."""
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """Delete the finished `trial`'s checkpoints unless it reported test metrics (it then spent its budget)."""
-        if any(key.startswith("test/") for key in (trial.last_result or {})):
-            return
+        """Delete the finished `trial`'s checkpoints, but its newest when it reported test metrics."""
         fs, path = trial.storage.storage_filesystem, trial.storage.trial_fs_path
-        for entry in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
-            if entry.type == pafs.FileType.Directory and entry.base_name.startswith("checkpoint_"):
-                fs.delete_dir(entry.path)
+        found = sorted(entry.path for entry in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+                       if entry.type == pafs.FileType.Directory and entry.base_name.startswith("checkpoint_"))
+        if any(key.startswith("test/") for key in (trial.last_result or {})):
+            found = found[:-1]
+        for folder in found:
+            fs.delete_dir(folder)
 
 
 def make_tuner(sw: Sweep, storage_root: str, name: str, resume: bool = False):
@@ -186,7 +198,9 @@ def make_tuner(sw: Sweep, storage_root: str, name: str, resume: bool = False):
     s = sw.sweep
     trainable = tune.with_resources(XlaMamlTrainable, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
     if resume:
-        return tune.Tuner.restore(storage.join(storage_root, name), trainable=trainable, resume_errored=True)
+        # The param space again from the sweep's record: Ray's own copy (tuner.pkl) is not trusted to be whole.
+        return tune.Tuner.restore(storage.join(storage_root, name), trainable=trainable, resume_errored=True,
+                                  param_space=param_space(sw))
     search_alg = scheduler = None
     if s.mode == "optuna":
         # Late import: Ray's Optuna integration loads optuna (and its SQL stack), which grid sweeps never use.
@@ -284,6 +298,8 @@ def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address
              100 * timing["overhead_share"])
     errors = [r for r in results if r.error is not None]
     if errors:
-        log.warning("sweep %s: %d of %d trials errored (see error.txt in their folders)", exp, len(errors),
-                    len(results))
+        folders = sorted(str(r.path).rstrip("/").rsplit("/", 1)[-1] for r in errors)
+        raise ErroredTrialsError(f"sweep {exp}: {len(errors)} of {len(results)} trials errored ({', '.join(folders)}; "
+                                 f"see error.txt in each); fix the cause and run `xlamaml sweep --resume --name "
+                                 f"{name}`", exp if storage.is_uri(exp) else Path(exp))
     return exp if storage.is_uri(exp) else Path(exp)

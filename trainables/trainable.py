@@ -15,13 +15,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs as pafs
 import ray
 import torch
 from ray import tune
 
 from trainables import assets, storage
 from trainables.assignment import flat_trial, parse_assignment
+from trainables.checkpoints import CHECKPOINT_FILE, CheckpointError, other_checkpoints, read_state, write_state
 from trainables.config import RunConfig, config_from_dict
 from trainables.config_parsing import merge
 from trainables.errors import ConfigError, MissingFileError
@@ -35,7 +35,6 @@ from trainables.tasks.base import Task
 from trainables.tasks.registry import get_task
 
 log = logging.getLogger("xlamaml")
-CHECKPOINT_FILE = "trial.pt"
 TRIAL_KEYS = ("assignment", "keep_final_checkpoint")  # a trial's config keys that are not run-config keys
 
 
@@ -87,18 +86,6 @@ def trial_data(cfg: RunConfig, task: Task) -> tuple[Path, DataSource | None]:
     location = storage.join(cfg.assets, f"data-{data_key(cfg, task)}")
     folder = assets.fetch(location)
     return base, AssetSource(cfg, task, folder, assets.local_manifest(folder)["meta"], location)
-
-
-def newest_checkpoint(missing: tune.Checkpoint) -> tune.Checkpoint | None:
-    """Return the newest `checkpoint_*` beside the missing checkpoint `missing` that holds a trial state, or None."""
-    fs, parent = missing.filesystem, missing.path.rstrip("/").rsplit("/", 1)[0]
-    found = []
-    for info in fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True)):
-        name = info.path.rstrip("/").rsplit("/", 1)[-1]
-        if info.type == pafs.FileType.Directory and name.startswith("checkpoint_"):
-            if fs.get_file_info(f"{info.path}/{CHECKPOINT_FILE}").type == pafs.FileType.File:
-                found.append(info.path)
-    return tune.Checkpoint(path=max(found), filesystem=fs) if found else None
 
 
 def memory_use() -> dict[str, float]:
@@ -176,18 +163,32 @@ class XlaMamlTrainable(tune.Trainable):
         return Path.cwd() / "predictions" if self.cfg.eval.write_predictions else None
 
     def restore(self, checkpoint_path: Any) -> None:
-        """Restore from `checkpoint_path`, or, when Ray's last snapshot names a checkpoint that is gone (deleted after
-        a newer one was written, just before the driver was killed), from the newest checkpoint the trial has."""
+        """Restore from `checkpoint_path`; when it is gone (deleted after a newer one was written, just before the
+        driver was killed) or cannot be read (cut short by a full disk or a lost node, or refused), from the trial's
+        newest other checkpoint that can be; when none can, start again from the base checkpoint. Each fallback is
+        one warning line naming the file."""
+        checkpoint = getattr(checkpoint_path, "checkpoint", checkpoint_path)
+        if isinstance(checkpoint, (str, Path)):
+            checkpoint = tune.Checkpoint.from_directory(str(checkpoint))
         try:
             super().restore(checkpoint_path)
-        except ValueError as e:
-            checkpoint = getattr(checkpoint_path, "checkpoint", checkpoint_path)
-            newest = newest_checkpoint(checkpoint) if "does not exist on storage" in str(e) else None
-            if newest is None:
+            return
+        except (ValueError, CheckpointError) as e:
+            if not isinstance(e, CheckpointError) and "does not exist on storage" not in str(e):
                 raise
-            log.warning("trial checkpoint %s is gone; restoring from %s", getattr(checkpoint, "path", checkpoint),
-                        newest.path)
-            super().restore(newest)
+            log.warning("trial checkpoint %s: %s", checkpoint.path,
+                        "gone" if not isinstance(e, CheckpointError) else " ".join(str(e).split()))
+        for path in other_checkpoints(checkpoint.filesystem, checkpoint.path):
+            try:
+                super().restore(tune.Checkpoint(path=path, filesystem=checkpoint.filesystem))
+            except CheckpointError as e:
+                log.warning("trial checkpoint %s", " ".join(str(e).split()))
+                continue
+            log.warning("trial restored from the earlier checkpoint %s instead of %s", path, checkpoint.path)
+            return
+        log.warning("trial: no readable checkpoint beside %s; starting again from the base checkpoint",
+                    checkpoint.path)
+        self._iteration, self._time_total, self._restored = 0, 0.0, False
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         """Write the trial's state: meta-trained weights, optimizer, schedule, sampler, RNG (or, once done, its
@@ -206,11 +207,12 @@ class XlaMamlTrainable(tune.Trainable):
             state["sampler"] = self.meta.sampler.state_dict()
             state["query_losses"] = self.meta.query_losses
             state["seconds"] = self.meta.seconds
-        torch.save(state, os.path.join(checkpoint_dir, CHECKPOINT_FILE))
+        write_state(state, os.path.join(checkpoint_dir, CHECKPOINT_FILE))
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
-        """Restore what `save_checkpoint` wrote (tensors and plain values only: loading runs no code)."""
-        state = torch.load(os.path.join(checkpoint_dir, CHECKPOINT_FILE), weights_only=True)
+        """Restore what `save_checkpoint` wrote (tensors and plain values only: loading runs no code; a file that is cut
+        short or holds anything else raises CheckpointError and changes nothing)."""
+        state = read_state(os.path.join(checkpoint_dir, CHECKPOINT_FILE))
         torch.set_rng_state(state["rng"])
         if "iteration" in state:
             self._iteration = state["iteration"]
