@@ -60,15 +60,18 @@ def read_state(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def checkpoints_in(fs: pafs.FileSystem, folder: str) -> list[str]:
+    """Return the paths of the `checkpoint_*` folders in `folder` that hold a checkpoint file, newest first."""
+    found = []
+    for info in fs.get_file_info(pafs.FileSelector(folder.rstrip("/"), allow_not_found=True)):
+        if (info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_")
+                and fs.get_file_info(f"{info.path}/{CHECKPOINT_FILE}").type == pafs.FileType.File):
+            found.append(info.path)
+    return sorted(found, reverse=True)
+
+
 def other_checkpoints(fs: pafs.FileSystem, checkpoint_path: str) -> list[str]:
     """Return the paths of the trial's other `checkpoint_*` folders beside `checkpoint_path` that hold a checkpoint
     file, newest first."""
     path = checkpoint_path.rstrip("/")
-    parent = path.rsplit("/", 1)[0]
-    found = []
-    for info in fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True)):
-        name = info.path.rstrip("/").rsplit("/", 1)[-1]
-        if (info.type == pafs.FileType.Directory and name.startswith("checkpoint_") and info.path.rstrip("/") != path
-                and fs.get_file_info(f"{info.path}/{CHECKPOINT_FILE}").type == pafs.FileType.File):
-            found.append(info.path)
-    return sorted(found, reverse=True)
+    return [p for p in checkpoints_in(fs, path.rsplit("/", 1)[0]) if p.rstrip("/") != path]

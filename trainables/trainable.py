@@ -21,7 +21,8 @@ from ray import tune
 
 from trainables import assets, storage
 from trainables.assignment import flat_trial, parse_assignment
-from trainables.checkpoints import CHECKPOINT_FILE, CheckpointError, other_checkpoints, read_state, write_state
+from trainables.checkpoints import (CHECKPOINT_FILE, CheckpointError, checkpoints_in, other_checkpoints, read_state,
+                                    write_state)
 from trainables.config import RunConfig, config_from_dict
 from trainables.config_parsing import merge
 from trainables.errors import ConfigError, MissingFileError
@@ -35,7 +36,9 @@ from trainables.tasks.base import Task
 from trainables.tasks.registry import get_task
 
 log = logging.getLogger("xlamaml")
-TRIAL_KEYS = ("assignment", "keep_final_checkpoint")  # a trial's config keys that are not run-config keys
+# A trial's config keys that are not run-config keys (`folder`, `resume_from`: a trial of a rebuilt run, see
+# search/rebuild.py, continues in its old folder from the checkpoints it had there).
+TRIAL_KEYS = ("assignment", "keep_final_checkpoint", "folder", "resume_from")
 
 
 def trial_values(config: dict[str, Any]) -> dict[str, Any]:
@@ -126,6 +129,20 @@ class XlaMamlTrainable(tune.Trainable):
             self.meta = start_meta(self.cfg, self.task, self.model, self.source)
         dev_langs = self.cfg.eval.dev_langs or self.cfg.eval.target_langs
         self.dev = self.source.sets("dev", dev_langs, self.cfg.eval.dev_max_examples)
+        resume_from = flat_trial(config).get("resume_from")
+        if resume_from:
+            self.continue_from(str(resume_from))
+
+    def continue_from(self, folder: str) -> None:
+        """Restore the newest readable checkpoint among the `checkpoint_*` folders in `folder` (a rebuilt run's trial:
+        its checkpoints from before the rebuild); with none, the trial starts from the base (one warning line)."""
+        fs, path = storage.filesystem(folder)
+        found = checkpoints_in(fs, path)
+        if not found:
+            log.warning("trial: no checkpoint in %s; starting from the base checkpoint", folder)
+            return
+        self.restore(tune.Checkpoint(path=found[0], filesystem=fs))
+        log.warning("trial: continued from %s at iteration %d", found[0], self.iteration)
 
     def step(self) -> dict[str, Any]:
         """Run the next `meta.steps_per_report` meta steps and return dev metrics (and test, once done)."""

@@ -109,3 +109,14 @@ def test_no_readable_checkpoint_starts_again_from_the_base(tmp_path, caplog):
     assert any("starting again from the base checkpoint" in r.getMessage() for r in caplog.records)
     assert trainable.train()["count"] == 1
     trainable.stop()
+
+
+def test_a_rebuilt_trial_continues_from_the_newest_readable_checkpoint_of_its_folder(tmp_path, caplog):
+    older, newest = checkpoints(tmp_path, [2, 4])
+    (newest / CHECKPOINT_FILE).write_bytes(b"")
+    trainable = Counter(config={})
+    with caplog.at_level(logging.WARNING, logger="xlamaml"):
+        trainable.continue_from(str(tmp_path / "trial"))
+    assert trainable.count == 2 and trainable.iteration == 2
+    assert trainable.train()["training_iteration"] == 3
+    trainable.stop()
