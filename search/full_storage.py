@@ -41,9 +41,12 @@ def free_bytes(location: str | Path) -> int | None:
     return st.f_bavail * st.f_frsize
 
 
-def needed_bytes(trials: int, checkpoint_bytes: int, keep: int) -> int:
-    """Return the bytes `trials` trials may write: `keep` checkpoints each (plus the one being written) and reports."""
-    return trials * ((keep + 1) * checkpoint_bytes + TRIAL_OVERHEAD)
+def needed_bytes(trials: int, running: int, checkpoint_bytes: int, keep: int, keep_final: bool = False) -> int:
+    """Return the most bytes `trials` trials, `running` at once, hold on the storage: `keep` checkpoints (plus the one
+    being written) of each running trial, the reports and predictions of every trial, and every finished trial's
+    weights when `keep_final` (else a finished trial keeps only its final report)."""
+    held = running * (keep + 1) * checkpoint_bytes
+    return held + trials * (TRIAL_OVERHEAD + (checkpoint_bytes if keep_final else 0))
 
 
 def check_free_space(location: str, need: int, what: str) -> None:
@@ -95,7 +98,8 @@ class FullStorageStop(tune.Callback):
             return
         _STOPPED[self.exp] = f"{full_line(text) if is_full_error(text) else 'no space left'}; trial {trial}"
         log.warning("sweep %s: trial %s failed for want of space; stopping the sweep (resumable)", self.exp, trial)
-        os.kill(os.getpid(), signal.SIGUSR1)  # Ray Tune's graceful stop, as Ctrl+C: unfinished trials stay resumable
+        if callable(signal.getsignal(signal.SIGUSR1)):  # Ray Tune's own handler (a driver in the main thread)
+            os.kill(os.getpid(), signal.SIGUSR1)  # its graceful stop, as Ctrl+C: unfinished trials stay resumable
 
 
 def storage_is_full(exp: str) -> bool:

@@ -304,9 +304,11 @@ def checkpoint_bytes(run: dict[str, Any]) -> int:
 def check_space(sw: Sweep, exp: str, resume: bool) -> None:
     """Return None when the experiment's storage has room for the trials still to run (or cannot tell: an object
     store); else raise StorageFullError naming the path, the bytes needed and free."""
-    trials = planned_trials(sw) - (finished_trials(exp) if resume else 0)
-    need = needed_bytes(max(trials, 0), checkpoint_bytes(sw.run), sw.sweep.keep_checkpoints)
-    check_free_space(exp, need, f"the {max(trials, 0)} {'unfinished ' if resume else ''}trial(s) of this sweep")
+    s = sw.sweep
+    trials = max(planned_trials(sw) - (finished_trials(exp) if resume else 0), 0)
+    need = needed_bytes(trials, min(trials, trial_slots(s)), checkpoint_bytes(sw.run), s.keep_checkpoints,
+                        s.keep_final_checkpoint)
+    check_free_space(exp, need, f"the {trials} {'unfinished ' if resume else ''}trial(s) of this sweep")
 
 
 def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address: str | None = None,
@@ -340,9 +342,9 @@ def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address
     if cells == []:
         log.warning("sweep %s: every trial had finished; nothing to run", exp)
         return exp if storage.is_uri(exp) else Path(exp)
+    init_ray(address, num_cpus)
     if not force:
         check_space(Sweep(run, sw.sweep), exp, resume)
-    init_ray(address, num_cpus)
     log.info("sweep %s: %s mode, %d assignments x %d seeds, assets ready after %.0f s", exp, sw.sweep.mode,
              len(assignments(sw.sweep.assignments)), len(sw.sweep.seeds), time.perf_counter() - t0)
     t_assets, t_fit = time.perf_counter() - t0, time.perf_counter()

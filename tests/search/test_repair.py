@@ -95,7 +95,8 @@ def test_a_rebuild_keeps_finished_trials_and_continues_the_others_in_their_folde
 
 
 def test_free_space_is_checked_before_launch_in_one_line(tmp_path):
-    need = needed_bytes(3, 10**15, keep=2)
+    need = needed_bytes(3, 2, 10**15, keep=2)
+    assert needed_bytes(3, 1, 10, keep=2) == 30 + 3 * (1 << 20) and needed_bytes(3, 1, 10, 2, True) == 60 + 3 * (1 << 20)
     with pytest.raises(StorageFullError) as raised:
         check_free_space(str(tmp_path), need, "the 3 trial(s) of this sweep")
     message = str(raised.value)
