@@ -10,10 +10,11 @@ new checkpoints cannot mix with the old ones; a cell with no folder starts fresh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from analysis.trial_reports import parse_report
 from trainables import storage
@@ -22,6 +23,36 @@ from trainables.errors import XlamamlError
 
 log = logging.getLogger("xlamaml")
 PREVIOUS = "previous"  # a rebuilt trial's checkpoints from before the rebuild
+
+
+class RestoreFailed(Exception):
+    """Ray could not restore its experiment state (it would start the experiment over); the message says why."""
+
+
+class _RefuseRestart(logging.Filter):
+    """Turns Ray's "Failed to restore the run state" (after which it starts the whole experiment anew, or, with no
+    param space, one empty trial) into RestoreFailed, raised where Ray logs it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Return True for every other record; raise RestoreFailed for that one."""
+        if record.getMessage().startswith("Failed to restore the run state"):
+            exc = record.exc_info[1] if record.exc_info else None
+            text = " ".join(str(exc).split())[:200] if exc is not None else "no reason given"
+            raise RestoreFailed(f"Ray could not restore its experiment state ({type(exc).__name__}: {text})")
+        return True
+
+
+@contextlib.contextmanager
+def refusing_restart() -> Iterator[None]:
+    """Run a block (a restored Tuner's fit) where Ray's failure to restore raises RestoreFailed instead of starting
+    the experiment over."""
+    refuse = _RefuseRestart()
+    logger = logging.getLogger("ray.tune.execution.tune_controller")
+    logger.addFilter(refuse)
+    try:
+        yield
+    finally:
+        logger.removeFilter(refuse)
 
 
 class RebuildError(XlamamlError):

@@ -26,7 +26,7 @@ from ray.tune.schedulers import ASHAScheduler
 from search.full_storage import (FullStorageStop, check_free_space, full_error, full_line, is_full_exception,
                                  needed_bytes, stopped, storage_is_full, watching)
 from search.ray_connect import init_ray
-from search.rebuild import check_rebuildable, rebuilt_cells
+from search.rebuild import RestoreFailed, check_rebuildable, rebuilt_cells, refusing_restart
 from search.repair import repair_experiment
 from search.space import AssignmentSpec, assignments, grid_trials, hyper_space, nested, seedless_baseline
 from search.sweep_assets import prepare_assets
@@ -272,7 +272,7 @@ def tune_timing(results: Any, wall: float, slots: int) -> dict[str, float]:
     scheduling, idle slots)."""
     steps = sum(float((r.metrics or {}).get("time_total_s") or 0.0) for r in results)
     return {"tune_seconds": wall, "slots": slots, "trials": len(results), "trial_step_seconds": steps,
-            "overhead_share": max(0.0, 1 - steps / (wall * slots)) if wall > 0 else 0.0}
+            "overhead_share": max(0.0, 1 - steps / (wall * slots)) if wall > 0 and slots > 0 else 0.0}
 
 
 def planned_trials(sw: Sweep) -> int:
@@ -350,7 +350,13 @@ def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address
     t_assets, t_fit = time.perf_counter() - t0, time.perf_counter()
     with watching(exp):
         try:
-            results = make_tuner(sw, root, name, resume=resume and cells is None, cells=cells).fit()
+            try:
+                with refusing_restart():
+                    results = make_tuner(sw, root, name, resume=resume and cells is None, cells=cells).fit()
+            except RestoreFailed as e:  # never a new experiment in its place: the run rebuilt from the record
+                check_rebuildable(sw.sweep.mode, sw.sweep.grid)
+                cells = rebuilt_cells(exp, grid_cells(sw.run, sw.sweep), str(e))
+                results = make_tuner(sw, root, name, cells=cells).fit() if cells else []
         except Exception as e:  # Ray's own failure to write its files (or read them back cut) on a full disk
             detail = stopped(exp)
             if detail is None and not (is_full_exception(e) or storage_is_full(exp)):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from search.full_storage import check_free_space, full_line, is_full_error, is_full_exception, needed_bytes
-from search.rebuild import PREVIOUS, RebuildError, check_rebuildable, rebuilt_cells
+from search.rebuild import PREVIOUS, RebuildError, RestoreFailed, check_rebuildable, rebuilt_cells, refusing_restart
 from search.repair import repair_experiment
 from trainables import storage
 from trainables.checkpoints import CHECKPOINT_FILE, write_state
@@ -121,3 +121,13 @@ def test_enospc_is_one_storage_line_naming_the_path():
             raise pickle.UnpicklingError("pickle data was truncated") from e
     except pickle.UnpicklingError as e:
         assert is_full_exception(e)
+
+
+def test_rays_failure_to_restore_raises_instead_of_starting_over():
+    ray_log = logging.getLogger("ray.tune.execution.tune_controller")
+    with refusing_restart(), pytest.raises(RestoreFailed, match="JSONDecodeError"):
+        try:
+            json.loads('{"trial_data": [')
+        except ValueError:
+            ray_log.exception("Failed to restore the run state.")
+    ray_log.info("Restarting experiment.")  # outside the block: Ray's logging as it was
