@@ -311,6 +311,30 @@ def check_space(sw: Sweep, exp: str, resume: bool) -> None:
     check_free_space(exp, need, f"the {trials} {'unfinished ' if resume else ''}trial(s) of this sweep")
 
 
+def fit(sw: Sweep, root: str, name: str, resume: bool, cells: list[dict[str, Any]] | None) -> Any:
+    """Return the results of the Tune phase of the sweep `root/name` (restored when `resume`; only `cells` when the
+    run is rebuilt). A Ray state that cannot be restored rebuilds the run from the record, never starts it over; a
+    disk that fills ends it with StorageFullError, one line."""
+    exp = storage.join(root, name)
+    with watching(exp):
+        try:
+            try:
+                with refusing_restart():
+                    results = make_tuner(sw, root, name, resume=resume and cells is None, cells=cells).fit()
+            except RestoreFailed as e:
+                check_rebuildable(sw.sweep.mode, sw.sweep.grid)
+                cells = rebuilt_cells(exp, grid_cells(sw.run, sw.sweep), str(e))
+                results = make_tuner(sw, root, name, cells=cells).fit() if cells else []
+        except Exception as e:  # Ray's own failure to write its files (or read them back cut) on a full disk
+            detail = stopped(exp)
+            if detail is None and not (is_full_exception(e) or storage_is_full(exp)):
+                raise
+            raise full_error(exp, name, detail or full_line(str(e))) from None
+    if stopped(exp) is not None:  # stopped gracefully: the trials' state was saved, resumable
+        raise full_error(exp, name, stopped(exp) or "")
+    return results
+
+
 def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address: str | None = None,
               resume: bool = False, num_cpus: int | None = None, force: bool = False) -> Path | str:
     """Run (or with `resume`, continue) the sweep `<storage>/<name>`; return the experiment's folder (a Path) or
@@ -348,22 +372,7 @@ def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address
     log.info("sweep %s: %s mode, %d assignments x %d seeds, assets ready after %.0f s", exp, sw.sweep.mode,
              len(assignments(sw.sweep.assignments)), len(sw.sweep.seeds), time.perf_counter() - t0)
     t_assets, t_fit = time.perf_counter() - t0, time.perf_counter()
-    with watching(exp):
-        try:
-            try:
-                with refusing_restart():
-                    results = make_tuner(sw, root, name, resume=resume and cells is None, cells=cells).fit()
-            except RestoreFailed as e:  # never a new experiment in its place: the run rebuilt from the record
-                check_rebuildable(sw.sweep.mode, sw.sweep.grid)
-                cells = rebuilt_cells(exp, grid_cells(sw.run, sw.sweep), str(e))
-                results = make_tuner(sw, root, name, cells=cells).fit() if cells else []
-        except Exception as e:  # Ray's own failure to write its files (or read them back cut) on a full disk
-            detail = stopped(exp)
-            if detail is None and not (is_full_exception(e) or storage_is_full(exp)):
-                raise
-            raise full_error(exp, name, detail or full_line(str(e))) from None
-    if stopped(exp) is not None:
-        raise full_error(exp, name, stopped(exp) or "")
+    results = fit(sw, root, name, resume=resume, cells=cells)
     timing = tune_timing(results, time.perf_counter() - t_fit, min(trial_slots(sw.sweep), len(results)))
     timing["assets_seconds"] = t_assets
     storage.write_bytes(storage.join(exp, TIMING_FILE), json.dumps(timing, indent=2).encode())
