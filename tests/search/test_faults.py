@@ -154,6 +154,14 @@ mount -o remount,size=$((USED + 400 * 1024)) "$STORAGE"
 df -B1 "$STORAGE" > "$OUT/df-small.txt"
 wait $SWEEP
 echo $? > "$OUT/sweep.rc"
+df -B1 "$STORAGE" > "$OUT/df-full.txt"
+# A new sweep on the full storage, without --force: one line before any trial starts.
+"$PY" -m search.cli -q sweep --preset smoke --storage "$STORAGE" --name second > /dev/null 2> "$OUT/second.err"
+echo $? > "$OUT/second.rc"
+# The damaged experiment, as the full disk left it, still analyzes.
+"$PY" -m search.cli -q analyze "$STORAGE/full" --out "$OUT/analysis-damaged" --resamples 200 > /dev/null \
+    2> "$OUT/damaged.err"
+echo $? > "$OUT/damaged.rc"
 mount -o remount,size=256m "$STORAGE"   # more space
 "$PY" -m search.cli -q sweep --resume --name full --storage "$STORAGE" > "$OUT/resume.out" 2> "$OUT/resume.err"
 echo $? > "$OUT/resume.rc"
@@ -183,11 +191,17 @@ def test_full_storage_mid_sweep_stops_cleanly_then_resume_and_analyze(tmp_path, 
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     read = {n: (tmp_path / n).read_text() if (tmp_path / n).is_file() else "" for n in
-            ("sweep.rc", "sweep.err", "resume.rc", "resume.err", "analyze.rc", "analyze.err", "df-small.txt")}
+            ("sweep.rc", "sweep.err", "resume.rc", "resume.err", "analyze.rc", "analyze.err", "df-small.txt",
+             "second.rc", "second.err", "damaged.rc", "damaged.err")}
     lines = error_lines(read["sweep.err"])
     assert read["sweep.rc"].strip() == "2" and len(lines) == 1, read
     assert "storage full" in lines[0] and "No space left on device" in lines[0] and "--resume --name full" in lines[0]
     assert "Traceback" not in read["sweep.err"], read["sweep.err"][-3000:]
+    second = error_lines(read["second.err"])
+    assert read["second.rc"].strip() == "2" and len(second) == 1, read["second.err"][-3000:]
+    assert f"{storage}/second" in second[0] and ("MB free" in second[0] or "no space left" in second[0]), second
+    assert read["damaged.rc"].strip() == "0", read["damaged.err"][-3000:]
+    assert (tmp_path / "analysis-damaged" / "results.csv").is_file()
     assert read["resume.rc"].strip() == "0", read["resume.err"][-3000:]
     check_every_trial_done_once(trials(tmp_path / "exp"))
     assert read["analyze.rc"].strip() == "0", read["analyze.err"][-3000:]
