@@ -3,8 +3,9 @@ folders, never replaced by new trials.
 
 Every grid cell of the record (assignment x seed) is matched to its trial folder by the folder's params.json. A
 finished cell (a final report with test metrics) is left as it is; an unfinished one runs again in its own folder,
-continuing from its newest readable checkpoint, which is moved to `<trial>/previous/` first so Ray's numbering of the
-new checkpoints cannot mix with the old ones; a cell with no folder starts fresh. Only grid sweeps without extra
+continuing from its newest readable checkpoint, which is moved to `<trial>/previous/` first (with its result.json) so
+Ray's numbering of the new checkpoints cannot mix with the old ones; the old reports are copied back in front of the
+new ones (`SeedReports`); a cell with no folder starts fresh. Only grid sweeps without extra
 `sweep.grid` axes can be rebuilt (each cell is then one assignment and seed); other sweeps get a one-line error.
 """
 
@@ -14,12 +15,16 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
+
+from ray import tune
 
 from analysis.trial_reports import parse_report
 from trainables import storage
 from trainables.assignment import flat_trial
 from trainables.errors import XlamamlError
+from trainables.local_files import write_text_whole
 
 log = logging.getLogger("xlamaml")
 PREVIOUS = "previous"  # a rebuilt trial's checkpoints from before the rebuild
@@ -94,16 +99,35 @@ def read_folder(exp: str, name: str) -> Folder:
     return Folder(name, cell, finished, len(reports))
 
 
-def set_aside_checkpoints(exp: str, name: str) -> str:
-    """Move the `checkpoint_*` folders of the trial `name` into its `previous/` folder; return that location."""
+def set_aside(exp: str, name: str) -> str:
+    """Move the `checkpoint_*` folders and the result.json of the trial `name` into its `previous/` folder; return
+    that location."""
     trial = storage.join(exp, name)
     target = storage.join(trial, PREVIOUS)
     fs, _ = storage.filesystem(trial)
+    fs.create_dir(storage.filesystem(target)[1], recursive=True)
     for folder in storage.list_folders(trial):
         if folder.startswith("checkpoint_"):
-            fs.create_dir(storage.filesystem(target)[1], recursive=True)
             storage.move(storage.join(trial, folder), storage.join(target, folder))
+    if storage.exists(storage.join(trial, "result.json")):
+        storage.move(storage.join(trial, "result.json"), storage.join(target, "result.json"))
     return target
+
+
+class SeedReports(tune.Callback):
+    """Starts a rebuilt run's trial with the reports it made before the rebuild: Ray begins a trial it never
+    checkpointed with an empty result.json (which its sync then writes over the old one), so they are copied back
+    into Ray's own copy before its logger opens it to append."""
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Copy `<resume_from>/result.json` into the trial's result.json when Ray's copy is still empty."""
+        previous = flat_trial(trial.config).get("resume_from")
+        if not previous or not storage.exists(storage.join(str(previous), "result.json")):
+            return
+        trial.init_local_path()
+        local = Path(trial.local_path, "result.json")
+        if not local.is_file() or local.stat().st_size == 0:
+            write_text_whole(local, storage.read_bytes(storage.join(str(previous), "result.json")).decode())
 
 
 def rebuilt_cells(exp: str, cells: list[dict[str, Any]], why: str) -> list[dict[str, Any]]:
@@ -128,7 +152,7 @@ def rebuilt_cells(exp: str, cells: list[dict[str, Any]], why: str) -> list[dict[
         if f is None:
             todo.append(dict(cell))
             continue
-        previous = set_aside_checkpoints(exp, f.name)
+        previous = set_aside(exp, f.name)
         todo.append({**cell, "folder": f.name, "resume_from": previous})
     log.warning("resume: %d of %d trials finished; %d continue in their folders, %d start", len(cells) - len(todo),
                 len(cells), sum("folder" in c for c in todo), sum("folder" not in c for c in todo))

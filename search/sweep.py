@@ -26,7 +26,7 @@ from ray.tune.schedulers import ASHAScheduler
 from search.full_storage import (FullStorageStop, check_free_space, full_error, full_line, is_full_exception,
                                  needed_bytes, stopped, storage_is_full, watching)
 from search.ray_connect import init_ray
-from search.rebuild import RestoreFailed, check_rebuildable, rebuilt_cells, refusing_restart
+from search.rebuild import RestoreFailed, SeedReports, check_rebuildable, rebuilt_cells, refusing_restart
 from search.repair import repair_experiment
 from search.space import AssignmentSpec, assignments, grid_trials, hyper_space, nested, seedless_baseline
 from search.sweep_assets import prepare_assets
@@ -237,7 +237,7 @@ def make_tuner(sw: Sweep, storage_root: str, name: str, resume: bool = False,
                                                     checkpoint_frequency=s.checkpoint_every,
                                                     checkpoint_at_end=True),
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            callbacks=[FullStorageStop(storage.join(storage_root, name))]
+            callbacks=[FullStorageStop(storage.join(storage_root, name)), SeedReports()]
             + ([] if s.keep_final_checkpoint else [DropStoppedWeights()]),
             # Predictions are written in the trial's working directory; this copies them into its folder.
             sync_config=tune.SyncConfig(sync_artifacts=True),

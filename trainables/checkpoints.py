@@ -21,6 +21,7 @@ import torch
 from trainables.errors import XlamamlError
 
 CHECKPOINT_FILE = "trial.pt"
+ITERATION_FILE = "iteration.txt"  # beside it: the iteration it holds, read without loading the checkpoint
 
 
 class CheckpointError(XlamamlError, OSError):
@@ -38,6 +39,20 @@ def write_state(state: dict[str, Any], path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_iteration(folder: str | Path, iteration: int) -> None:
+    """Write the iteration a checkpoint folder holds beside its checkpoint file; return None."""
+    Path(folder, ITERATION_FILE).write_text(f"{int(iteration)}\n")
+
+
+def checkpoint_iteration(fs: pafs.FileSystem, folder: str) -> int | None:
+    """Return the iteration the checkpoint folder `folder` holds, or None when it does not say (or cannot be read)."""
+    try:
+        with fs.open_input_stream(f"{folder.rstrip('/')}/{ITERATION_FILE}") as f:
+            return int(f.read().decode().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def read_state(path: str | Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ checkpoint holds only its final report.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -21,8 +22,8 @@ from ray import tune
 
 from trainables import assets, storage
 from trainables.assignment import flat_trial, parse_assignment
-from trainables.checkpoints import (CHECKPOINT_FILE, CheckpointError, checkpoints_in, other_checkpoints, read_state,
-                                    write_state)
+from trainables.checkpoints import (CHECKPOINT_FILE, CheckpointError, checkpoint_iteration, checkpoints_in,
+                                    other_checkpoints, read_state, write_iteration, write_state)
 from trainables.config import RunConfig, config_from_dict
 from trainables.config_parsing import merge
 from trainables.errors import ConfigError, MissingFileError
@@ -91,6 +92,21 @@ def trial_data(cfg: RunConfig, task: Task) -> tuple[Path, DataSource | None]:
     return base, AssetSource(cfg, task, folder, assets.local_manifest(folder)["meta"], location)
 
 
+def last_reported_iteration(location: str) -> int:
+    """Return the highest `training_iteration` among the whole reports of the result.json at `location` (0 if none)."""
+    if not storage.exists(location):
+        return 0
+    last = 0
+    for line in storage.read_bytes(location).decode("utf-8", "replace").splitlines():
+        try:
+            report = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(report, dict) and isinstance(report.get("training_iteration"), int):
+            last = max(last, report["training_iteration"])
+    return last
+
+
 def memory_use() -> dict[str, float]:
     """Return the trial process's peak resident memory and its anonymous (not file-backed) part now, in MB: the
     feature cache's memory map is file-backed, so it shows in the first and not in the second."""
@@ -135,14 +151,25 @@ class XlaMamlTrainable(tune.Trainable):
 
     def continue_from(self, folder: str) -> None:
         """Restore the newest readable checkpoint among the `checkpoint_*` folders in `folder` (a rebuilt run's trial:
-        its checkpoints from before the rebuild); with none, the trial starts from the base (one warning line)."""
+        its checkpoints and result.json from before the rebuild) that is no newer than the reports kept there (Ray
+        may have stored a checkpoint before the report of its iteration); with none, the trial starts from the base.
+        Each fallback is one warning line."""
         fs, path = storage.filesystem(folder)
-        found = checkpoints_in(fs, path)
-        if not found:
-            log.warning("trial: no checkpoint in %s; starting from the base checkpoint", folder)
+        last = last_reported_iteration(storage.join(folder, "result.json"))
+        for found in checkpoints_in(fs, path):
+            iteration = checkpoint_iteration(fs, found)
+            if iteration is not None and iteration > last:
+                continue
+            try:
+                tune.Trainable.restore(self, tune.Checkpoint(path=found, filesystem=fs))
+            except CheckpointError as e:
+                log.warning("trial checkpoint %s", " ".join(str(e).split()))
+                continue
+            log.warning("trial: continued from %s at iteration %d", found, self.iteration)
             return
-        self.restore(tune.Checkpoint(path=found[0], filesystem=fs))
-        log.warning("trial: continued from %s at iteration %d", found[0], self.iteration)
+        log.warning("trial: no readable checkpoint in %s up to its last report (iteration %d); starting from the base "
+                    "checkpoint", folder, last)
+        self._iteration, self._time_total, self._restored = 0, 0.0, False
 
     def step(self) -> dict[str, Any]:
         """Run the next `meta.steps_per_report` meta steps and return dev metrics (and test, once done)."""
@@ -225,6 +252,7 @@ class XlaMamlTrainable(tune.Trainable):
             state["query_losses"] = self.meta.query_losses
             state["seconds"] = self.meta.seconds
         write_state(state, os.path.join(checkpoint_dir, CHECKPOINT_FILE))
+        write_iteration(checkpoint_dir, self.iteration)
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         """Restore what `save_checkpoint` wrote (tensors and plain values only: loading runs no code; a file that is cut

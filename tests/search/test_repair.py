@@ -85,8 +85,8 @@ def test_a_rebuild_keeps_finished_trials_and_continues_the_others_in_their_folde
         todo = rebuilt_cells(str(exp), CELLS, "tuner.pkl: cut")
     assert todo == [{**CELLS[1], "folder": "x-maml_hi_s0_b", "resume_from": str(exp / "x-maml_hi_s0_b" / PREVIOUS)},
                     CELLS[2]]
-    assert sorted(p.name for p in (exp / "x-maml_hi_s0_b" / PREVIOUS).iterdir()) == ["checkpoint_000000",
-                                                                                   "checkpoint_000001"]
+    assert sorted(p.name for p in (exp / "x-maml_hi_s0_b" / PREVIOUS).iterdir()) == [
+        "checkpoint_000000", "checkpoint_000001", "result.json"]
     assert not list((exp / "x-maml_hi_s0_b").glob("checkpoint_*"))
     assert list((exp / "baseline_s0_a").glob("checkpoint_*"))  # a finished trial is left as it is
     assert any("run_sNone_c" in r.getMessage() and "left out" in r.getMessage() for r in caplog.records)

@@ -1,6 +1,7 @@
 """Checkpoint files: whole-or-nothing writes, weights-only reads that refuse code, and the trial's fallback to an
 earlier checkpoint (or the base) when the newest one is cut short. No Ray cluster: the Trainable runs in-process."""
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -10,7 +11,8 @@ import pyarrow.fs as pafs
 import pytest
 import torch
 
-from trainables.checkpoints import CHECKPOINT_FILE, CheckpointError, other_checkpoints, read_state, write_state
+from trainables.checkpoints import (CHECKPOINT_FILE, CheckpointError, other_checkpoints, read_state, write_iteration,
+                                    write_state)
 from trainables.trainable import XlaMamlTrainable
 
 
@@ -119,4 +121,16 @@ def test_a_rebuilt_trial_continues_from_the_newest_readable_checkpoint_of_its_fo
         trainable.continue_from(str(tmp_path / "trial"))
     assert trainable.count == 2 and trainable.iteration == 2
     assert trainable.train()["training_iteration"] == 3
+    trainable.stop()
+
+
+def test_a_rebuilt_trial_skips_a_checkpoint_newer_than_its_kept_reports(tmp_path):
+    older, newest = checkpoints(tmp_path, [2, 4])
+    write_iteration(older, 2)
+    write_iteration(newest, 4)  # stored before the report of iteration 4 reached the storage
+    (tmp_path / "trial" / "result.json").write_text("".join(
+        json.dumps({"training_iteration": i}) + "\n" for i in (1, 2, 3)) + '{"training_iter')
+    trainable = Counter(config={})
+    trainable.continue_from(str(tmp_path / "trial"))
+    assert trainable.count == 2 and trainable.iteration == 2
     trainable.stop()
