@@ -74,7 +74,8 @@ def full_line(text: str) -> str:
 # it saw is kept here, where `run_sweep` reads it.
 _STOPPED: dict[str, str] = {}
 RAY_LOGGERS = ("ray.tune", "ray.tune.tune", "ray.tune.execution.tune_controller", "ray.tune.experiment.trial",
-               "ray.train", "ray.tune.result_grid", "ray.tune.analysis.experiment_analysis")
+               "ray.tune.execution.experiment_state", "ray.train", "ray.tune.result_grid",
+               "ray.tune.analysis.experiment_analysis")
 
 
 class FullStorageStop(tune.Callback):
@@ -121,13 +122,15 @@ def watching(exp: str) -> Iterator[None]:
     """Run a block (the Tune phase of `exp`) with Ray's log records about a full disk held back."""
     _STOPPED.pop(exp, None)
     quiet = _QuietWhenFull(exp)
-    for name in RAY_LOGGERS:
-        logging.getLogger(name).addFilter(quiet)
+    # Ray's loggers, and the handlers Ray hangs on its "ray" logger (they see every ray.* record that propagates).
+    filtered = [logging.getLogger(name) for name in RAY_LOGGERS] + list(logging.getLogger("ray").handlers)
+    for each in filtered:
+        each.addFilter(quiet)
     try:
         yield
     finally:
-        for name in RAY_LOGGERS:
-            logging.getLogger(name).removeFilter(quiet)
+        for each in filtered:
+            each.removeFilter(quiet)
 
 
 def full_error(exp: str, name: str, detail: str) -> StorageFullError:
