@@ -12,6 +12,7 @@ new ones (`SeedReports`); a cell with no folder starts fresh. Only grid sweeps w
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from ray import tune
 
 from analysis.trial_reports import parse_report
 from trainables import storage
-from trainables.assignment import flat_trial
+from trainables.assignment import flat_trial, folder_prefix
 from trainables.errors import XlamamlError
 from trainables.local_files import write_text_whole
 
@@ -132,10 +133,15 @@ class SeedReports(tune.Callback):
 
 def rebuilt_cells(exp: str, cells: list[dict[str, Any]], why: str) -> list[dict[str, Any]]:
     """Return the grid cells still to run, each with its trial folder (`folder`) and the checkpoints to continue from
-    (`resume_from`) when it has one; log one line per cell and per folder that is no cell of the sweep."""
+    (`resume_from`) when it has one (a folder whose params.json is cut and which reported nothing is known by its
+    name); log one line per folder that is no cell of the sweep, and one that sums up."""
     folders = [read_folder(exp, n) for n in storage.list_folders(exp) if n != "assets" and not n.startswith(".")]
     by_cell: dict[tuple[str, Any], Folder] = {}
     for f in folders:
+        if f.cell is None:  # params.json cut and no report yet: the folder's name says which cell it is
+            named = [c for c in cells if f.name.startswith(folder_prefix(c["assignment"], c["seed"]))]
+            if len(named) == 1:
+                f = dataclasses.replace(f, cell=(named[0]["assignment"], named[0]["seed"]))
         if f.cell is None or f.cell not in {(c["assignment"], c["seed"]) for c in cells}:
             log.warning("resume: %s: not a trial of this sweep's record (no assignment and seed of it); left out",
                         storage.join(exp, f.name))

@@ -34,7 +34,7 @@ from trainables import assets, storage
 from trainables.config import RunConfig, config_from_dict
 from trainables.config_parsing import (build_dataclass, check_fields, checked, merge, non_negative, non_negative_int,
                                        one_of, parse_overrides, positive_int, positive_number, read_yaml)
-from trainables.assignment import flat_trial
+from trainables.assignment import flat_trial, folder_prefix
 from trainables.errors import ConfigError, ExistingOutputError, MissingFileError, XlamamlError
 from trainables.tasks.registry import get_task
 from trainables.trainable import XlaMamlTrainable
@@ -180,8 +180,7 @@ def trial_dirname(trial) -> str:
     config = flat_trial(trial.config)
     if config.get("folder"):  # a trial of a rebuilt run continues in its own folder
         return str(config["folder"])
-    a = str(config.get("assignment", "run")).replace(":", "_").replace(">", "-").replace("+", "")
-    return f"{a}_s{config.get('seed')}_{trial.trial_id}"
+    return f"{folder_prefix(config.get('assignment', 'run'), config.get('seed'))}{trial.trial_id}"
 
 
 class DropStoppedWeights(tune.Callback):

@@ -81,10 +81,13 @@ def test_a_cut_state_file_is_set_aside_and_a_cut_tuner_file_means_a_rebuild(tmp_
 def test_a_rebuild_keeps_finished_trials_and_continues_the_others_in_their_folders(tmp_path, caplog):
     exp = experiment(tmp_path)
     trial(exp, "run_sNone_c", {}, 1, done=False)  # what Ray made of a lost param space: no cell of the sweep
+    # A trial the full disk caught as it started: params.json empty, no report; its folder's name says its cell.
+    (trial(exp, "xla-maml_en-hi_s0_d", CELLS[2], 0, done=False) / "params.json").write_text("")
     with caplog.at_level(logging.WARNING, logger="xlamaml"):
         todo = rebuilt_cells(str(exp), CELLS, "tuner.pkl: cut")
     assert todo == [{**CELLS[1], "folder": "x-maml_hi_s0_b", "resume_from": str(exp / "x-maml_hi_s0_b" / PREVIOUS)},
-                    CELLS[2]]
+                    {**CELLS[2], "folder": "xla-maml_en-hi_s0_d",
+                     "resume_from": str(exp / "xla-maml_en-hi_s0_d" / PREVIOUS)}]
     assert sorted(p.name for p in (exp / "x-maml_hi_s0_b" / PREVIOUS).iterdir()) == [
         "checkpoint_000000", "checkpoint_000001", "result.json"]
     assert not list((exp / "x-maml_hi_s0_b").glob("checkpoint_*"))
