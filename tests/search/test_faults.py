@@ -9,7 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from pathlib import Path
 
@@ -208,48 +208,63 @@ def test_full_storage_mid_sweep_stops_cleanly_then_resume_and_analyze(tmp_path, 
     assert (tmp_path / "analysis" / "table.md").is_file()
 
 
-def test_a_worker_lost_mid_sweep_then_every_trial_done(tmp_path, monkeypatch):
-    """A loopback cluster of a 0-CPU head and two 1-CPU workers; the worker running a meta trial that holds a
-    checkpoint is killed (SIGKILL, as a preempted spot node): the trial is retried from its checkpoint on the other
-    worker and every trial finishes. About 2 minutes."""
-    import ray
-    from ray.cluster_utils import Cluster
+LOST_WORKER = r"""
+set -u
+ip link set lo up
+"$RAY" get-auth-token --generate > /dev/null
+"$RAY" start --head --num-cpus=0 --node-ip-address=127.0.0.1 --port="$PORT" --include-dashboard=false \
+    --temp-dir="$TMPD/h" --block > "$OUT/head.log" 2>&1 &
+for i in $(seq 120); do
+    [ -f "$HOME/.ray/auth_token" ] && (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+    sleep 0.5
+done
+# Worker A alone first, in its own process group: the first trials land on it.
+setsid "$RAY" start --address=127.0.0.1:$PORT --num-cpus=1 --node-ip-address=127.0.0.1 --block \
+    > "$OUT/worker-a.log" 2>&1 &
+A=$!
+sleep 8
+"$PY" -m search.cli -q sweep --preset smoke --address "127.0.0.1:$PORT" --storage "$STORAGE" --name lost \
+    --set "$STEPS" > "$OUT/sweep.out" 2> "$OUT/sweep.err" &
+SWEEP=$!
+# Once a meta trial on A holds a checkpoint, worker B joins and A is lost (SIGKILL to its whole process group).
+for i in $(seq 1200); do
+    ls "$STORAGE"/lost/*maml*/checkpoint_*/trial.pt > /dev/null 2>&1 && break
+    sleep 0.2
+done
+"$RAY" start --address=127.0.0.1:$PORT --num-cpus=1 --node-ip-address=127.0.0.1 --block > "$OUT/worker-b.log" 2>&1 &
+sleep 3
+kill -9 -- -$A
+date +%s > "$OUT/killed.t"
+wait $SWEEP
+echo $? > "$OUT/sweep.rc"
+"""
 
-    from search.cli import preset_path
-    from search.sweep import load_sweep, run_sweep
 
-    monkeypatch.setenv("XLAMAML_CACHE", str(tmp_path / "cache"))
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
-                                                            "node_ip_address": "127.0.0.1"})
-    workers = [cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
-    cluster.wait_for_nodes()
-    exp = tmp_path / "runs" / "lost"
-    killed: list[str] = []
-
-    def kill_a_worker() -> None:
-        deadline = time.time() + 300
-        while time.time() < deadline and not killed:
-            for name, reports in (trials(exp) if exp.is_dir() else {}).items():
-                if reports and not reports[-1].get("done") and list((exp / name).glob("checkpoint_*/trial.pt")):
-                    node = reports[-1]["node_id"]
-                    victim = next((w for w in workers if w.node_id == node), None)
-                    if victim is not None:
-                        cluster.remove_node(victim, allow_graceful=False)
-                        killed.append(name)
-                        return
-            time.sleep(0.3)
-
-    watcher = threading.Thread(target=kill_a_worker, daemon=True)
-    watcher.start()
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare (loopback)")
+def test_a_worker_lost_mid_sweep_then_every_trial_done(tmp_path):
+    """A loopback cluster in a private network and PID namespace: a 0-CPU head and 1-CPU worker A; once a meta
+    trial on A holds a checkpoint, worker B joins and A is SIGKILLed (a preempted spot node, all its processes): the
+    trial is retried from its checkpoint on B and every trial finishes. About 2 minutes."""
+    short = Path(tempfile.mkdtemp(prefix="rl", dir="/tmp"))  # Ray's socket paths must fit in 107 bytes
+    (short / "home").mkdir()
+    env = {**os.environ, "OUT": str(tmp_path), "STORAGE": str(tmp_path / "runs"), "TMPD": str(short),
+           "HOME": str(short / "home"), "PORT": "6392", "RAY": os.path.join(os.path.dirname(sys.executable), "ray"),
+           "PY": sys.executable, "STEPS": STEPS, "RAY_AUTH_MODE": "token", "RAY_TMPDIR": str(short / "d"),
+           "XLAMAML_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(["unshare", "-n", "-p", "-f", "--mount-proc", "bash", "-c", LOST_WORKER], env=env,
+                            cwd=os.getcwd(), start_new_session=True)
     try:
-        sw = load_sweep(preset_path("smoke"), [STEPS])
-        run_sweep(sw, tmp_path / "runs", "lost", address=cluster.address)
+        proc.wait(timeout=420)
     finally:
-        watcher.join(timeout=5)
-        ray.shutdown()
-        cluster.shutdown()
-    assert killed, "no worker was killed mid-trial"
-    got = trials(exp)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(short, ignore_errors=True)
+    err = (tmp_path / "sweep.err").read_text() if (tmp_path / "sweep.err").is_file() else ""
+    assert (tmp_path / "killed.t").is_file(), err[-3000:]
+    assert (tmp_path / "sweep.rc").read_text().strip() == "0", err[-3000:]
+    got = trials(tmp_path / "runs" / "lost")
     check_every_trial_done_once(got)
-    nodes = {r["node_id"] for r in got[killed[0]]}
-    assert len(nodes) == 2  # the lost trial finished on the other worker
+    moved = [n for n, reports in got.items() if len({r["node_id"] for r in reports}) == 2]
+    assert moved, {n: {r["node_id"] for r in reports} for n, reports in got.items()}  # retried on worker B
