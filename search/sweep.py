@@ -186,14 +186,22 @@ def trial_dirname(trial) -> str:
 class DropStoppedWeights(tune.Callback):
     """Deletes the checkpoints a finished trial no longer needs: all of a trial the scheduler stopped early (ASHA: it
     is never resumed, and its weights would only fill the storage), and all but the last of a trial that spent its
-    budget (the last holds its final report, see the Trainable; the one kept before it holds weights)."""
+    budget (the last holds its final report, see the Trainable; the one kept before it holds weights). With
+    `keep_final` (sweep.keep_final_checkpoint) a trial that spent its budget keeps its last (its final weights) and a
+    stopped one keeps all."""
+
+    def __init__(self, keep_final: bool = False) -> None:
+        self.keep_final = keep_final
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Delete the finished `trial`'s checkpoints, but its newest when it reported test metrics."""
         fs, path = trial.storage.storage_filesystem, trial.storage.trial_fs_path
         found = sorted(entry.path for entry in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
                        if entry.type == pafs.FileType.Directory and entry.base_name.startswith("checkpoint_"))
-        if any(key.startswith("test/") for key in (trial.last_result or {})):
+        finished = any(key.startswith("test/") for key in (trial.last_result or {}))
+        if self.keep_final and not finished:
+            return
+        if finished:
             found = found[:-1]
             # A trial of a rebuilt run kept the checkpoints it continued from (search/rebuild.py).
             if fs.get_file_info(f"{path}/previous").type == pafs.FileType.Directory:
@@ -236,8 +244,8 @@ def make_tuner(sw: Sweep, storage_root: str, name: str, resume: bool = False,
                                                     checkpoint_frequency=s.checkpoint_every,
                                                     checkpoint_at_end=True),
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            callbacks=[FullStorageStop(storage.join(storage_root, name)), SeedReports()]
-            + ([] if s.keep_final_checkpoint else [DropStoppedWeights()]),
+            callbacks=[FullStorageStop(storage.join(storage_root, name)), SeedReports(),
+                       DropStoppedWeights(s.keep_final_checkpoint)],
             # Predictions are written in the trial's working directory; this copies them into its folder.
             sync_config=tune.SyncConfig(sync_artifacts=True),
             verbose=1,
