@@ -24,6 +24,7 @@ from analysis.stats import Cell, build_cells, significance
 from analysis.tables import method_rank, paper_table, to_csv, to_latex, to_markdown
 from trainables import storage
 from trainables.errors import InputError, MissingFileError, XlamamlError
+from trainables.local_files import replacing, write_text_whole
 
 log = logging.getLogger("xlamaml")
 
@@ -46,6 +47,13 @@ class Options:
     # Power per target when set; the value, if positive, is a gain in display units (percentage points for accuracy)
     # whose needed items and seeds are reported too.
     power: float | None = None
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """Return `path` after writing `frame` there as CSV (no index), whole or not at all."""
+    with replacing(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return path
 
 
 def _slug(label: str) -> str:
@@ -73,8 +81,8 @@ def _write_tables(parts: dict[str, pd.DataFrame], sig: pd.DataFrame, opts: Optio
             {"": next(iter(legends.values()))}
     else:
         shown = tables
-    (out / "table.md").write_text(to_markdown(shown, marks=marks, legends=legends), encoding="utf-8")
-    (out / "table.tex").write_text(to_latex(shown), encoding="utf-8")
+    write_text_whole(out / "table.md", to_markdown(shown, marks=marks, legends=legends))
+    write_text_whole(out / "table.tex", to_latex(shown))
     return {"table.md": out / "table.md", "table.csv": to_csv(shown, out / "table.csv"), "table.tex": out / "table.tex"}
 
 
@@ -151,7 +159,7 @@ def _write_selections(df: pd.DataFrame, sig: pd.DataFrame, opts: Options, out: P
         for line in notes:
             log.warning("%s", line)
         if frame is not None:
-            frame.to_csv(out / name, index=False)
+            write_csv(frame, out / name)
             written[name] = out / name
             frames[name] = frame
     written.update(_write_gxlt(df, frames.get("best_pairs.csv"), out))
@@ -173,7 +181,7 @@ def _significance(df: pd.DataFrame, opts: Options, out: Path) -> tuple[pd.DataFr
     if sig.empty:
         log.warning("significance.csv: no cell has per-item outcomes; not written")
         return sig, {}, cells
-    sig.drop(columns=["variant"]).to_csv(out / "significance.csv", index=False)
+    write_csv(sig.drop(columns=["variant"]), out / "significance.csv")
     return sig, {"significance.csv": out / "significance.csv"}, cells
 
 
@@ -218,7 +226,7 @@ def _analyze(exp_dir: Path, out_dir: str | Path, name: str, opts: Options) -> di
     df = load_results(exp_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "results.csv", index=False)
+    write_csv(df, out / "results.csv")
     written = {"results.csv": out / "results.csv"}
     parts = split_settings(df)
     if not parts:
@@ -245,6 +253,6 @@ def _write_power(df: pd.DataFrame, cells: list[Cell], opts: Options, out: Path) 
     unit = "percentage points" if scale == 100.0 else f"{metric} points"
     # `--power` takes the gain in display units (points); the table keeps the metric's own units.
     table = power_table(cells, opts.power / scale if opts.power else None)
-    table.to_csv(out / "power.csv", index=False)
-    (out / "power.txt").write_text(format_power(table, scale, unit) + "\n", encoding="utf-8")
+    write_csv(table, out / "power.csv")
+    write_text_whole(out / "power.txt", format_power(table, scale, unit) + "\n")
     return {"power.txt": out / "power.txt", "power.csv": out / "power.csv"}

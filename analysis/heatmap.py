@@ -26,6 +26,7 @@ from analysis.aggregate import (baseline_means, baseline_reference, check_one_se
                                 variant_stats, with_variants)
 from analysis.langs import label_langs, label_sort_key  # noqa: E402
 from trainables.errors import InputError  # noqa: E402
+from trainables.local_files import replacing  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -204,10 +205,11 @@ def plot_heatmap(matrix: pd.DataFrame, path_stem: str | Path, title: str | None 
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [Path(f"{stem}.png"), Path(f"{stem}.svg")]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    with replacing(paths[0]) as tmp:
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
     # Text stays text in the SVG (not glyph outlines), so the numbers can be edited and searched.
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "xlamaml"}):
-        fig.savefig(paths[1], bbox_inches="tight")
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "xlamaml"}), replacing(paths[1]) as tmp:
+        fig.savefig(tmp, bbox_inches="tight")
     return paths
 
 

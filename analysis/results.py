@@ -1,8 +1,12 @@
-"""An experiment directory (Ray Tune layout) -> one tidy table of every trial's final metrics."""
+"""An experiment directory (Ray Tune layout) -> one tidy table of every trial's final metrics.
+
+A damaged experiment (a full disk, a kill mid-write) still gives a table: a trial whose params.json is cut takes its
+config from its reports, and a trial with neither is left out; each such file is one warning line."""
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -12,6 +16,8 @@ import pandas as pd
 from analysis.trial_reports import Metric, final_metrics, has_split, read_reports
 from analysis.trial_info import TrialInfo, trial_info
 from trainables.errors import InputError, MissingFileError
+
+log = logging.getLogger("xlamaml")
 
 CONFIG_COLUMNS: tuple[str, ...] = (
     "assignment", "method", "support", "query", "aux", "sampling", "parallel", "seed", "inner_lr", "outer_lr",
@@ -59,10 +65,29 @@ def trial_status(trial_dir: Path, metrics: list[Metric]) -> str:
     return "error" if (trial_dir / "error.txt").is_file() else "incomplete"
 
 
+def trial_config(trial_dir: Path, reports: list[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:
+    """Return (the trial's config, the file it came from): its params.json, else, when that is cut or malformed, the
+    `config` of its last report (one warning line); None when neither can be read (one warning line)."""
+    path = trial_dir / "params.json"
+    try:
+        return read_params(path), str(path)
+    except InputError as e:
+        configs = [r["config"] for r in reports if isinstance(r.get("config"), dict)]
+        if configs:
+            log.warning("%s; the trial's config is read from its result.json instead", e)
+            return configs[-1], str(trial_dir / "result.json")
+        log.warning("%s; no report holds its config either: the trial is left out", e)
+        return None
+
+
 def trial_rows(trial_dir: Path) -> list[dict[str, Any]]:
-    """Return the tidy rows of one trial (one placeholder row when it reported nothing)."""
-    info: TrialInfo = trial_info(read_params(trial_dir / "params.json"), str(trial_dir / "params.json"))
+    """Return the tidy rows of one trial (one placeholder row when it reported nothing; none when its config cannot
+    be read)."""
     reports = read_reports(trial_dir / "result.json")
+    found = trial_config(trial_dir, reports)
+    if found is None:
+        return []
+    info: TrialInfo = trial_info(*found)
     metrics = final_metrics(reports)
     ids = [r["trial_id"] for r in reports if r.get("trial_id")]
     head = {"trial_id": str(ids[-1]) if ids else folder_trial_id(trial_dir.name), "trial_dir": str(trial_dir),

@@ -18,6 +18,7 @@ import pandas as pd
 from analysis.aggregate import (check_one_setting, pick_variants, resolve_metric, scale_of, setting_labels,
                                 variant_stats, with_variants)
 from analysis.langs import label_langs, label_sort_key, order_langs
+from trainables.local_files import replacing
 from trainables.methods import METHODS
 
 STATS: tuple[str, ...] = ("mean", "std", "n")
@@ -185,5 +186,6 @@ def to_csv(tables: Tables, path: str | Path) -> Path:
     """Return `path` after writing the table(s) there as CSV (see `csv_frame`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    csv_frame(tables).to_csv(path, index=False)
+    with replacing(path) as tmp:
+        csv_frame(tables).to_csv(tmp, index=False)
     return path

@@ -1,13 +1,20 @@
-"""A trial's `result.json` (one JSON report a line) -> its final `{split}/{lang}/{metric}` values."""
+"""A trial's `result.json` (one JSON report a line) -> its final `{split}/{lang}/{metric}` values.
+
+Ray appends each report as one line, so a full disk or a kill can leave the last line cut, and a resume then appends
+the next report to that cut line. Such lines are skipped (the report glued behind a cut one is kept), with one
+warning line per file."""
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainables.errors import InputError
+
+log = logging.getLogger("xlamaml")
 
 
 @dataclass(frozen=True)
@@ -19,22 +26,53 @@ class Metric:
     iteration: int | None
 
 
-def read_reports(path: Path) -> list[dict[str, Any]]:
-    """Return the reports of a result.json in file order ([] when the file is missing)."""
-    if not path.is_file():
-        return []
-    reports = []
-    with path.open(encoding="utf-8") as f:
+def parse_report(line: str) -> dict[str, Any] | None:
+    """Return the report a result.json line holds: the whole line's JSON object, else the whole object that follows a
+    cut one on it (a report appended after a half-written line), else None."""
+    try:
+        report = json.loads(line)
+        return report if isinstance(report, dict) else None
+    except json.JSONDecodeError:
+        pass
+    start = line.find('{"', 1)
+    while start > 0:
+        try:
+            report = json.loads(line[start:])
+            if isinstance(report, dict):
+                return report
+        except json.JSONDecodeError:
+            pass
+        start = line.find('{"', start + 1)
+    return None
+
+
+def read_lines(path: Path) -> tuple[list[str], list[dict[str, Any]], list[int]]:
+    """Return (the file's non-empty lines, the reports they hold, the numbers of the lines holding none)."""
+    lines, reports, bad = [], [], []
+    with path.open(encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            try:
-                report = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{number}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(report, dict):
-                raise InputError(f"{path}:{number}: expected a JSON object, got {type(report).__name__}")
-            reports.append(report)
+            lines.append(line)
+            report = parse_report(line)
+            if report is None:
+                bad.append(number)
+            else:
+                reports.append(report)
+    return lines, reports, bad
+
+
+def read_reports(path: Path, strict: bool = False) -> list[dict[str, Any]]:
+    """Return the reports of a result.json in file order ([] when the file is missing); a cut or malformed line is
+    skipped with one warning line for the file (`strict`: an InputError naming the file and line instead)."""
+    if not path.is_file():
+        return []
+    _, reports, bad = read_lines(path)
+    if bad and strict:
+        raise InputError(f"{path}:{bad[0]}: malformed JSON; expected one JSON object a line (Ray's result.json)")
+    if bad:
+        log.warning("%s: %d cut or malformed line(s) skipped (line %s); the trial's other reports are read", path,
+                    len(bad), ", ".join(map(str, bad[:5])))
     return reports
 
 

@@ -4,6 +4,7 @@
     xlamaml run      --config FILE|PRESET [--set key=value ...] --out DIR
     xlamaml model prepare | verify [--langs en,de,...] [--per-lang N] [--long-tokens N] [--model DIR]
     xlamaml sweep    --config FILE|PRESET [--set k=v ...] [--address ADDR] [--storage DIR] [--name NAME] [--resume]
+                     [--force]
     xlamaml analyze  EXP_DIR --out DIR [--power [GAIN]] [--correction holm|bh] [--rank-on-test]
     xlamaml demo     [--config demo|demo-qa] [--set k=v ...] [--storage DIR]
 
@@ -101,7 +102,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         raise InputError("sweep needs --config FILE or --preset NAME (or --resume --name NAME)")
     name = args.name or f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     sw = None if args.resume else load_sweep(preset_path(args.config), args.set)
-    print(run_sweep(sw, args.storage, name, address=args.address, resume=args.resume))
+    print(run_sweep(sw, args.storage, name, address=args.address, resume=args.resume, force=args.force))
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
@@ -182,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="experiments folder or URI (s3://bucket/prefix, gs://...; default: ./runs)")
     p.add_argument("--name", help="experiment name (default: preset name + time)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted experiment --name")
+    p.add_argument("--force", action="store_true",
+                   help="start even when the storage has less free space than the sweep will write")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("analyze", help="tables, heatmap and best pairs of an experiment (a folder or a URI)")

@@ -23,15 +23,19 @@ import pyarrow.fs as pafs
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from search.full_storage import (FullStorageStop, check_free_space, full_error, full_line, is_full_exception,
+                                 needed_bytes, stopped, storage_is_full, watching)
 from search.ray_connect import init_ray
+from search.rebuild import RestoreFailed, SeedReports, check_rebuildable, rebuilt_cells, refusing_restart
+from search.repair import repair_experiment
 from search.space import AssignmentSpec, assignments, grid_trials, hyper_space, nested, seedless_baseline
 from search.sweep_assets import prepare_assets
-from trainables import storage
+from trainables import assets, storage
 from trainables.config import RunConfig, config_from_dict
 from trainables.config_parsing import (build_dataclass, check_fields, checked, merge, non_negative, non_negative_int,
                                        one_of, parse_overrides, positive_int, positive_number, read_yaml)
-from trainables.assignment import flat_trial
-from trainables.errors import ConfigError, ExistingOutputError, MissingFileError
+from trainables.assignment import flat_trial, folder_prefix
+from trainables.errors import ConfigError, ExistingOutputError, MissingFileError, XlamamlError
 from trainables.tasks.registry import get_task
 from trainables.trainable import XlaMamlTrainable
 
@@ -59,9 +63,11 @@ class SweepConfig:
     cpus_per_trial: float = checked(1.0, rule=positive_number)
     gpus_per_trial: float = checked(0.0, rule=non_negative)  # fractions share a GPU between trials
     max_concurrent: int = checked(0, rule=non_negative_int)  # 0: as many as the resources allow
-    keep_checkpoints: int = checked(1, rule=positive_int)
+    # Two: a trial whose newest checkpoint was cut mid-write (a full disk, a node lost) restores the one before.
+    keep_checkpoints: int = checked(2, rule=positive_int)
     checkpoint_every: int = checked(1, rule=positive_int)  # reports between checkpoints
-    max_failures: int = checked(1, rule=non_negative_int)  # retries of a failed trial before it counts as errored
+    # Retries of a failed trial before it counts as errored; a spot cluster may preempt one trial's node more than once.
+    max_failures: int = checked(3, rule=non_negative_int)
     # A finished trial keeps only its final report, not its weights (246 MB a demo trial, ~2 GB with mBERT);
     # true keeps the meta-trained weights of every finished trial.
     keep_final_checkpoint: bool = False
@@ -106,6 +112,14 @@ class Sweep:
         return {"run": self.run, "sweep": dataclasses.asdict(self.sweep)}
 
 
+class ErroredTrialsError(XlamamlError):
+    """A sweep (or resume) that ended with errored trials; `exp` is its experiment, whose other trials finished."""
+
+    def __init__(self, message: str, exp: Path | str) -> None:
+        super().__init__(message)
+        self.exp = exp
+
+
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
     """Return the Sweep of a preset file plus `key=value` overrides (`sweep.*` keys go to the sweep)."""
     values = merge(read_yaml(path), parse_overrides(overrides or []))
@@ -136,8 +150,9 @@ def reports_per_trial(cfg: RunConfig) -> int:
     return max(1, math.ceil(cfg.meta.total_steps / cfg.meta.steps_per_report))
 
 
-def param_space(sw: Sweep) -> dict[str, Any]:
-    """Return the Tune param space: the run config with the assignment and seed (and hyper-parameters) to search."""
+def param_space(sw: Sweep, cells: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Return the Tune param space: the run config with the assignment and seed (and hyper-parameters) to search
+    (`cells`: only these grid cells, as a rebuilt resume runs them)."""
     s = sw.sweep
     space = dict(sw.run)
     space["threads"] = max(1, int(s.cpus_per_trial))  # torch threads match the CPUs a trial holds
@@ -145,7 +160,7 @@ def param_space(sw: Sweep) -> dict[str, Any]:
     names = assignments(s.assignments)
     if s.mode == "grid":
         # One grid axis of (assignment, seed) cells, so a baseline that no seed changes runs once.
-        space["trial"] = tune.grid_search(grid_cells(sw.run, s))
+        space["trial"] = tune.grid_search(cells if cells is not None else grid_cells(sw.run, s))
         return merge(space, nested({k: tune.grid_search(v) for k, v in s.grid.items()}))
     space["assignment"] = tune.choice(names) if len(names) > 1 else names[0]
     space["seed"] = tune.choice(s.seeds) if len(s.seeds) > 1 else s.seeds[0]
@@ -163,30 +178,48 @@ def grid_cells(run: dict[str, Any], s: SweepConfig) -> list[dict[str, Any]]:
 def trial_dirname(trial) -> str:
     """Return a short, filesystem-safe trial folder name: assignment, seed and trial id."""
     config = flat_trial(trial.config)
-    a = str(config.get("assignment", "run")).replace(":", "_").replace(">", "-").replace("+", "")
-    return f"{a}_s{config.get('seed')}_{trial.trial_id}"
+    if config.get("folder"):  # a trial of a rebuilt run continues in its own folder
+        return str(config["folder"])
+    return f"{folder_prefix(config.get('assignment', 'run'), config.get('seed'))}{trial.trial_id}"
 
 
 class DropStoppedWeights(tune.Callback):
-    """Deletes the checkpoints of a trial the scheduler stopped early (ASHA): it is never resumed, and its weights
-    would only fill the storage. A trial that spent its budget keeps its final-report checkpoint (the Trainable)."""
+    """Deletes the checkpoints a finished trial no longer needs: all of a trial the scheduler stopped early (ASHA: it
+    is never resumed, and its weights would only fill the storage), and all but the last of a trial that spent its
+    budget (the last holds its final report, see the Trainable; the one kept before it holds weights). With
+    `keep_final` (sweep.keep_final_checkpoint) a trial that spent its budget keeps its last (its final weights) and a
+    stopped one keeps all."""
+
+    def __init__(self, keep_final: bool = False) -> None:
+        self.keep_final = keep_final
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """Delete the finished `trial`'s checkpoints unless it reported test metrics (it then spent its budget)."""
-        if any(key.startswith("test/") for key in (trial.last_result or {})):
-            return
+        """Delete the finished `trial`'s checkpoints, but its newest when it reported test metrics."""
         fs, path = trial.storage.storage_filesystem, trial.storage.trial_fs_path
-        for entry in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
-            if entry.type == pafs.FileType.Directory and entry.base_name.startswith("checkpoint_"):
-                fs.delete_dir(entry.path)
+        found = sorted(entry.path for entry in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+                       if entry.type == pafs.FileType.Directory and entry.base_name.startswith("checkpoint_"))
+        finished = any(key.startswith("test/") for key in (trial.last_result or {}))
+        if self.keep_final and not finished:
+            return
+        if finished:
+            found = found[:-1]
+            # A trial of a rebuilt run kept the checkpoints it continued from (search/rebuild.py).
+            if fs.get_file_info(f"{path}/previous").type == pafs.FileType.Directory:
+                found.append(f"{path}/previous")
+        for folder in found:
+            fs.delete_dir(folder)
 
 
-def make_tuner(sw: Sweep, storage_root: str, name: str, resume: bool = False):
-    """Return the Tuner of a new sweep `storage_root/name`, or the restored one when `resume`."""
+def make_tuner(sw: Sweep, storage_root: str, name: str, resume: bool = False,
+               cells: list[dict[str, Any]] | None = None):
+    """Return the Tuner of a new sweep `storage_root/name`, or the restored one when `resume` (`cells`: a new Tuner
+    over only these grid cells, the run rebuilt after its Ray state was damaged)."""
     s = sw.sweep
     trainable = tune.with_resources(XlaMamlTrainable, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
     if resume:
-        return tune.Tuner.restore(storage.join(storage_root, name), trainable=trainable, resume_errored=True)
+        # The param space again from the sweep's record: Ray's own copy (tuner.pkl) is not trusted to be whole.
+        return tune.Tuner.restore(storage.join(storage_root, name), trainable=trainable, resume_errored=True,
+                                  param_space=param_space(sw))
     search_alg = scheduler = None
     if s.mode == "optuna":
         # Late import: Ray's Optuna integration loads optuna (and its SQL stack), which grid sweeps never use.
@@ -198,7 +231,7 @@ def make_tuner(sw: Sweep, storage_root: str, name: str, resume: bool = False):
                                   grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     return tune.Tuner(
         trainable,
-        param_space=param_space(sw),
+        param_space=param_space(sw, cells),
         tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
                                     num_samples=s.num_samples if s.mode == "optuna" else 1,
                                     max_concurrent_trials=s.max_concurrent or None,
@@ -214,7 +247,8 @@ def make_tuner(sw: Sweep, storage_root: str, name: str, resume: bool = False):
                                                     checkpoint_frequency=s.checkpoint_every,
                                                     checkpoint_at_end=True),
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            callbacks=[] if s.keep_final_checkpoint else [DropStoppedWeights()],
+            callbacks=[FullStorageStop(storage.join(storage_root, name)), SeedReports(),
+                       DropStoppedWeights(s.keep_final_checkpoint)],
             # Predictions are written in the trial's working directory; this copies them into its folder.
             sync_config=tune.SyncConfig(sync_artifacts=True),
             verbose=1,
@@ -248,18 +282,82 @@ def tune_timing(results: Any, wall: float, slots: int) -> dict[str, float]:
     scheduling, idle slots)."""
     steps = sum(float((r.metrics or {}).get("time_total_s") or 0.0) for r in results)
     return {"tune_seconds": wall, "slots": slots, "trials": len(results), "trial_step_seconds": steps,
-            "overhead_share": max(0.0, 1 - steps / (wall * slots)) if wall > 0 else 0.0}
+            "overhead_share": max(0.0, 1 - steps / (wall * slots)) if wall > 0 and slots > 0 else 0.0}
+
+
+def planned_trials(sw: Sweep) -> int:
+    """Return how many trials the sweep runs in all (grid: its cells times the extra axes; optuna: its samples)."""
+    s = sw.sweep
+    if s.mode != "grid":
+        return s.num_samples
+    return len(grid_cells(sw.run, s)) * math.prod(len(v) for v in s.grid.values())
+
+
+def finished_trials(exp: str) -> int:
+    """Return how many trial folders of the experiment `exp` hold a final report (test metrics)."""
+    count = 0
+    for folder in storage.list_folders(exp):
+        result = storage.join(exp, folder, "result.json")
+        if folder != "assets" and storage.exists(result):
+            tail = storage.read_bytes(result).decode("utf-8", "replace").rstrip().rsplit("\n", 1)[-1]
+            count += '"test/' in tail
+    return count
+
+
+def checkpoint_bytes(run: dict[str, Any]) -> int:
+    """Return the size of a trial checkpoint at most: the base asset's weight files (a trial saves what it trains)."""
+    manifest = assets.read_manifest(run["base_checkpoint"]) if run.get("assets") else None
+    files = (manifest or {}).get("files", {})
+    return sum(f["bytes"] for n, f in files.items() if n.endswith((".safetensors", ".bin", ".pt", ".pth")))
+
+
+def check_space(sw: Sweep, exp: str, resume: bool) -> None:
+    """Return None when the experiment's storage has room for the trials still to run (or cannot tell: an object
+    store); else raise StorageFullError naming the path, the bytes needed and free."""
+    s = sw.sweep
+    trials = max(planned_trials(sw) - (finished_trials(exp) if resume else 0), 0)
+    need = needed_bytes(trials, min(trials, trial_slots(s)), checkpoint_bytes(sw.run), s.keep_checkpoints,
+                        s.keep_final_checkpoint)
+    check_free_space(exp, need, f"the {trials} {'unfinished ' if resume else ''}trial(s) of this sweep")
+
+
+def fit(sw: Sweep, root: str, name: str, resume: bool, cells: list[dict[str, Any]] | None) -> Any:
+    """Return the results of the Tune phase of the sweep `root/name` (restored when `resume`; only `cells` when the
+    run is rebuilt). A Ray state that cannot be restored rebuilds the run from the record, never starts it over; a
+    disk that fills ends it with StorageFullError, one line."""
+    exp = storage.join(root, name)
+    with watching(exp):
+        try:
+            try:
+                with refusing_restart():
+                    results = make_tuner(sw, root, name, resume=resume and cells is None, cells=cells).fit()
+            except RestoreFailed as e:
+                check_rebuildable(sw.sweep.mode, sw.sweep.grid)
+                cells = rebuilt_cells(exp, grid_cells(sw.run, sw.sweep), str(e))
+                results = make_tuner(sw, root, name, cells=cells).fit() if cells else []
+        except Exception as e:  # Ray's own failure to write its files (or read them back cut) on a full disk
+            detail = stopped(exp)
+            if detail is None and not (is_full_exception(e) or storage_is_full(exp)):
+                raise
+            raise full_error(exp, name, detail or full_line(str(e))) from None
+    if stopped(exp) is not None:  # stopped gracefully: the trials' state was saved, resumable
+        raise full_error(exp, name, stopped(exp) or "")
+    return results
 
 
 def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address: str | None = None,
-              resume: bool = False, num_cpus: int | None = None) -> Path | str:
+              resume: bool = False, num_cpus: int | None = None, force: bool = False) -> Path | str:
     """Run (or with `resume`, continue) the sweep `<storage>/<name>`; return the experiment's folder (a Path) or
-    URI (a str)."""
+    URI (a str). Unless `force`, a local storage without room for the trials is one error line before they start;
+    a disk that fills during the sweep stops it (resumable) with one error line."""
     root = storage.normalize(storage_location)
     exp = storage.join(root, name)
     if resume:
         sw = read_record(exp)
     storage.check_writable(exp)  # a bad URI, bucket or credential: one line before anything starts
+    damaged = repair_experiment(exp).damaged_state if resume else None
+    if damaged:
+        check_rebuildable(sw.sweep.mode, sw.sweep.grid)
     if not resume and storage.exists(storage.join(exp, SWEEP_FILE)):
         raise ExistingOutputError(f"{exp}: a sweep already ran here; pass --resume to continue it or choose "
                                   f"another --name")
@@ -274,11 +372,17 @@ def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address
     if not resume:
         sw = Sweep(run, sw.sweep)
         storage.write_bytes(storage.join(exp, SWEEP_FILE), json.dumps(sw.to_dict(), indent=2).encode())
+    cells = rebuilt_cells(exp, grid_cells(sw.run, sw.sweep), damaged) if damaged else None
+    if cells == []:
+        log.warning("sweep %s: every trial had finished; nothing to run", exp)
+        return exp if storage.is_uri(exp) else Path(exp)
     init_ray(address, num_cpus)
+    if not force:
+        check_space(Sweep(run, sw.sweep), exp, resume)
     log.info("sweep %s: %s mode, %d assignments x %d seeds, assets ready after %.0f s", exp, sw.sweep.mode,
              len(assignments(sw.sweep.assignments)), len(sw.sweep.seeds), time.perf_counter() - t0)
     t_assets, t_fit = time.perf_counter() - t0, time.perf_counter()
-    results = make_tuner(sw, root, name, resume=resume).fit()
+    results = fit(sw, root, name, resume=resume, cells=cells)
     timing = tune_timing(results, time.perf_counter() - t_fit, min(trial_slots(sw.sweep), len(results)))
     timing["assets_seconds"] = t_assets
     storage.write_bytes(storage.join(exp, TIMING_FILE), json.dumps(timing, indent=2).encode())
@@ -287,6 +391,8 @@ def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address
              100 * timing["overhead_share"])
     errors = [r for r in results if r.error is not None]
     if errors:
-        log.warning("sweep %s: %d of %d trials errored (see error.txt in their folders)", exp, len(errors),
-                    len(results))
+        folders = sorted(str(r.path).rstrip("/").rsplit("/", 1)[-1] for r in errors)
+        raise ErroredTrialsError(f"sweep {exp}: {len(errors)} of {len(results)} trials errored ({', '.join(folders)}; "
+                                 f"see error.txt in each); fix the cause and run `xlamaml sweep --resume --name "
+                                 f"{name}`", exp if storage.is_uri(exp) else Path(exp))
     return exp if storage.is_uri(exp) else Path(exp)

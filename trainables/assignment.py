@@ -76,3 +76,10 @@ def flat_trial(config: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(config.get("trial"), dict):
         return config
     return {**{k: v for k, v in config.items() if k != "trial"}, **config["trial"]}
+
+
+def folder_prefix(assignment: Any, seed: Any) -> str:
+    """Return the start of a sweep trial's folder name: its assignment made filesystem-safe and its seed
+    ('xla-maml:en>hi', 0 -> 'xla-maml_en-hi_s0_'); the trial id follows."""
+    a = str(assignment if assignment is not None else "run").replace(":", "_").replace(">", "-").replace("+", "")
+    return f"{a}_s{seed}_"

@@ -1,10 +1,13 @@
-"""Local-file helpers shared by the model cache and the asset cache: a file's sha256, an exclusive lock file."""
+"""Local-file helpers shared by the caches, trials and the analysis: a file's sha256, an exclusive lock file, and
+writes that leave a file whole or untouched (a temporary name beside it, then a rename)."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import hashlib
+import os
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -33,6 +36,30 @@ def file_sha256(path: Path) -> str:
     is hashed once per process)."""
     st = path.stat()
     return _memoised_sha256(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` (same suffix) to write; when the block ends without an error it replaces
+    `path` in one rename, else it is deleted: `path` is never left half-written (a full disk, a kill)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_whole(path: str | Path, text: str) -> Path:
+    """Return `path` after writing `text` there (UTF-8) whole or not at all."""
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 @contextlib.contextmanager

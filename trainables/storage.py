@@ -8,6 +8,7 @@ names the location (`StorageError`).
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
@@ -38,6 +39,10 @@ def _umask() -> int:
 
 class StorageError(XlamamlError, OSError):
     """A storage location that cannot be reached, read or written; the message names it."""
+
+
+class StorageFullError(StorageError):
+    """No room left (ENOSPC, a quota) on the storage or a node's cache; the message names the path and what next."""
 
 
 def is_uri(location: str | Path) -> bool:
@@ -92,6 +97,9 @@ def _guard(location: str, what: str, call: Callable):
     except StorageError:
         raise
     except (OSError, ValueError) as e:
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(e):
+            raise StorageFullError(f"{location}: cannot {what}, no space left on the device ({_one_line(e)}); free "
+                                   f"space, then run again (a sweep: `xlamaml sweep --resume --name NAME`)") from None
         raise StorageError(f"{location}: cannot {what} ({_one_line(e)})") from None
 
 
@@ -178,6 +186,13 @@ def copy_file(source: str, target: str) -> None:
         _guard(target, "write", lambda: _write_local(dst, lambda tmp: _link_or_copy(src, tmp)))
         return
     _guard(target, "write", lambda: fs.copy_file(src, dst))
+
+
+def move(source: str, target: str) -> None:
+    """Move the file `source` to `target` on the same storage (a rename locally)."""
+    fs, src = filesystem(source)
+    _, dst = filesystem(target)
+    _guard(target, "move", lambda: fs.move(src, dst))
 
 
 def upload_file(local_path: str | Path, location: str, link: bool = False) -> None:

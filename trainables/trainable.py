@@ -10,18 +10,20 @@ checkpoint holds only its final report.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs as pafs
 import ray
 import torch
 from ray import tune
 
 from trainables import assets, storage
 from trainables.assignment import flat_trial, parse_assignment
+from trainables.checkpoints import (CHECKPOINT_FILE, CheckpointError, checkpoint_iteration, checkpoints_in,
+                                    other_checkpoints, read_state, write_iteration, write_state)
 from trainables.config import RunConfig, config_from_dict
 from trainables.config_parsing import merge
 from trainables.errors import ConfigError, MissingFileError
@@ -35,8 +37,9 @@ from trainables.tasks.base import Task
 from trainables.tasks.registry import get_task
 
 log = logging.getLogger("xlamaml")
-CHECKPOINT_FILE = "trial.pt"
-TRIAL_KEYS = ("assignment", "keep_final_checkpoint")  # a trial's config keys that are not run-config keys
+# A trial's config keys that are not run-config keys (`folder`, `resume_from`: a trial of a rebuilt run, see
+# search/rebuild.py, continues in its old folder from the checkpoints it had there).
+TRIAL_KEYS = ("assignment", "keep_final_checkpoint", "folder", "resume_from")
 
 
 def trial_values(config: dict[str, Any]) -> dict[str, Any]:
@@ -89,16 +92,19 @@ def trial_data(cfg: RunConfig, task: Task) -> tuple[Path, DataSource | None]:
     return base, AssetSource(cfg, task, folder, assets.local_manifest(folder)["meta"], location)
 
 
-def newest_checkpoint(missing: tune.Checkpoint) -> tune.Checkpoint | None:
-    """Return the newest `checkpoint_*` beside the missing checkpoint `missing` that holds a trial state, or None."""
-    fs, parent = missing.filesystem, missing.path.rstrip("/").rsplit("/", 1)[0]
-    found = []
-    for info in fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True)):
-        name = info.path.rstrip("/").rsplit("/", 1)[-1]
-        if info.type == pafs.FileType.Directory and name.startswith("checkpoint_"):
-            if fs.get_file_info(f"{info.path}/{CHECKPOINT_FILE}").type == pafs.FileType.File:
-                found.append(info.path)
-    return tune.Checkpoint(path=max(found), filesystem=fs) if found else None
+def last_reported_iteration(location: str) -> int:
+    """Return the highest `training_iteration` among the whole reports of the result.json at `location` (0 if none)."""
+    if not storage.exists(location):
+        return 0
+    last = 0
+    for line in storage.read_bytes(location).decode("utf-8", "replace").splitlines():
+        try:
+            report = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(report, dict) and isinstance(report.get("training_iteration"), int):
+            last = max(last, report["training_iteration"])
+    return last
 
 
 def memory_use() -> dict[str, float]:
@@ -142,6 +148,31 @@ class XlaMamlTrainable(tune.Trainable):
             self.meta = start_meta(self.cfg, self.task, self.model, self.source)
         dev_langs = self.cfg.eval.dev_langs or self.cfg.eval.target_langs
         self.dev = self.source.sets("dev", dev_langs, self.cfg.eval.dev_max_examples)
+        resume_from = flat_trial(config).get("resume_from")
+        if resume_from:
+            self.continue_from(str(resume_from))
+
+    def continue_from(self, folder: str) -> None:
+        """Restore the newest readable checkpoint among the `checkpoint_*` folders in `folder` (a rebuilt run's trial:
+        its checkpoints and result.json from before the rebuild) that is no newer than the reports kept there (Ray
+        may have stored a checkpoint before the report of its iteration); with none, the trial starts from the base.
+        Each fallback is one warning line."""
+        fs, path = storage.filesystem(folder)
+        last = last_reported_iteration(storage.join(folder, "result.json"))
+        for found in checkpoints_in(fs, path):
+            iteration = checkpoint_iteration(fs, found)
+            if iteration is not None and iteration > last:
+                continue
+            try:
+                tune.Trainable.restore(self, tune.Checkpoint(path=found, filesystem=fs))
+            except CheckpointError as e:
+                log.warning("trial checkpoint %s", " ".join(str(e).split()))
+                continue
+            log.warning("trial: continued from %s at iteration %d", found, self.iteration)
+            return
+        log.warning("trial: no readable checkpoint in %s up to its last report (iteration %d); starting from the base "
+                    "checkpoint", folder, last)
+        self._iteration, self._time_total, self._restored = 0, 0.0, False
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         """Return True after setting this actor up for the next trial (the sweep reuses actors: no new process, no
@@ -185,18 +216,32 @@ class XlaMamlTrainable(tune.Trainable):
         return Path.cwd() / "predictions" if self.cfg.eval.write_predictions else None
 
     def restore(self, checkpoint_path: Any) -> None:
-        """Restore from `checkpoint_path`, or, when Ray's last snapshot names a checkpoint that is gone (deleted after
-        a newer one was written, just before the driver was killed), from the newest checkpoint the trial has."""
+        """Restore from `checkpoint_path`; when it is gone (deleted after a newer one was written, just before the
+        driver was killed) or cannot be read (cut short by a full disk or a lost node, or refused), from the trial's
+        newest other checkpoint that can be; when none can, start again from the base checkpoint. Each fallback is
+        one warning line naming the file."""
+        checkpoint = getattr(checkpoint_path, "checkpoint", checkpoint_path)
+        if isinstance(checkpoint, (str, Path)):
+            checkpoint = tune.Checkpoint.from_directory(str(checkpoint))
         try:
             super().restore(checkpoint_path)
-        except ValueError as e:
-            checkpoint = getattr(checkpoint_path, "checkpoint", checkpoint_path)
-            newest = newest_checkpoint(checkpoint) if "does not exist on storage" in str(e) else None
-            if newest is None:
+            return
+        except (ValueError, CheckpointError) as e:
+            if not isinstance(e, CheckpointError) and "does not exist on storage" not in str(e):
                 raise
-            log.warning("trial checkpoint %s is gone; restoring from %s", getattr(checkpoint, "path", checkpoint),
-                        newest.path)
-            super().restore(newest)
+            log.warning("trial checkpoint %s: %s", checkpoint.path,
+                        "gone" if not isinstance(e, CheckpointError) else " ".join(str(e).split()))
+        for path in other_checkpoints(checkpoint.filesystem, checkpoint.path):
+            try:
+                super().restore(tune.Checkpoint(path=path, filesystem=checkpoint.filesystem))
+            except CheckpointError as e:
+                log.warning("trial checkpoint %s", " ".join(str(e).split()))
+                continue
+            log.warning("trial restored from the earlier checkpoint %s instead of %s", path, checkpoint.path)
+            return
+        log.warning("trial: no readable checkpoint beside %s; starting again from the base checkpoint",
+                    checkpoint.path)
+        self._iteration, self._time_total, self._restored = 0, 0.0, False
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         """Write the trial's state: meta-trained weights, optimizer, schedule, sampler, RNG (or, once done, its
@@ -215,11 +260,13 @@ class XlaMamlTrainable(tune.Trainable):
             state["sampler"] = self.meta.sampler.state_dict()
             state["query_losses"] = self.meta.query_losses
             state["seconds"] = self.meta.seconds
-        torch.save(state, os.path.join(checkpoint_dir, CHECKPOINT_FILE))
+        write_state(state, os.path.join(checkpoint_dir, CHECKPOINT_FILE))
+        write_iteration(checkpoint_dir, self.iteration)
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
-        """Restore what `save_checkpoint` wrote (tensors and plain values only: loading runs no code)."""
-        state = torch.load(os.path.join(checkpoint_dir, CHECKPOINT_FILE), weights_only=True)
+        """Restore what `save_checkpoint` wrote (tensors and plain values only: loading runs no code; a file that is cut
+        short or holds anything else raises CheckpointError and changes nothing)."""
+        state = read_state(os.path.join(checkpoint_dir, CHECKPOINT_FILE))
         torch.set_rng_state(state["rng"])
         if "iteration" in state:
             self._iteration = state["iteration"]

@@ -98,22 +98,42 @@ def test_missing_or_empty_directory(tmp_path):
     assert str(tmp_path / "empty") in str(err.value) and "\n" not in str(err.value)
 
 
-def test_malformed_json_line_names_file_and_line(tmp_path):
+def test_a_cut_result_line_is_skipped_in_one_warning_line(tmp_path, caplog):
     t = done_trial(tmp_path, "t", config("baseline", 1), {"en": 0.8}, set())
-    with (t / "result.json").open("a") as f:
-        f.write('{"training_iteration": 3, "test/en/acc": 0.\n')
-    with pytest.raises(ValueError, match=r"t/result.json:3: malformed JSON") as err:
-        load_results(tmp_path)
-    assert "\n" not in str(err.value)
+    good = (t / "result.json").read_text().splitlines()
+    # A line cut by a full disk, then the report a resume appended glued to it, then a cut last line.
+    (t / "result.json").write_text(good[0] + "\n" + good[1][:25] + good[1] + "\n" + good[1][:40])
+    with caplog.at_level("WARNING", logger="xlamaml"):
+        df = load_results(tmp_path)
+    assert set(df["status"]) == {"done"} and (df["split"] == "test").any()
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert str(t / "result.json") in line and "1 cut or malformed line(s) skipped (line 3)" in line
 
 
 def test_bad_params_name_the_file(tmp_path):
     write_trial(tmp_path, "a", config("xla-maml:en>xx", 1), None)
     with pytest.raises(ValueError, match=r"a/params.json: assignment 'xla-maml:en>xx'.*unknown language code 'xx'"):
         load_results(tmp_path)
-    (tmp_path / "a" / "params.json").write_text(json.dumps(config("baseline", 1))[:-5])
-    with pytest.raises(ValueError, match=r"a/params.json:1: malformed JSON"):
-        load_results(tmp_path)
+
+
+def test_a_cut_params_file_falls_back_to_the_reports_config_or_leaves_the_trial_out(tmp_path, caplog):
+    cfg = config("baseline", 1)
+    t = done_trial(tmp_path, "t", cfg, {"en": 0.8}, set())
+    lines = [json.loads(line) for line in (t / "result.json").read_text().splitlines()]
+    (t / "result.json").write_text("".join(json.dumps({**r, "config": cfg}) + "\n" for r in lines))
+    (t / "params.json").write_text(json.dumps(cfg)[:-5])
+    u = done_trial(tmp_path, "u", config("baseline", 2), {"en": 0.7}, set())
+    (u / "params.json").write_text("")
+    u_lines = [json.loads(line) for line in (u / "result.json").read_text().splitlines()]
+    (u / "result.json").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "config"}) + "\n"
+                                           for r in u_lines))
+    with caplog.at_level("WARNING", logger="xlamaml"):
+        df = load_results(tmp_path)
+    assert set(df["trial_dir"]) == {str(t)} and set(df["assignment"]) == {"baseline"} and set(df["seed"]) == {1}
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2 and all("\n" not in m for m in messages)
+    assert any(f"{t}/params.json:1: malformed JSON" in m and "read from its result.json" in m for m in messages)
+    assert any(f"{u}/params.json:1: malformed JSON" in m and "left out" in m for m in messages)
 
 
 def test_trial_id_from_a_ray_folder_name_when_nothing_was_reported(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from search.space import AssignmentSpec, assignments, hyper_space
-from search.sweep import SWEEP_FILE, load_sweep, param_space, run_sweep
+from search.sweep import SWEEP_FILE, ErroredTrialsError, load_sweep, param_space, run_sweep
 from search.cli import preset_path
 from trainables.config import ConfigError
 
@@ -85,7 +85,10 @@ def test_smoke_sweep_runs_every_trial_and_isolates_a_failing_one(tmp_path, cache
 
     # meta.k=0 is a bad value that only the trial sees: it must error alone.
     sw = load_sweep(preset_path("smoke"), ["sweep.grid={meta.k: [4, 0]}", "sweep.max_failures=0"])
-    exp = run_sweep(sw, tmp_path / "runs", "grid")
+    with pytest.raises(ErroredTrialsError, match=r"3 of 6 trials errored .*--resume --name grid") as raised:
+        run_sweep(sw, tmp_path / "runs", "grid")
+    assert len(str(raised.value).splitlines()) == 1
+    exp = raised.value.exp
     got = trials(exp)
     assert len(got) == 6 and (exp / SWEEP_FILE).is_file()
     ok = {name: lines for name, lines in got.items() if lines and lines[-1].get("done")}

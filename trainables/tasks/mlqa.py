@@ -18,6 +18,7 @@ from trainables.config import ModelConfig, RunConfig
 from trainables.data.english import subset_indices
 from trainables.data.mlqa import heldout_split, load_mlqa, load_mlqa_pair, load_squad
 from trainables.data.subset import limit
+from trainables.local_files import write_text_whole
 from trainables.models import load_pretrained
 from trainables.tasks.base import Task
 from trainables.tasks.extractive_qa import (QAEncoded, QATrain, build_tiny_qa_model, collate_mixed_qa, collate_train,
@@ -95,8 +96,7 @@ class MLQATask(Task):
         preds = predict_qa(model, enc, cfg.eval.batch_size, device, cfg.eval.n_best, cfg.eval.max_answer_length)
         golds = dict(zip(enc.uids, enc.answers))
         if pred_file is not None:  # the official script's prediction format: {question id: answer text}
-            pred_file.parent.mkdir(parents=True, exist_ok=True)
-            pred_file.write_text(json.dumps(preds, ensure_ascii=False, indent=0), encoding="utf-8")
+            write_text_whole(pred_file, json.dumps(preds, ensure_ascii=False, indent=0))
             per_question = question_scores(golds, preds, enc.lang)
             write_outcomes(outcome_path(pred_file), list(per_question),
                            {"em": [v[0] for v in per_question.values()], "f1": [v[1] for v in per_question.values()]})

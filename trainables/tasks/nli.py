@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from trainables.data.xnli import LABELS
+from trainables.local_files import write_text_whole
 from trainables.tasks.batching import pad_inputs
 from trainables.tasks.ragged import pack, pack_strings, unpack_lists, unpack_strings
 
@@ -205,5 +206,4 @@ def accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
 
 def write_predictions(preds: np.ndarray, path: Path) -> None:
     """Write one label word per line in the data's row order (the XTREME prediction format)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(LABELS[p] + "\n" for p in preds), encoding="utf-8")
+    write_text_whole(path, "".join(LABELS[p] + "\n" for p in preds))

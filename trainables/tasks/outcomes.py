@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from trainables.errors import InputError
+from trainables.local_files import write_text_whole
 
 SUFFIX = ".items.tsv"
 
@@ -31,9 +32,7 @@ def write_outcomes(path: Path, uids: Sequence[str], values: Mapping[str, np.ndar
     lines = ["\t".join(["uid", *names])]
     # repr-exact floats: the analysis recomputes the reported metric from these values.
     lines += ["\t".join([str(u), *(repr(float(c[i])) for c in columns)]) for i, u in enumerate(uids)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_text_whole(path, "\n".join(lines) + "\n")
 
 
 def read_outcomes(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
