@@ -33,5 +33,6 @@ def test_smoke_sweep_spreads_trials_over_two_nodes(tmp_path, monkeypatch, two_no
             lines = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
             finals.append(lines[-1])
             nodes |= {line["node_id"] for line in lines}
-    assert len(finals) == 6 and all(f.get("done") and "test/avg/acc" in f for f in finals)
+    # The baseline once (no seed changes it), x-maml:hi and xla-maml:en>hi once per seed.
+    assert len(finals) == 5 and all(f.get("done") and "test/avg/acc" in f for f in finals)
     assert len(nodes) == 2
