@@ -1,0 +1,107 @@
+"""The budget schedule of an adaptive sweep (`sweep.mode: adaptive`): its rungs and how many cells enter each.
+
+A *cell* is one non-baseline assignment (a pair, an auxiliary language); a *trial* is a cell with one seed. Every cell
+starts at rung 0 on a small budget (a fraction of the meta steps, the first dev items, the first seed); after each
+rung a decision on dev (`search/adaptive_rule.py`) keeps the cells most likely to be in some target's top-k and stops
+the rest; survivors continue from their checkpoints to the next rung's budget, and the last rung is the full budget
+with every seed. The counts here are what the planner prints and what the sweep runs: with `bound` unset they are
+exact; a confidence bound can only stop more cells, so they are then upper bounds.
+
+Pure Python (no Ray, no torch): the planner and the simulator (`benchmarks/adaptive_sim.py`) import it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+from trainables.config_parsing import check_fields, checked, positive_int
+from trainables.errors import ConfigError
+
+
+def _fractions(v: list) -> str | None:
+    if not isinstance(v, list) or not v or any(not isinstance(x, (int, float)) or not 0 < x <= 1 for x in v):
+        return "expected a non-empty list of fractions in (0, 1]"
+    if any(b <= a for a, b in zip(v, v[1:])) or v[-1] != 1:
+        return "expected increasing fractions ending with 1 (the last rung is the full budget)"
+    return None
+
+
+def _per_rung(v: list) -> str | None:
+    if not isinstance(v, list) or any(x is not None and (not isinstance(x, int) or x < 1) for x in v):
+        return "expected a list of positive integers or null (null: all), one per rung"
+    return None
+
+
+def _keep(v: float) -> str | None:
+    return None if isinstance(v, (int, float)) and 0 < v < 1 else "expected a fraction in (0, 1)"
+
+
+def _bound(v: Optional[float]) -> str | None:
+    return None if v is None or (isinstance(v, (int, float)) and v > 0) else "expected null or a positive z value"
+
+
+@dataclass
+class AdaptiveConfig:
+    """`sweep.adaptive.*`: the rungs (meta-step fractions, dev items, seeds per rung) and the decision rule."""
+
+    steps: list[float] = checked(default_factory=lambda: [0.25, 1.0], rule=_fractions)  # of meta.total_steps
+    # Dev items per target scored at the end of each rung (null: eval.dev_max_examples); the first items, so every
+    # rung's items are a prefix of the next's and of the baseline's.
+    dev_items: list[Optional[int]] = checked(default_factory=lambda: [200, None], rule=_per_rung)
+    seeds: list[Optional[int]] = checked(default_factory=lambda: [1, None], rule=_per_rung)  # of sweep.seeds
+    keep: float = checked(0.25, rule=_keep)  # share of a rung's cells that enter the next (at least min_keep)
+    top_k: int = checked(1, rule=positive_int)  # the picks per target the rule protects
+    min_keep: int = checked(2, rule=positive_int)  # never fewer cells than this in a rung (if there are as many)
+    # A z value: also stop a cell whose upper bound is below, for every target it can be judged on, the lower bound
+    # of that target's top_k-th cell (paired over dev items). null: the keep counts alone decide.
+    bound: Optional[float] = checked(None, rule=_bound)
+
+    def validate(self, prefix: str = "sweep.adaptive.") -> "AdaptiveConfig":
+        """Return self after checking that the per-rung lists match the rungs; raise ConfigError naming the key."""
+        check_fields(self, prefix)
+        for key in ("dev_items", "seeds"):
+            if len(getattr(self, key)) != len(self.steps):
+                raise ConfigError(f"config key {prefix}{key}: expected {len(self.steps)} values, one per rung of "
+                                  f"{prefix}steps; got {len(getattr(self, key))}")
+        for key in ("dev_items", "seeds"):
+            values = [math.inf if v is None else v for v in getattr(self, key)]
+            if any(b < a for a, b in zip(values, values[1:])):
+                raise ConfigError(f"config key {prefix}{key}: expected values that never shrink from rung to rung")
+        return self
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One rung: the meta steps every trial in it reaches, the dev items per target it is judged on, its seeds."""
+
+    index: int
+    steps: int
+    dev_items: int
+    seeds: tuple[int, ...]
+    cells: int  # how many cells enter it (exact without a bound; at most with one)
+
+
+def rung_steps(fraction: float, total: int, per_report: int) -> int:
+    """Return the meta steps a rung reaches: `fraction` of `total`, rounded up to whole reports (never past total)."""
+    return min(total, max(per_report, math.ceil(fraction * total / per_report) * per_report))
+
+
+def keep_count(cells: int, keep: float, min_keep: int) -> int:
+    """Return how many of `cells` enter the next rung."""
+    return min(cells, max(min_keep, math.ceil(cells * keep)))
+
+
+def schedule(a: AdaptiveConfig, cells: int, *, total_steps: int, per_report: int, dev_max: int,
+             seeds: list[int]) -> list[Rung]:
+    """Return the rungs of an adaptive sweep over `cells` cells (`dev_max`: eval.dev_max_examples)."""
+    out: list[Rung] = []
+    n = cells
+    for i, fraction in enumerate(a.steps):
+        items = dev_max if a.dev_items[i] is None else min(a.dev_items[i], dev_max)
+        count = len(seeds) if a.seeds[i] is None else min(a.seeds[i], len(seeds))
+        steps = total_steps if i == len(a.steps) - 1 else rung_steps(fraction, total_steps, per_report)
+        out.append(Rung(i, steps, items, tuple(seeds[:count]), n))
+        n = keep_count(n, a.keep, a.min_keep)
+    return out
