@@ -23,11 +23,13 @@ import pyarrow.fs as pafs
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from search.adaptive import plan_rungs, run_rungs
 from search.full_storage import (FullStorageStop, check_free_space, full_error, full_line, is_full_exception,
                                  needed_bytes, stopped, storage_is_full, watching)
 from search.ray_connect import init_ray
 from search.rebuild import RestoreFailed, SeedReports, check_rebuildable, rebuilt_cells, refusing_restart
 from search.repair import repair_experiment
+from search.rungs import AdaptiveConfig
 from search.space import AssignmentSpec, assignments, grid_trials, hyper_space, nested, seedless_baseline
 from search.sweep_assets import prepare_assets
 from trainables import assets, storage
@@ -42,7 +44,7 @@ from trainables.trainable import XlaMamlTrainable
 log = logging.getLogger("xlamaml")
 SWEEP_FILE = "xlamaml_sweep.json"
 TIMING_FILE = "xlamaml_timing.json"  # the last run's phases: assets, Tune, trials' own compute
-MODES = ("grid", "optuna")
+MODES = ("grid", "optuna", "adaptive")
 # Run-config keys that change which sets are tokenized (so the driver must know their values before trials start).
 DATA_KEYS = ("task", "seed", "data.", "model.", "english.", "eval.target_langs", "eval.dev_langs", "eval.max_examples",
              "eval.dev_max_examples", "eval.gxlt", "eval.qa_test", "eval.qa_heldout_fraction", "few_shot.enabled",
@@ -54,7 +56,8 @@ class SweepConfig:
     """The `sweep:` section of a preset: what to run (mode, assignments, seeds, grid axes) and how (resources,
     checkpoints, failures, the Optuna search)."""
 
-    # grid: every assignment x seed, no early stopping; optuna: OptunaSearch + ASHA
+    # grid: every assignment x seed, no early stopping; optuna: OptunaSearch + ASHA; adaptive: every assignment on a
+    # small budget first, then only those likely to be some target's best (search/adaptive.py)
     mode: str = checked("grid", rule=one_of(*MODES))
     assignments: AssignmentSpec = field(default_factory=AssignmentSpec)
     seeds: list[int] = checked(default_factory=lambda: [42],
@@ -81,6 +84,7 @@ class SweepConfig:
     space: dict[str, Any] = field(default_factory=dict)  # {"meta.inner_lr": {"loguniform": [1e-6, 1e-3]}}
     grace_period: int = checked(1, rule=positive_int)  # ASHA: reports before a trial can be stopped
     reduction_factor: int = checked(2, rule=positive_int)
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)  # adaptive mode: rungs and decision rule
 
     def validate(self) -> "SweepConfig":
         """Return self after checking the values; raise ConfigError naming the key."""
@@ -92,6 +96,10 @@ class SweepConfig:
         for key, values in self.grid.items():
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"config key sweep.grid.{key}: expected a non-empty list of values")
+        self.adaptive.validate()
+        if self.mode == "adaptive" and (self.grid or self.space):
+            raise ConfigError(f"config key sweep.{'grid' if self.grid else 'space'}: an adaptive sweep searches over "
+                              f"assignments and seeds only; expected it empty (or sweep.mode grid / optuna)")
         try:
             assignments(self.assignments)
             hyper_space(self.space)
@@ -158,6 +166,9 @@ def param_space(sw: Sweep, cells: list[dict[str, Any]] | None = None) -> dict[st
     space["threads"] = max(1, int(s.cpus_per_trial))  # torch threads match the CPUs a trial holds
     space["keep_final_checkpoint"] = s.keep_final_checkpoint
     names = assignments(s.assignments)
+    if s.mode == "adaptive":  # one rung's trials: each cell x seed with its budget and folder (search/adaptive.py)
+        space["trial"] = tune.grid_search(list(cells or []))
+        return space
     if s.mode == "grid":
         # One grid axis of (assignment, seed) cells, so a baseline that no seed changes runs once.
         space["trial"] = tune.grid_search(cells if cells is not None else grid_cells(sw.run, s))
@@ -198,6 +209,8 @@ class DropStoppedWeights(tune.Callback):
         fs, path = trial.storage.storage_filesystem, trial.storage.trial_fs_path
         found = sorted(entry.path for entry in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
                        if entry.type == pafs.FileType.Directory and entry.base_name.startswith("checkpoint_"))
+        if (trial.last_result or {}).get("rung/paused"):  # an adaptive rung's end: the next rung may continue it
+            return
         finished = any(key.startswith("test/") for key in (trial.last_result or {}))
         if self.keep_final and not finished:
             return
@@ -286,8 +299,13 @@ def tune_timing(results: Any, wall: float, slots: int) -> dict[str, float]:
 
 
 def planned_trials(sw: Sweep) -> int:
-    """Return how many trials the sweep runs in all (grid: its cells times the extra axes; optuna: its samples)."""
+    """Return how many trials the sweep runs in all (grid: its cells times the extra axes; optuna: its samples;
+    adaptive: its trial folders, cell x seed, at most)."""
     s = sw.sweep
+    if s.mode == "adaptive":
+        _, baseline, rungs = plan_rungs(sw.run, s)
+        ends = [r.cells for r in rungs[1:]] + [0]
+        return len(baseline) + sum((r.cells - end) * len(r.seeds) for r, end in zip(rungs, ends))
     if s.mode != "grid":
         return s.num_samples
     return len(grid_cells(sw.run, s)) * math.prod(len(v) for v in s.grid.values())
@@ -356,6 +374,8 @@ def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address
         sw = read_record(exp)
     storage.check_writable(exp)  # a bad URI, bucket or credential: one line before anything starts
     damaged = repair_experiment(exp).damaged_state if resume else None
+    if sw.sweep.mode == "adaptive":
+        damaged = None  # an adaptive sweep never restores Ray's state: each rung runs anew from the trial folders
     if damaged:
         check_rebuildable(sw.sweep.mode, sw.sweep.grid)
     if not resume and storage.exists(storage.join(exp, SWEEP_FILE)):
@@ -382,7 +402,10 @@ def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address
     log.info("sweep %s: %s mode, %d assignments x %d seeds, assets ready after %.0f s", exp, sw.sweep.mode,
              len(assignments(sw.sweep.assignments)), len(sw.sweep.seeds), time.perf_counter() - t0)
     t_assets, t_fit = time.perf_counter() - t0, time.perf_counter()
-    results = fit(sw, root, name, resume=resume, cells=cells)
+    if sw.sweep.mode == "adaptive":
+        results = run_rungs(sw, root, name, lambda trials: fit(sw, root, name, resume=False, cells=trials))
+    else:
+        results = fit(sw, root, name, resume=resume, cells=cells)
     timing = tune_timing(results, time.perf_counter() - t_fit, min(trial_slots(sw.sweep), len(results)))
     timing["assets_seconds"] = t_assets
     storage.write_bytes(storage.join(exp, TIMING_FILE), json.dumps(timing, indent=2).encode())

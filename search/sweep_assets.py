@@ -229,7 +229,12 @@ def prepare_assets(run: dict[str, Any], sweep: Any, assets_root: str, remote: bo
     base = config_from_dict(run)
     task = get_task(base.task)  # resolved once for the driver's part of the sweep
     names = assignments(sweep.assignments)
-    trials = trial_configs(run, mode=sweep.mode, names=names, seeds=sweep.seeds, grid=sweep.grid)
+    mode, grid = sweep.mode, sweep.grid
+    if mode == "adaptive":  # its rungs score dev on their first items: each size is a set of its own
+        from search.adaptive import dev_sizes  # late: search.adaptive imports this module's users
+
+        mode, grid = "grid", {"eval.dev_max_examples": dev_sizes(run, sweep)}
+    trials = trial_configs(run, mode=mode, names=names, seeds=sweep.seeds, grid=grid)
     publish_data(base, trials, assets_root, task)
     if not base.assets:  # a new sweep (a resumed one has its base asset recorded)
         location = publish_base(run, assets_root, task, remote=remote, cpus=sweep.english_cpus,

@@ -38,14 +38,17 @@ from trainables.tasks.registry import get_task
 
 log = logging.getLogger("xlamaml")
 # A trial's config keys that are not run-config keys (`folder`, `resume_from`: a trial of a rebuilt run, see
-# search/rebuild.py, continues in its old folder from the checkpoints it had there).
-TRIAL_KEYS = ("assignment", "keep_final_checkpoint", "folder", "resume_from")
+# search/rebuild.py, or of an adaptive sweep's later rung, continues in its folder from the checkpoints it had there;
+# `rung`: the budget of an adaptive sweep's rung, see search/adaptive.py).
+TRIAL_KEYS = ("assignment", "keep_final_checkpoint", "folder", "resume_from", "rung")
 
 
 def trial_values(config: dict[str, Any]) -> dict[str, Any]:
     """Return a trial's config dict as run-config values: its `assignment` string applied, trial-only keys gone."""
     config = flat_trial(config)
     values = {k: v for k, v in config.items() if k not in TRIAL_KEYS}
+    if isinstance(config.get("rung"), dict):  # an adaptive rung scores the first `dev_items` dev items per target
+        values = merge(values, {"eval": {"dev_max_examples": config["rung"]["dev_items"]}})
     assignment = config.get("assignment")
     if assignment is not None:
         try:
@@ -131,6 +134,9 @@ class XlaMamlTrainable(tune.Trainable):
         """Load the base checkpoint and the trial's data (from the sweep's assets), and start the meta stage."""
         self.cfg = trial_config(config)
         self.keep_final = bool(config.get("keep_final_checkpoint", False))
+        # An adaptive sweep's rung: {"index", "steps", "dev_items"}: the trial stops (paused, resumable) once its meta
+        # stage reaches `steps`, and scores dev only then; None: the whole budget, dev at every report.
+        self.rung: dict[str, Any] | None = flat_trial(config).get("rung")
         self.final_metrics: dict[str, Any] | None = None  # set once the trial is done: its last report
         self.device = setup_torch(self.cfg)
         self.task = get_task(self.cfg.task)  # resolved once per trial, passed to every stage
@@ -148,9 +154,10 @@ class XlaMamlTrainable(tune.Trainable):
             self.meta = start_meta(self.cfg, self.task, self.model, self.source)
         dev_langs = self.cfg.eval.dev_langs or self.cfg.eval.target_langs
         self.dev = self.source.sets("dev", dev_langs, self.cfg.eval.dev_max_examples)
+        # Restored at the first step, not here: Ray zeroes the iteration and time counters after `reset_config` (a
+        # reused actor), which would renumber a continued trial's reports.
         resume_from = flat_trial(config).get("resume_from")
-        if resume_from:
-            self.continue_from(str(resume_from))
+        self.pending_resume: str | None = str(resume_from) if resume_from else None
 
     def continue_from(self, folder: str) -> None:
         """Restore the newest readable checkpoint among the `checkpoint_*` folders in `folder` (a rebuilt run's trial:
@@ -182,11 +189,21 @@ class XlaMamlTrainable(tune.Trainable):
 
     def step(self) -> dict[str, Any]:
         """Run the next `meta.steps_per_report` meta steps and return dev metrics (and test, once done)."""
+        if self.pending_resume is not None:
+            folder, self.pending_resume = self.pending_resume, None
+            self.continue_from(folder)
         if self.final_metrics is not None:  # restored from the checkpoint of a finished trial: report it again
             return {**self.final_metrics, "done": True}
-        cfg = self.cfg
+        cfg, rung = self.cfg, self.rung
         if self.meta is not None:
-            advance_meta(cfg, self.task, self.meta, count=cfg.meta.steps_per_report, device=self.device)
+            count = cfg.meta.steps_per_report
+            if rung is not None:
+                count = min(count, max(0, int(rung["steps"]) - self.meta.learner.steps_done))
+            advance_meta(cfg, self.task, self.meta, count=count, device=self.device)
+            if rung is not None and self.meta.learner.steps_done < int(rung["steps"]):
+                # Inside a rung: no dev scores (the rule judges the rung's end only), a checkpoint all the same.
+                return {**meta_summary(self.meta), "rung/index": rung["index"],
+                        "node_id": ray.get_runtime_context().get_node_id()}
         # Dev predictions and per-item outcomes too (each report overwrites them, so they match the final dev
         # metrics): the analysis picks variants on dev with them.
         metrics: dict[str, Any] = evaluate_sets(self.task, self.model, self.dev, "dev", cfg, device=self.device,
@@ -196,6 +213,13 @@ class XlaMamlTrainable(tune.Trainable):
             metrics.update(meta_summary(self.meta))
         # Which Ray node ran the trial: the cluster test and users spreading trials read it.
         metrics["node_id"] = ray.get_runtime_context().get_node_id()
+        if rung is not None:
+            metrics["rung/index"] = rung["index"]
+        if self.meta is not None and not self.meta.done and rung is not None:
+            # The rung's budget is spent: the trial stops here, its checkpoint kept for the next rung.
+            metrics["rung/paused"] = True
+            metrics["done"] = True
+            return metrics
         if self.meta is None or self.meta.done:
             metrics.update(self._test())
             metrics.update(memory_use())
@@ -220,6 +244,7 @@ class XlaMamlTrainable(tune.Trainable):
         driver was killed) or cannot be read (cut short by a full disk or a lost node, or refused), from the trial's
         newest other checkpoint that can be; when none can, start again from the base checkpoint. Each fallback is
         one warning line naming the file."""
+        self.pending_resume = None  # Ray's own checkpoint of this run is newer than those the trial continued from
         checkpoint = getattr(checkpoint_path, "checkpoint", checkpoint_path)
         if isinstance(checkpoint, (str, Path)):
             checkpoint = tune.Checkpoint.from_directory(str(checkpoint))

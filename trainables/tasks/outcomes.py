@@ -37,19 +37,25 @@ def write_outcomes(path: Path, uids: Sequence[str], values: Mapping[str, np.ndar
 
 def read_outcomes(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
     """Return (uids, {metric: values (items,)}) of an outcomes file, or raise a one-line InputError naming it."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    return parse_outcomes(path.read_text(encoding="utf-8"), str(path))
+
+
+def parse_outcomes(text: str, where: str) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Return (uids, {metric: values (items,)}) of an outcomes file's text, or raise a one-line InputError naming
+    `where` (its path or URI)."""
+    lines = text.splitlines()
     if not lines or not lines[0].startswith("uid\t"):
-        raise InputError(f"{path}: expected a header line 'uid<TAB><metric>...' (per-item outcomes)")
+        raise InputError(f"{where}: expected a header line 'uid<TAB><metric>...' (per-item outcomes)")
     names = lines[0].split("\t")[1:]
     uids, rows = [], []
     for number, line in enumerate(lines[1:], start=2):
         parts = line.split("\t")
         if len(parts) != len(names) + 1:
-            raise InputError(f"{path}:{number}: expected {len(names) + 1} tab-separated fields, got {len(parts)}")
+            raise InputError(f"{where}:{number}: expected {len(names) + 1} tab-separated fields, got {len(parts)}")
         try:
             rows.append([float(p) for p in parts[1:]])
         except ValueError:
-            raise InputError(f"{path}:{number}: expected numbers after the uid, got {parts[1:]}") from None
+            raise InputError(f"{where}:{number}: expected numbers after the uid, got {parts[1:]}") from None
         uids.append(parts[0])
     table = np.asarray(rows, dtype=float).reshape(len(rows), len(names))
     return uids, {n: table[:, j] for j, n in enumerate(names)}

@@ -1,0 +1,331 @@
+"""An adaptive sweep (`sweep.mode: adaptive`): every cell on a small budget first, then only the cells likely to be some
+target's best, up to the full budget and every seed.
+
+Rung by rung (`search/rungs.py`): each rung is one Tune run of its trials (cell x seed), in fixed trial folders
+(`<assignment>_s<seed>`). A trial stops at the rung's meta steps, scores the rung's first dev items and keeps its
+checkpoint; the rule (`search/adaptive_rule.py`) reads those dev outcomes, per target, and keeps `keep_count` cells.
+A kept cell's trials continue from their checkpoints in the next rung (their optimizer, schedule, sampler and RNG go
+on; the schedule was set for the full budget from the start); a seed a cell has not run yet starts from the base.
+Only the last rung (the full budget) scores test, so test is scored for the baseline and the final survivors only,
+and no decision ever reads it.
+
+Everything a resume needs is in the experiment: `xlamaml_adaptive.json` (the rungs, every decision, what each rung
+spent), written whole after each rung, and the trial folders. A resume never restores Ray's experiment state: it
+finds, for the rung in progress, the trials whose rung-end report exists (done, not run again) and continues the
+others from their newest readable checkpoints (as a rebuilt grid run does, `search/rebuild.py`). So no decision is
+lost and no rung is run twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analysis.trial_reports import parse_report
+from search.adaptive_rule import Decision, decide
+from search.rebuild import PREVIOUS
+from search.rungs import Rung, keep_count, schedule
+from search.space import assignments, grid_trials, seedless_baseline
+from trainables import storage
+from trainables.assignment import folder_prefix, parse_assignment
+from trainables.config import config_from_dict
+from trainables.errors import InputError, MissingFileError
+from trainables.tasks.outcomes import SUFFIX, parse_outcomes
+from trainables.tasks.registry import get_task
+
+log = logging.getLogger("xlamaml")
+RECORD = "xlamaml_adaptive.json"
+
+
+@dataclass
+class AdaptiveRecord:
+    """What an adaptive sweep decided and spent so far: its cells, baseline trials, rungs, one decision per rung
+    finished (but the last), and one account of compute per rung finished."""
+
+    cells: list[str]
+    baseline: list[dict[str, Any]]  # the baseline's trials (assignment, seed), run in rung 0 on the whole dev set
+    rungs: list[Rung]
+    metric: str  # the dev metric decisions rank on
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    spent: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record as plain values (what xlamaml_adaptive.json holds)."""
+        return {**dataclasses.asdict(self), "rungs": [dataclasses.asdict(r) for r in self.rungs]}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "AdaptiveRecord":
+        """Return the record of `d` (what `to_dict` gave)."""
+        rungs = [Rung(**{**r, "seeds": tuple(r["seeds"])}) for r in d["rungs"]]
+        return AdaptiveRecord(list(d["cells"]), list(d["baseline"]), rungs, d["metric"], list(d["decisions"]),
+                              list(d["spent"]))
+
+    def cells_in(self, index: int) -> list[str]:
+        """Return the cells that enter rung `index` (all at rung 0, then those the decision before it kept)."""
+        return list(self.cells) if index == 0 else list(self.decisions[index - 1]["kept"])
+
+
+def dev_langs(run: dict[str, Any]) -> list[str]:
+    """Return the languages a sweep's dev reports score (eval.dev_langs, else the targets)."""
+    cfg = config_from_dict(run)
+    return list(cfg.eval.dev_langs or cfg.eval.target_langs)
+
+
+def plan_rungs(run: dict[str, Any], sweep: Any) -> tuple[list[str], list[dict[str, Any]], list[Rung]]:
+    """Return (the cells, the baseline's trials, the rungs) of the adaptive sweep `sweep` over the run config `run`."""
+    cfg = config_from_dict(run)
+    names = assignments(sweep.assignments)
+    cells = [n for n in names if n != "baseline"]
+    baseline = []
+    if "baseline" in names:
+        seedless = seedless_baseline(cfg, get_task(cfg.task))
+        baseline = grid_trials(["baseline"], list(sweep.seeds), seedless_baseline=seedless)
+    rungs = schedule(sweep.adaptive, len(cells), total_steps=cfg.meta.total_steps,
+                     per_report=cfg.meta.steps_per_report, dev_max=cfg.eval.dev_max_examples, seeds=list(sweep.seeds))
+    return cells, baseline, rungs
+
+
+def dev_sizes(run: dict[str, Any], sweep: Any) -> list[Any]:
+    """Return every dev size an adaptive sweep's trials score (its rungs' and the baseline's): the data to prepare."""
+    _, _, rungs = plan_rungs(run, sweep)
+    return list(dict.fromkeys([r.dev_items for r in rungs] + [config_from_dict(run).eval.dev_max_examples]))
+
+
+def trial_folder(assignment: str, seed: Any) -> str:
+    """Return the folder of an adaptive sweep's trial: one per cell and seed, the same in every rung."""
+    return folder_prefix(assignment, seed).rstrip("_")
+
+
+def rung_trials(record: AdaptiveRecord, index: int, dev_max: Any) -> list[dict[str, Any]]:
+    """Return the trial cells of rung `index` (the baseline's in rung 0), each with its rung budget and folder."""
+    rung = record.rungs[index]
+    budget = {"index": index, "steps": rung.steps, "dev_items": rung.dev_items}
+    out = [{"assignment": b["assignment"], "seed": b["seed"], "folder": trial_folder(b["assignment"], b["seed"]),
+            "rung": {"index": 0, "steps": 0, "dev_items": dev_max}} for b in (record.baseline if index == 0 else [])]
+    out += [{"assignment": c, "seed": s, "folder": trial_folder(c, s), "rung": dict(budget)}
+            for c in record.cells_in(index) for s in rung.seeds]
+    return out
+
+
+def read_reports(exp: str, folder: str) -> list[dict[str, Any]]:
+    """Return the whole reports of a trial folder's result.json, in order (none when it has none)."""
+    location = storage.join(exp, folder, "result.json")
+    if not storage.exists(location):
+        return []
+    lines = storage.read_bytes(location).decode("utf-8", "replace").splitlines()
+    return [r for r in (parse_report(line) for line in lines if line.strip()) if r is not None]
+
+
+def rung_end(reports: list[dict[str, Any]], index: int) -> dict[str, Any] | None:
+    """Return the report that ended rung `index` for a trial (its last report of that rung, once done), or None."""
+    own = [r for r in reports if r.get("rung/index") == index]
+    return own[-1] if own and own[-1].get("done") else None
+
+
+def set_aside(exp: str, folder: str) -> str:
+    """Return `<trial>/previous` after moving the trial's checkpoints there (replacing older ones) and its result.json
+    (a superset of the one there); each move can be repeated after a crash without losing the newest state."""
+    trial = storage.join(exp, folder)
+    target = storage.join(trial, PREVIOUS)
+    fs, _ = storage.filesystem(trial)
+    fs.create_dir(storage.filesystem(target)[1], recursive=True)
+    fresh = [f for f in storage.list_folders(trial) if f.startswith("checkpoint_")]
+    if fresh:  # newer than those set aside before (a rung ended, or a crash mid-rung after new checkpoints)
+        for old in storage.list_folders(target):
+            if old.startswith("checkpoint_"):
+                fs.delete_dir(storage.filesystem(storage.join(target, old))[1])
+        for name in fresh:
+            storage.move(storage.join(trial, name), storage.join(target, name))
+    if storage.exists(storage.join(trial, "result.json")):
+        storage.move(storage.join(trial, "result.json"), storage.join(target, "result.json"))
+    return target
+
+
+def todo(exp: str, trials: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:
+    """Return the trials of rung `index` still to run: those without their rung-end report, each continuing from its
+    folder's checkpoints (`resume_from`) when it has any."""
+    out = []
+    for t in trials:
+        if rung_end(read_reports(exp, t["folder"]), index) is not None:
+            continue
+        folder = storage.join(exp, t["folder"])
+        has_state = storage.exists(folder) and (
+            any(f.startswith("checkpoint_") or f == PREVIOUS for f in storage.list_folders(folder))
+            or storage.exists(storage.join(folder, "result.json")))
+        out.append({**t, "resume_from": set_aside(exp, t["folder"])} if has_state else dict(t))
+    return out
+
+
+def read_dev(exp: str, folder: str, lang: str, metric: str, items: int | None) -> tuple[list[str], np.ndarray]:
+    """Return (uids, values) of a trial's dev outcomes of `lang` (its first `items`), or raise a one-line error."""
+    location = storage.join(exp, folder, "predictions", f"dev-{lang}{SUFFIX}")
+    if not storage.exists(location):
+        raise MissingFileError(f"{location}: no dev outcomes; expected the trial to have scored dev at its rung's end "
+                               f"(eval.write_predictions must stay on in an adaptive sweep)")
+    uids, values = parse_outcomes(storage.read_bytes(location).decode("utf-8"), location)
+    if metric not in values:
+        raise InputError(f"{location}: no column {metric!r}; expected the dev metric the rule ranks on")
+    return uids[:items] if items else uids, values[metric][:items] if items else values[metric]
+
+
+def rung_scores(exp: str, record: AdaptiveRecord, index: int, langs: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Return scores[target][cell] = (seeds, items) dev outcomes of rung `index` (dev only: test is never read)."""
+    rung = record.rungs[index]
+    scores: dict[str, dict[str, np.ndarray]] = {}
+    for lang in langs:
+        reference: list[str] | None = None
+        scores[lang] = {}
+        for cell in record.cells_in(index):
+            rows = []
+            for seed in rung.seeds:
+                uids, values = read_dev(exp, trial_folder(cell, seed), lang, record.metric, rung.dev_items)
+                if reference is None:
+                    reference = uids
+                elif uids != reference:  # every cell must be judged on the same items, in the same order
+                    raise InputError(f"{storage.join(exp, trial_folder(cell, seed))}: dev-{lang} items differ from "
+                                     f"the other trials' of rung {index}; expected the same first "
+                                     f"{rung.dev_items} items")
+                rows.append(values)
+            scores[lang][cell] = np.stack(rows)
+    return scores
+
+
+def excluded(cells: list[str], langs: list[str]) -> dict[str, list[str]]:
+    """Return, per target, the cells not judged on it: their meta stage trained on that language's dev set."""
+    out: dict[str, list[str]] = {}
+    for lang in langs:
+        out[lang] = [c for c in cells if lang in set(parse_assignment(c).support) | set(parse_assignment(c).query)]
+    return out
+
+
+def rung_spent(exp: str, record: AdaptiveRecord, index: int, trials: list[dict[str, Any]],
+               langs: list[str]) -> dict[str, Any]:
+    """Return what rung `index` spent, read from its trials' reports and outcome files: trials run, meta steps,
+    dev and test items scored, and trial-seconds."""
+    steps = dev = test = 0
+    seconds = 0.0
+    for t in trials:
+        reports = read_reports(exp, t["folder"])
+        end = rung_end(reports, index)
+        if end is None:
+            raise MissingFileError(f"{storage.join(exp, t['folder'], 'result.json')}: no report ending rung {index}")
+        before = rung_end(reports, index - 1) if index > 0 else None
+        steps += int(end.get("meta/steps", 0)) - int((before or {}).get("meta/steps", 0))
+        seconds += float(end.get("time_total_s", 0.0)) - float((before or {}).get("time_total_s", 0.0))
+        items = t["rung"]["dev_items"]
+        dev += sum(len(read_dev(exp, t["folder"], lang, record.metric, items)[0]) for lang in langs)
+        if any(k.startswith("test/") for k in end):
+            test += count_items(exp, t["folder"], "test")
+    return {"rung": index, "trials": len(trials), "meta_steps": steps, "dev_items": dev, "test_items": test,
+            "trial_seconds": seconds}
+
+
+def count_items(exp: str, folder: str, split: str) -> int:
+    """Return how many items a trial scored on `split`, counted in its per-item outcome files."""
+    preds = storage.join(exp, folder, "predictions")
+    if not storage.exists(preds):
+        return 0
+    total = 0
+    for name in storage.list_files(preds):
+        if name.startswith(f"{split}-") and name.endswith(SUFFIX):
+            text = storage.read_bytes(storage.join(preds, name)).decode("utf-8")
+            total += max(0, len(text.splitlines()) - 1)
+    return total
+
+
+def drop_checkpoints(exp: str, folder: str) -> None:
+    """Delete a stopped trial's checkpoints (it is never continued); return None."""
+    trial = storage.join(exp, folder)
+    if not storage.exists(trial):
+        return
+    fs, _ = storage.filesystem(trial)
+    for name in storage.list_folders(trial):
+        if name.startswith("checkpoint_") or name == PREVIOUS:
+            fs.delete_dir(storage.filesystem(storage.join(trial, name))[1])
+
+
+def write_record(exp: str, record: AdaptiveRecord) -> None:
+    """Write the record whole into the experiment; return None."""
+    storage.write_bytes(storage.join(exp, RECORD), json.dumps(record.to_dict(), indent=2).encode())
+
+
+def read_record(exp: str) -> AdaptiveRecord | None:
+    """Return the experiment's adaptive record, or None when it has none yet."""
+    location = storage.join(exp, RECORD)
+    if not storage.exists(location):
+        return None
+    try:
+        return AdaptiveRecord.from_dict(json.loads(storage.read_bytes(location)))
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{location}: not an adaptive sweep record ({e}); expected the JSON `xlamaml sweep` wrote")
+
+
+def decision_entry(index: int, decision: Decision, excluded_cells: dict[str, list[str]]) -> dict[str, Any]:
+    """Return the record's entry for the decision after rung `index`."""
+    return {"rung": index, "kept": list(decision.kept), "stopped": dict(decision.stopped),
+            "ranks": decision.ranks, "estimates": decision.estimates, "excluded": excluded_cells}
+
+
+def run_rungs(sw: Any, root: str, name: str, fit: Any) -> list[Any]:
+    """Run (or continue) the rungs of the adaptive sweep `root/name`; return the Tune results of every rung run here.
+    `fit(cells)` runs one Tune run of the given trial cells (search.sweep.fit)."""
+    exp = storage.join(root, name)
+    record = read_record(exp)
+    if record is None:
+        cells, baseline, rungs = plan_rungs(sw.run, sw.sweep)
+        task = get_task(config_from_dict(sw.run).task)
+        metric = "acc" if "acc" in task.metrics else task.metrics[-1]
+        record = AdaptiveRecord(cells, baseline, rungs, metric)
+        write_record(exp, record)
+    langs = dev_langs(sw.run)
+    dev_max = config_from_dict(sw.run).eval.dev_max_examples
+    a = sw.sweep.adaptive
+    results: list[Any] = []
+    for index in range(len(record.spent), len(record.rungs)):
+        if index > 0:  # the decision before it is recorded: its stopped cells' weights are never needed again
+            for cell in record.decisions[index - 1]["stopped"]:
+                for seed in record.rungs[index - 1].seeds:
+                    drop_checkpoints(exp, trial_folder(cell, seed))
+        trials = rung_trials(record, index, dev_max)
+        remaining = todo(exp, trials, index)
+        rung = record.rungs[index]
+        log.info("adaptive sweep %s: rung %d of %d: %d cells x %d seeds, %d meta steps, %s dev items per target; "
+                 "%d trials to run", exp, index, len(record.rungs) - 1, len(record.cells_in(index)),
+                 len(rung.seeds), rung.steps, rung.dev_items or "all", len(remaining))
+        t0 = time.perf_counter()
+        if remaining:
+            results += list(fit(remaining))
+            errored = [r for r in results if r.error is not None]
+            if errored:
+                return results  # the caller reports them; the rung is decided once they are fixed and resumed
+        if index < len(record.rungs) - 1:
+            keep = keep_count(len(record.cells_in(index)), a.keep, a.min_keep)
+            ex = excluded(record.cells_in(index), langs)
+            decision = decide(rung_scores(exp, record, index, langs), keep, top_k=a.top_k, bound=a.bound,
+                              excluded=ex)
+            record.decisions.append(decision_entry(index, decision, ex))
+            log.info("adaptive sweep %s: after rung %d, %d cells go on, %d stopped", exp, index,
+                     len(decision.kept), len(decision.stopped))
+        spent = rung_spent(exp, record, index, trials, langs)
+        spent["wall_seconds"] = time.perf_counter() - t0
+        record.spent.append(spent)
+        write_record(exp, record)  # whole: a kill before this line reruns only the decision, from the same files
+    return results
+
+
+def spent_total(record: AdaptiveRecord) -> dict[str, float]:
+    """Return what the whole adaptive sweep spent: trial folders, trial runs, meta steps, items, trial-seconds."""
+    folders = set()
+    for index, _ in enumerate(record.spent):
+        folders.update(t["folder"] for t in rung_trials(record, index, None))
+    return {"trials": len(folders), "trial_runs": sum(s["trials"] for s in record.spent),
+            "meta_steps": sum(s["meta_steps"] for s in record.spent),
+            "dev_items": sum(s["dev_items"] for s in record.spent),
+            "test_items": sum(s["test_items"] for s in record.spent),
+            "trial_seconds": sum(s["trial_seconds"] for s in record.spent)}
