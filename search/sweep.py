@@ -28,6 +28,7 @@ from search.full_storage import (FullStorageStop, check_free_space, full_error, 
 from search.ray_connect import init_ray
 from search.rebuild import RestoreFailed, SeedReports, check_rebuildable, rebuilt_cells, refusing_restart
 from search.repair import repair_experiment
+from search.rungs import AdaptiveConfig
 from search.space import AssignmentSpec, assignments, grid_trials, hyper_space, nested, seedless_baseline
 from search.sweep_assets import prepare_assets
 from trainables import assets, storage
@@ -42,7 +43,7 @@ from trainables.trainable import XlaMamlTrainable
 log = logging.getLogger("xlamaml")
 SWEEP_FILE = "xlamaml_sweep.json"
 TIMING_FILE = "xlamaml_timing.json"  # the last run's phases: assets, Tune, trials' own compute
-MODES = ("grid", "optuna")
+MODES = ("grid", "optuna", "adaptive")
 # Run-config keys that change which sets are tokenized (so the driver must know their values before trials start).
 DATA_KEYS = ("task", "seed", "data.", "model.", "english.", "eval.target_langs", "eval.dev_langs", "eval.max_examples",
              "eval.dev_max_examples", "eval.gxlt", "eval.qa_test", "eval.qa_heldout_fraction", "few_shot.enabled",
@@ -54,7 +55,8 @@ class SweepConfig:
     """The `sweep:` section of a preset: what to run (mode, assignments, seeds, grid axes) and how (resources,
     checkpoints, failures, the Optuna search)."""
 
-    # grid: every assignment x seed, no early stopping; optuna: OptunaSearch + ASHA
+    # grid: every assignment x seed, no early stopping; optuna: OptunaSearch + ASHA; adaptive: rungs of growing budget
+    # (sweep.adaptive, search/rungs.py)
     mode: str = checked("grid", rule=one_of(*MODES))
     assignments: AssignmentSpec = field(default_factory=AssignmentSpec)
     seeds: list[int] = checked(default_factory=lambda: [42],
@@ -81,10 +83,13 @@ class SweepConfig:
     space: dict[str, Any] = field(default_factory=dict)  # {"meta.inner_lr": {"loguniform": [1e-6, 1e-3]}}
     grace_period: int = checked(1, rule=positive_int)  # ASHA: reports before a trial can be stopped
     reduction_factor: int = checked(2, rule=positive_int)
+    # adaptive mode: the rungs and the decision rule (search/rungs.py)
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
 
     def validate(self) -> "SweepConfig":
         """Return self after checking the values; raise ConfigError naming the key."""
         check_fields(self, "sweep.")
+        self.adaptive.validate()
         for key in self.space:
             if key.startswith(DATA_KEYS):  # the driver tokenizes every set before the search samples a value
                 raise ConfigError(f"config key sweep.space.{key}: changes the tokenized data the trials read; expected "
