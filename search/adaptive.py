@@ -30,12 +30,13 @@ import numpy as np
 from analysis.trial_reports import parse_report
 from search.adaptive_rule import Decision, decide
 from search.rebuild import PREVIOUS
-from search.rungs import Rung, keep_count, schedule
+from search.rungs import Rung, keep_count, rung_steps, schedule
 from search.space import assignments, grid_trials, seedless_baseline
 from trainables import storage
 from trainables.assignment import folder_prefix, parse_assignment
 from trainables.config import config_from_dict
 from trainables.errors import InputError, MissingFileError
+from trainables.trainable import trial_values
 from trainables.tasks.outcomes import SUFFIX, parse_outcomes
 from trainables.tasks.registry import get_task
 
@@ -102,14 +103,24 @@ def trial_folder(assignment: str, seed: Any) -> str:
     return folder_prefix(assignment, seed).rstrip("_")
 
 
-def rung_trials(record: AdaptiveRecord, index: int, dev_max: Any) -> list[dict[str, Any]]:
+def cell_steps(run: dict[str, Any], cell: str, rung: Rung, last: bool) -> int:
+    """Return the meta steps a trial of `cell` reaches in `rung`: its share of the cell's own budget (an assignment
+    with two query languages has twice the steps), all of it in the last rung."""
+    cfg = config_from_dict(trial_values({**run, "assignment": cell}))
+    total = cfg.meta.total_steps
+    return total if last else rung_steps(rung.fraction, total, cfg.meta.steps_per_report)
+
+
+def rung_trials(record: AdaptiveRecord, index: int, run: dict[str, Any]) -> list[dict[str, Any]]:
     """Return the trial cells of rung `index` (the baseline's in rung 0), each with its rung budget and folder."""
-    rung = record.rungs[index]
-    budget = {"index": index, "steps": rung.steps, "dev_items": rung.dev_items}
+    rung, last = record.rungs[index], index == len(record.rungs) - 1
+    dev_max = config_from_dict(run).eval.dev_max_examples
     out = [{"assignment": b["assignment"], "seed": b["seed"], "folder": trial_folder(b["assignment"], b["seed"]),
             "rung": {"index": 0, "steps": 0, "dev_items": dev_max}} for b in (record.baseline if index == 0 else [])]
-    out += [{"assignment": c, "seed": s, "folder": trial_folder(c, s), "rung": dict(budget)}
-            for c in record.cells_in(index) for s in rung.seeds]
+    for cell in record.cells_in(index):
+        budget = {"index": index, "steps": cell_steps(run, cell, rung, last), "dev_items": rung.dev_items}
+        out += [{"assignment": cell, "seed": s, "folder": trial_folder(cell, s), "rung": dict(budget)}
+                for s in rung.seeds]
     return out
 
 
@@ -284,7 +295,6 @@ def run_rungs(sw: Any, root: str, name: str, fit: Any) -> list[Any]:
         record = AdaptiveRecord(cells, baseline, rungs, metric)
         write_record(exp, record)
     langs = dev_langs(sw.run)
-    dev_max = config_from_dict(sw.run).eval.dev_max_examples
     a = sw.sweep.adaptive
     results: list[Any] = []
     for index in range(len(record.spent), len(record.rungs)):
@@ -292,7 +302,7 @@ def run_rungs(sw: Any, root: str, name: str, fit: Any) -> list[Any]:
             for cell in record.decisions[index - 1]["stopped"]:
                 for seed in record.rungs[index - 1].seeds:
                     drop_checkpoints(exp, trial_folder(cell, seed))
-        trials = rung_trials(record, index, dev_max)
+        trials = rung_trials(record, index, sw.run)
         remaining = todo(exp, trials, index)
         rung = record.rungs[index]
         log.info("adaptive sweep %s: rung %d of %d: %d cells x %d seeds, %d meta steps, %s dev items per target; "
@@ -321,9 +331,9 @@ def run_rungs(sw: Any, root: str, name: str, fit: Any) -> list[Any]:
 
 def spent_total(record: AdaptiveRecord) -> dict[str, float]:
     """Return what the whole adaptive sweep spent: trial folders, trial runs, meta steps, items, trial-seconds."""
-    folders = set()
+    folders = {trial_folder(b["assignment"], b["seed"]) for b in record.baseline}
     for index, _ in enumerate(record.spent):
-        folders.update(t["folder"] for t in rung_trials(record, index, None))
+        folders.update(trial_folder(c, s) for c in record.cells_in(index) for s in record.rungs[index].seeds)
     return {"trials": len(folders), "trial_runs": sum(s["trials"] for s in record.spent),
             "meta_steps": sum(s["meta_steps"] for s in record.spent),
             "dev_items": sum(s["dev_items"] for s in record.spent),

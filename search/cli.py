@@ -5,6 +5,8 @@
     xlamaml model prepare | verify [--langs en,de,...] [--per-lang N] [--long-tokens N] [--model DIR]
     xlamaml sweep    --config FILE|PRESET [--set k=v ...] [--address ADDR] [--storage DIR] [--name NAME] [--resume]
                      [--force]
+    xlamaml plan     --config FILE|PRESET [--set k=v ...] [--measure | --step-seconds S [--item-seconds S]]
+                     [--slots N] [--json]
     xlamaml analyze  EXP_DIR --out DIR [--power [GAIN]] [--correction holm|bh] [--rank-on-test]
     xlamaml demo     [--config demo|demo-qa] [--set k=v ...] [--storage DIR]
 
@@ -105,6 +107,19 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     print(run_sweep(sw, args.storage, name, address=args.address, resume=args.resume, force=args.force))
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    """Print what a sweep will run (trials, meta steps, items, storage, compute), grid and adaptive side by side."""
+    from search.planner import make_plan
+    from search.sweep import load_sweep
+
+    if not args.config:
+        raise InputError("plan needs --config FILE or --preset NAME")
+    path = preset_path(args.config)
+    plan = make_plan(load_sweep(path, args.set), Path(args.config).stem, step_seconds=args.step_seconds,
+                     item_seconds=args.item_seconds, measure_here=args.measure, slots=args.slots)
+    print(json.dumps(plan.to_dict(), indent=2) if args.json else "\n".join(plan.lines()))
+
+
 def cmd_analyze(args: argparse.Namespace) -> None:
     """Write the analysis of an experiment (folder or URI) to --out; print the files."""
     from analysis.analyze import Options, analyze
@@ -186,6 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="start even when the storage has less free space than the sweep will write")
     p.set_defaults(func=cmd_sweep)
+
+    p = configured("plan", "what a sweep will run, before it runs: trials, meta steps, items, storage, compute")
+    timing = p.add_mutually_exclusive_group()
+    timing.add_argument("--measure", action="store_true",
+                        help="time a few real meta steps and evaluation batches of the configured model here")
+    timing.add_argument("--step-seconds", type=float, metavar="S", help="seconds of one meta step (one trial slot)")
+    p.add_argument("--item-seconds", type=float, metavar="S",
+                   help="seconds to evaluate one dev or test item (with --step-seconds)")
+    p.add_argument("--slots", type=int, metavar="N",
+                   help="trials running at once, for wall time and peak storage (default: sweep.max_concurrent or 1)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("analyze", help="tables, heatmap and best pairs of an experiment (a folder or a URI)")
     p.add_argument("exp_dir", metavar="EXPERIMENT", help="the experiment's folder or URI (s3://bucket/prefix/name)")

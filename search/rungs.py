@@ -81,6 +81,7 @@ class Rung:
     dev_items: int
     seeds: tuple[int, ...]
     cells: int  # how many cells enter it (exact without a bound; at most with one)
+    fraction: float = 1.0  # of each trial's own meta budget (`steps` is that of the sweep's run config)
 
 
 def rung_steps(fraction: float, total: int, per_report: int) -> int:
@@ -102,6 +103,6 @@ def schedule(a: AdaptiveConfig, cells: int, *, total_steps: int, per_report: int
         items = dev_max if a.dev_items[i] is None else min(a.dev_items[i], dev_max)
         count = len(seeds) if a.seeds[i] is None else min(a.seeds[i], len(seeds))
         steps = total_steps if i == len(a.steps) - 1 else rung_steps(fraction, total_steps, per_report)
-        out.append(Rung(i, steps, items, tuple(seeds[:count]), n))
+        out.append(Rung(i, steps, items, tuple(seeds[:count]), n, float(fraction)))
         n = keep_count(n, a.keep, a.min_keep)
     return out

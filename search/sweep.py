@@ -23,7 +23,7 @@ import pyarrow.fs as pafs
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from search.adaptive import plan_rungs, run_rungs
+from search.adaptive import run_rungs
 from search.full_storage import (FullStorageStop, check_free_space, full_error, full_line, is_full_exception,
                                  needed_bytes, stopped, storage_is_full, watching)
 from search.ray_connect import init_ray
@@ -303,9 +303,9 @@ def planned_trials(sw: Sweep) -> int:
     adaptive: its trial folders, cell x seed, at most)."""
     s = sw.sweep
     if s.mode == "adaptive":
-        _, baseline, rungs = plan_rungs(sw.run, s)
-        ends = [r.cells for r in rungs[1:]] + [0]
-        return len(baseline) + sum((r.cells - end) * len(r.seeds) for r, end in zip(rungs, ends))
+        from search.plan import plan_counts  # late: it reads the data's sizes, which only this mode needs here
+
+        return plan_counts(sw, "adaptive").trials
     if s.mode != "grid":
         return s.num_samples
     return len(grid_cells(sw.run, s)) * math.prod(len(v) for v in s.grid.values())

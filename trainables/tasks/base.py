@@ -117,6 +117,11 @@ class Task(ABC):
         """Return {split name: set names} scored beside the test sets for the targets `langs` (MLQA's G-XLT)."""
         return {}
 
+    def extra_eval_data(self, cfg: RunConfig, split: str, name: str) -> Any:
+        """Return the raw rows of the extra set `name` of `split` (what `encode_extra` encodes; the planner counts
+        them)."""
+        raise KeyError(f"task {self.name} has no extra split {split!r}")
+
     def encode_extra(self, cfg: RunConfig, tokenizer: Any, split: str, name: str,
                      max_examples: int | None) -> Any | None:
         """Return the encoded extra set `name` of `split` (first `max_examples` examples), or None if it is empty."""

@@ -126,9 +126,8 @@ class MLQATask(Task):
         """Return {"gxlt": every "<context>-<question>" pair of `langs`} when `eval.gxlt` is on, else {}."""
         return {"gxlt": [f"{c}-{q}" for c in langs for q in langs]} if cfg.eval.gxlt else {}
 
-    def encode_extra(self, cfg: RunConfig, tokenizer: Any, split: str, name: str,
-                     max_examples: int | None) -> QAEncoded | None:
-        """Return the test data of the G-XLT pair `name` ("<context>-<question>"), or None when it has none."""
+    def extra_eval_data(self, cfg: RunConfig, split: str, name: str) -> Any:
+        """Return the test rows of the G-XLT pair `name` ("<context>-<question>") (possibly none)."""
         if split != "gxlt":
             raise KeyError(f"task mlqa has no extra split {split!r}")
         c, q = name.split("-")
@@ -137,6 +136,12 @@ class MLQATask(Task):
         if not official:  # the held-out articles of the context language stand in for test
             keep = self._heldout_uids(cfg, c)
             ds = ds.select([i for i, uid in enumerate(ds["uid"]) if uid in keep])
+        return ds
+
+    def encode_extra(self, cfg: RunConfig, tokenizer: Any, split: str, name: str,
+                     max_examples: int | None) -> QAEncoded | None:
+        """Return the test data of the G-XLT pair `name` ("<context>-<question>"), or None when it has none."""
+        ds = self.extra_eval_data(cfg, split, name)
         if not len(ds):
             return None
         return encode_qa(limit(ds, max_examples), tokenizer, cfg.model.max_length, cfg.model.doc_stride)
