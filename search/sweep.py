@@ -197,7 +197,9 @@ def trial_dirname(trial) -> str:
 class DropStoppedWeights(tune.Callback):
     """Deletes the checkpoints a finished trial no longer needs: all of a trial the scheduler stopped early (ASHA: it
     is never resumed, and its weights would only fill the storage), and all but the last of a trial that spent its
-    budget (the last holds its final report, see the Trainable; the one kept before it holds weights). With
+    budget (the last holds its final report, see the Trainable; the one kept before it holds weights) or paused at an
+    adaptive rung's end (the last holds the weights the next rung continues from: 225 waiting pairs trials keep one
+    checkpoint each, not two). With
     `keep_final` (sweep.keep_final_checkpoint) a trial that spent its budget keeps its last (its final weights) and a
     stopped one keeps all."""
 
@@ -209,12 +211,11 @@ class DropStoppedWeights(tune.Callback):
         fs, path = trial.storage.storage_filesystem, trial.storage.trial_fs_path
         found = sorted(entry.path for entry in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
                        if entry.type == pafs.FileType.Directory and entry.base_name.startswith("checkpoint_"))
-        if (trial.last_result or {}).get("rung/paused"):  # an adaptive rung's end: the next rung may continue it
-            return
+        paused = bool((trial.last_result or {}).get("rung/paused"))
         finished = any(key.startswith("test/") for key in (trial.last_result or {}))
-        if self.keep_final and not finished:
+        if self.keep_final and not (finished or paused):
             return
-        if finished:
+        if finished or paused:  # paused: an adaptive rung's end, from which the next rung may continue it
             found = found[:-1]
             # A trial of a rebuilt run kept the checkpoints it continued from (search/rebuild.py).
             if fs.get_file_info(f"{path}/previous").type == pafs.FileType.Directory:
