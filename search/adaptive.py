@@ -185,14 +185,16 @@ def read_dev(exp: str, folder: str, lang: str, metric: str, items: int | None) -
     return uids[:items] if items else uids, values[metric][:items] if items else values[metric]
 
 
-def rung_scores(exp: str, record: AdaptiveRecord, index: int, langs: list[str]) -> dict[str, dict[str, np.ndarray]]:
-    """Return scores[target][cell] = (seeds, items) dev outcomes of rung `index` (dev only: test is never read)."""
+def rung_scores(exp: str, record: AdaptiveRecord, index: int, langs: list[str],
+                cells: list[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Return scores[target][cell] = (seeds, items) dev outcomes of rung `index` for `cells` (default: all the rung's)
+    (dev only: test is never read)."""
     rung = record.rungs[index]
     scores: dict[str, dict[str, np.ndarray]] = {}
     for lang in langs:
         reference: list[str] | None = None
         scores[lang] = {}
-        for cell in record.cells_in(index):
+        for cell in record.cells_in(index) if cells is None else cells:
             rows = []
             for seed in rung.seeds:
                 uids, values = read_dev(exp, trial_folder(cell, seed), lang, record.metric, rung.dev_items)
@@ -224,8 +226,8 @@ def rung_spent(exp: str, record: AdaptiveRecord, index: int, trials: list[dict[s
     for t in trials:
         reports = read_reports(exp, t["folder"])
         end = rung_end(reports, index)
-        if end is None:
-            raise MissingFileError(f"{storage.join(exp, t['folder'], 'result.json')}: no report ending rung {index}")
+        if end is None:  # errored: it spent what it spent, but nothing of it is counted
+            continue
         before = rung_end(reports, index - 1) if index > 0 else None
         steps += int(end.get("meta/steps", 0)) - int((before or {}).get("meta/steps", 0))
         seconds += float(end.get("time_total_s", 0.0)) - float((before or {}).get("time_total_s", 0.0))
@@ -233,7 +235,8 @@ def rung_spent(exp: str, record: AdaptiveRecord, index: int, trials: list[dict[s
         dev += sum(len(read_dev(exp, t["folder"], lang, record.metric, items)[0]) for lang in langs)
         if any(k.startswith("test/") for k in end):
             test += count_items(exp, t["folder"], "test")
-    return {"rung": index, "trials": len(trials), "meta_steps": steps, "dev_items": dev, "test_items": test,
+    return {"rung": index, "trials": sum(rung_end(read_reports(exp, t["folder"]), index) is not None for t in trials),
+            "meta_steps": steps, "dev_items": dev, "test_items": test,
             "trial_seconds": seconds}
 
 
@@ -311,17 +314,24 @@ def run_rungs(sw: Any, root: str, name: str, fit: Any) -> list[Any]:
         t0 = time.perf_counter()
         if remaining:
             results += list(fit(remaining))
-            errored = [r for r in results if r.error is not None]
-            if errored:
-                return results  # the caller reports them; the rung is decided once they are fixed and resumed
+        # A trial that errored (after sweep.max_failures retries) has no report ending the rung: its cell is stopped
+        # (the others go on); in the last rung it is left for a resume to retry, and the sweep exits non-zero.
+        failed = [t for t in trials if rung_end(read_reports(exp, t["folder"]), index) is None]
+        if failed and index == len(record.rungs) - 1:
+            return results
         if index < len(record.rungs) - 1:
+            broken = sorted({t["assignment"] for t in failed} - {"baseline"})
+            judged = [c for c in record.cells_in(index) if c not in broken]
             keep = keep_count(len(record.cells_in(index)), a.keep, a.min_keep)
-            ex = excluded(record.cells_in(index), langs)
-            decision = decide(rung_scores(exp, record, index, langs), keep, top_k=a.top_k, bound=a.bound,
-                              excluded=ex)
-            record.decisions.append(decision_entry(index, decision, ex))
-            log.info("adaptive sweep %s: after rung %d, %d cells go on, %d stopped", exp, index,
-                     len(decision.kept), len(decision.stopped))
+            ex = excluded(judged, langs)
+            decision = decide(rung_scores(exp, record, index, langs, judged), min(keep, len(judged)), top_k=a.top_k,
+                              bound=a.bound, excluded=ex)
+            entry = decision_entry(index, decision, ex)
+            entry["stopped"].update({c: f"errored in rung {index} (see error.txt in its trial folders)"
+                                     for c in broken})
+            record.decisions.append(entry)
+            log.info("adaptive sweep %s: after rung %d, %d cells go on, %d stopped%s", exp, index,
+                     len(decision.kept), len(entry["stopped"]), f" ({len(broken)} errored)" if broken else "")
         spent = rung_spent(exp, record, index, trials, langs)
         spent["wall_seconds"] = time.perf_counter() - t0
         record.spent.append(spent)

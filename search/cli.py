@@ -140,11 +140,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from trainables import storage
 
     t0 = time.perf_counter()
-    name = f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    exp = run_sweep(load_sweep(preset_path(args.config), args.set), args.storage, name)
+    name = f"{Path(args.config).stem}{'-adaptive' if args.adaptive else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # --adaptive: the same cells, each on a small budget first, then only those some target may pick (search/adaptive.py)
+    overrides = ["sweep.mode=adaptive", *args.set] if args.adaptive else args.set
+    exp = run_sweep(load_sweep(preset_path(args.config), overrides), args.storage, name)
     out = Path("runs", name, "analysis") if storage.is_uri(exp) else Path(exp, "analysis")
     written = analyze(exp, out)
     print((out / "table.md").read_text())
+    if "adaptive.md" in written:
+        print(written["adaptive.md"].read_text())
     print(f"heatmap: {written['heatmap.png']}")
     timing = json.loads(storage.read_bytes(storage.join(str(exp), TIMING_FILE)))
     print(f"Tune phase {timing['tune_seconds']:.0f} s on {timing['slots']} trial slots, "
@@ -230,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = configured("demo", "English stage (cached), the demo sweep and its analysis", default="demo")
     p.add_argument("--storage", default="runs", help="experiments folder (default: ./runs)")
+    p.add_argument("--adaptive", action="store_true",
+                   help="an adaptive sweep over the same cells (sweep.mode=adaptive): prints its picks and compute too")
     p.set_defaults(func=cmd_demo)
     return parser
 

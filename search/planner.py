@@ -12,7 +12,7 @@ Storage is estimated, not measured (labelled so):
 - per trial: a checkpoint holds the meta-trained parameters (embeddings and meta.freeze_layers frozen ones left out)
   and AdamW's two moments, 12 bytes a parameter; a running trial holds sweep.keep_checkpoints of them plus the one
   being written (search/full_storage.needed_bytes), a finished one only its report unless keep_final_checkpoint; an
-  adaptive sweep's trials also hold theirs while they wait for their rung's decision.
+  adaptive sweep's trials also hold their newest while they wait for their rung's decision.
 
 Compute = meta steps x step seconds + evaluated items x item seconds (trial compute only: no English stage, trial
 setup or scheduling), from --step-seconds/--item-seconds or measured here (`measure`).
@@ -178,9 +178,10 @@ def storage(sw: Any, counts: dict[str, PlanCounts], slots: int, sizes: DataSizes
     for mode, c in counts.items():
         running = min(c.trials, slots)
         held = needed_bytes(c.trials, running, ckpt, s.keep_checkpoints, s.keep_final_checkpoint)
-        if c.rungs:  # trials waiting at the end of a rung keep their checkpoints until the rung's decision
+        if c.rungs:  # trials waiting at the end of a rung keep their newest checkpoint until the rung's decision
+            # (search.sweep.DropStoppedWeights drops the older one; a stopped cell's are dropped after the decision)
             waiting = max((r.trial_runs for r in c.rungs[:-1]), default=0)
-            held = max(held, waiting * s.keep_checkpoints * ckpt + c.trials * TRIAL_OVERHEAD)
+            held = max(held, waiting * ckpt + c.trials * TRIAL_OVERHEAD)
         peak[mode] = held
         final[mode] = c.trials * TRIAL_OVERHEAD + (c.finished_trials * ckpt if s.keep_final_checkpoint else 0)
     return Storage(p["total"], trainable, p["total"] * 4, data_bytes, feature_bytes, ckpt, peak, final,

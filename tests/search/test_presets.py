@@ -13,7 +13,7 @@ NAMES = sorted(p.stem for p in PRESETS.glob("*.yaml"))
 
 def test_the_presets_the_project_promises_exist():
     assert {"smoke", "demo", "paper-xnli-mbert-fig2", "paper-xnli-mbert-pairs", "paper-xnli-xlmr",
-            "tune-xnli"} <= set(NAMES)
+            "tune-xnli", "pairs-adaptive"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -36,3 +36,9 @@ def test_paper_presets_hold_the_papers_settings():
     assert sw.sweep.seeds == [1, 2, 3] and len(assignments(sw.sweep.assignments)) == 15
     pairs = load_sweep(PRESETS / "paper-xnli-mbert-pairs.yaml")
     assert len(assignments(pairs.sweep.assignments)) == 226
+
+
+def test_pairs_adaptive_is_the_paper_pairs_sweep_searched_adaptively():
+    grid, adaptive = load_sweep(PRESETS / "paper-xnli-mbert-pairs.yaml"), load_sweep(PRESETS / "pairs-adaptive.yaml")
+    assert adaptive.run == grid.run and adaptive.sweep.mode == "adaptive"
+    assert adaptive.sweep.assignments == grid.sweep.assignments and adaptive.sweep.seeds == grid.sweep.seeds

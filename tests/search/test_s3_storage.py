@@ -93,7 +93,6 @@ def test_sweep_on_s3_survives_sigkill_and_analyzes_from_the_uri(tmp_path, cache,
     summary = {n: (len(lines), lines[-1].get("done"), lines[-1].get("training_iteration")) for n, lines in got.items()}
     files = [f for f in storage.list_files(exp) if not f.startswith("assets/")]
     errors = {f: storage.read_bytes(storage.join(exp, f)).decode()[-1500:] for f in files if f.endswith("error.txt")}
-    open("/tmp/s3_diag.json", "w").write(json.dumps({"errors": errors, "files": files, "err": resumed.stderr[-6000:]}))
     assert len(got) == 3 and all(lines[-1].get("done") for lines in got.values()), (summary, errors, files,
                                                                                    resumed.stderr[-3000:])
     for name, count in finished_before.items():
@@ -117,3 +116,28 @@ def test_a_missing_bucket_is_one_line_before_anything_runs(tmp_path, cache, s3):
     assert len(err) == 1 and err[0].startswith("xlamaml: error: s3://no-such-bucket/runs/x: cannot"), err
     assert not (tmp_path / "cache" / "base").exists()  # no English stage was trained
     assert time.perf_counter() - t0 < 60
+
+
+def test_adaptive_sweep_on_s3_decides_from_the_bucket(tmp_path, cache, s3):
+    """An adaptive sweep whose only storage is the bucket: its record, the rung-0 dev outcomes the rule reads and the
+    survivors' continued trials all live there. About 1.5 minutes."""
+    from search.adaptive import RECORD, read_record, trial_folder
+
+    cells = ["x-maml:hi", "xla-maml:en>hi", "x-maml:de"]
+    settings = ["sweep.mode=adaptive", f"sweep.assignments.items=[baseline,{','.join(json.dumps(c) for c in cells)}]",
+                "sweep.adaptive.steps=[0.5,1.0]", "sweep.adaptive.dev_items=[16,null]", "sweep.adaptive.keep=0.5",
+                "sweep.adaptive.min_keep=1"]
+    done = subprocess.run([sys.executable, "-m", "search.cli", "-q", "sweep", "--config", "smoke", "--storage", s3,
+                           "--name", "adaptive", *[a for s in settings for a in ("--set", s)]],
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    exp = f"{s3}/adaptive"
+    assert storage.exists(storage.join(exp, RECORD))
+    record = read_record(exp)
+    kept = record.decisions[0]["kept"]
+    assert len(kept) == 2 and len(record.spent) == 2
+    got = results(exp)
+    for cell in cells:
+        lines = got[trial_folder(cell, 0)]
+        assert ("test/avg/acc" in lines[-1]) == (cell in kept), cell
+        assert [r["training_iteration"] for r in lines] == list(range(1, len(lines) + 1)), cell
