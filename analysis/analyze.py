@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis import adaptive_report
+from analysis.adaptive_report import Adaptive, load_adaptive, write_adaptive
 from analysis.aggregate import (MissingBaselineError, NoResultsError, resolve_metric, scale_of, split_settings,
                                 with_variants)
 from analysis.corrections import check_correction
@@ -93,15 +95,21 @@ def _matrix_marks(sig: pd.DataFrame, shown: pd.DataFrame, keys: list[str], matri
     return marks_for(rows, matrix.index, matrix.columns, row_key, col_key), family_legend(rows, correction)
 
 
-def _write_heatmaps(parts: dict[str, pd.DataFrame], sig: pd.DataFrame, opts: Options, out: Path) -> dict[str, Path]:
+def _write_heatmaps(parts: dict[str, pd.DataFrame], sig: pd.DataFrame, opts: Options, out: Path,
+                    adaptive: Adaptive | None = None) -> dict[str, Path]:
     written = {}
     for i, (label, part) in enumerate(parts.items()):
-        method = heatmap_method(part)
+        # An adaptive sweep's heatmaps show its stopped cells too (their last dev estimates, hatched).
+        method = heatmap_method(part) if adaptive is None else adaptive_report.heatmap_method(part, method_rank)
         if method is None:
             continue
+        stopped, stopped_note = None, ""
         try:
-            matrix = delta_matrix(part, method=method)
-        except (MissingBaselineError, NoResultsError) as e:
+            if adaptive is None:
+                matrix = delta_matrix(part, method=method)
+            else:
+                matrix, stopped, stopped_note = adaptive_report.aux_matrix(part, method, adaptive)
+        except (MissingBaselineError, NoResultsError, InputError) as e:
             log.warning("heatmap, %s: %s", label, e)
             continue
         # Aux cells (hatched) are not transfer results: significance.csv has no row for them, as in the table.
@@ -110,17 +118,31 @@ def _write_heatmaps(parts: dict[str, pd.DataFrame], sig: pd.DataFrame, opts: Opt
                                     lambda r: r["aux"], "target", list(matrix.columns), opts.correction)
         # The first setting (zero-shot when there is one, as in Figure 2) gets the plain name.
         stem = "heatmap" if not written else f"heatmap-{_slug(label) or i}"
-        written.update({p.name: p for p in plot_heatmap(matrix, out / stem, significant=marks, note=note)})
-        if has_pairs(part):
-            written.update(_write_pairs(part, label, sig, opts, out, "" if stem == "heatmap" else f"-{_slug(label)}"))
+        if stopped is None:
+            paths = plot_heatmap(matrix, out / stem, significant=marks, note=note)
+        else:
+            paths = plot_heatmap(matrix, out / stem, significant=marks, note=_join(note, stopped_note),
+                                 stopped=stopped)
+        written.update({p.name: p for p in paths})
+        if has_pairs(part) if adaptive is None else adaptive_report.has_pairs(part):
+            written.update(_write_pairs(part, label, sig, opts, out, "" if stem == "heatmap" else f"-{_slug(label)}",
+                                        adaptive))
     return written
 
 
+def _join(*notes: str) -> str:
+    return "\n".join(n for n in notes if n)
+
+
 def _write_pairs(part: pd.DataFrame, label: str, sig: pd.DataFrame, opts: Options, out: Path,
-                 suffix: str) -> dict[str, Path]:
+                 suffix: str, adaptive: Adaptive | None = None) -> dict[str, Path]:
     """Return the pairs map's files: support x query, the avg* gain over the baseline, significance marked."""
+    stopped, stopped_note = None, ""
     try:
-        matrix = pairs_matrix(part)
+        if adaptive is None:
+            matrix = pairs_matrix(part)
+        else:
+            matrix, stopped, stopped_note = adaptive_report.pairs_matrix(part, adaptive)
     except XlamamlError as e:
         log.warning("pairs heatmap, %s: %s", label, e)
         return {}
@@ -128,7 +150,11 @@ def _write_pairs(part: pd.DataFrame, label: str, sig: pd.DataFrame, opts: Option
     marks, note = _matrix_marks(sig[(sig["setting"] == label) & sig["method"].isin(methods)],
                                 shown_variants(part, ["support", "query"], methods), ["support", "query"], matrix,
                                 lambda r: r["support"], "query", ["avg_excl_aux"], opts.correction)
-    paths = plot_heatmap(matrix, out / f"pairs-heatmap{suffix}", significant=marks, note=note)
+    if stopped is None:
+        paths = plot_heatmap(matrix, out / f"pairs-heatmap{suffix}", significant=marks, note=note)
+    else:
+        paths = plot_heatmap(matrix, out / f"pairs-heatmap{suffix}", significant=marks,
+                             note=_join(note, stopped_note), stopped=stopped)
     return {p.name: p for p in paths}
 
 
@@ -239,11 +265,24 @@ def _analyze(exp_dir: Path, out_dir: str | Path, name: str, opts: Options) -> di
     sig, files, cells = _significance(df, opts, out)
     written.update(files)
     written.update(_write_tables(parts, sig, opts, out))
-    written.update(_write_heatmaps(parts, sig, opts, out))
+    adaptive = _adaptive(exp_dir, df, name)
+    written.update(_write_heatmaps(parts, sig, opts, out, adaptive))
     written.update(_write_selections(df, sig, opts, out))
     if opts.power is not None:
         written.update(_write_power(df, cells, opts, out))
+    if adaptive is not None:
+        written.update(write_adaptive(adaptive, opts, out, write_csv))
     return written
+
+
+def _adaptive(exp_dir: Path, df: pd.DataFrame, name: str) -> Adaptive | None:
+    """Return the adaptive view of an adaptive experiment (None for a grid one, or with a warning when its record
+    cannot be read)."""
+    try:
+        return load_adaptive(exp_dir, df)
+    except XlamamlError as e:
+        log.warning("%s: adaptive record: %s; no adaptive analysis", name, e)
+        return None
 
 
 def _write_power(df: pd.DataFrame, cells: list[Cell], opts: Options, out: Path) -> dict[str, Path]:

@@ -152,9 +152,10 @@ def gxlt_matrix(df: pd.DataFrame, variant: int, metric: str = "f1") -> pd.DataFr
 
 def plot_heatmap(matrix: pd.DataFrame, path_stem: str | Path, title: str | None = None,
                  aux_marked: bool = True, significant: pd.DataFrame | None = None,
-                 note: str | None = None) -> list[Path]:
+                 note: str | None = None, stopped: pd.DataFrame | None = None) -> list[Path]:
     """Return the PNG and SVG paths written for `matrix` (cells in percentage points for fractions); cells True in
-    `significant` are framed and bold, explained by `note` under the figure."""
+    `significant` are framed and bold, explained by `note` under the figure. Cells True in `stopped` (an adaptive
+    sweep's stopped cells, showing a dev estimate, not test) are dotted and italic; `note` should say so."""
     if matrix.empty:
         raise InputError("empty matrix: nothing to plot")
     scale = float(matrix.attrs.get("scale", 1.0))
@@ -162,6 +163,8 @@ def plot_heatmap(matrix: pd.DataFrame, path_stem: str | Path, title: str | None 
     marked = marked_cells(matrix).to_numpy() if aux_marked else np.zeros(values.shape, dtype=bool)
     strong = (significant.reindex(index=matrix.index, columns=matrix.columns).fillna(False).to_numpy(dtype=bool)
               if significant is not None else np.zeros(values.shape, dtype=bool))
+    dotted = (stopped.reindex(index=matrix.index, columns=matrix.columns).fillna(False).to_numpy(dtype=bool)
+              if stopped is not None else np.zeros(values.shape, dtype=bool))
     finite = values[np.isfinite(values) & ~marked]
     # Symmetric limits centre the diverging map on zero: white means no change.
     lim = float(np.abs(finite).max()) if finite.size else 1.0
@@ -186,10 +189,14 @@ def plot_heatmap(matrix: pd.DataFrame, path_stem: str | Path, title: str | None 
             elif math.isfinite(value):
                 ax.text(j, i, _cell_text(value), ha="center", va="center", fontsize=8,
                         color="white" if abs(value) > 0.6 * lim else "black",
-                        weight="bold" if strong[i, j] else "normal")
+                        weight="bold" if strong[i, j] else "normal", **({"style": "italic"} if dotted[i, j] else {}))
                 if strong[i, j]:
                     ax.add_patch(Rectangle((j - 0.45, i - 0.45), 0.9, 0.9, fill=False, edgecolor="black",
                                            linewidth=1.4))
+                if dotted[i, j]:
+                    # A dev estimate of a cell the adaptive sweep stopped early: coloured, but set apart.
+                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="0.45", hatch=".",
+                                           linewidth=0))
     ax.set_xticks(range(ncols), [str(c) for c in matrix.columns])
     ax.set_yticks(range(nrows), [str(r) for r in matrix.index])
     ax.set_xlabel(matrix.columns.name or "target language")

@@ -1,7 +1,10 @@
 """An experiment directory (Ray Tune layout) -> one tidy table of every trial's final metrics.
 
 A damaged experiment (a full disk, a kill mid-write) still gives a table: a trial whose params.json is cut takes its
-config from its reports, and a trial with neither is left out; each such file is one warning line."""
+config from its reports, and a trial with neither is left out; each such file is one warning line.
+
+In an adaptive sweep (`xlamaml_adaptive.json`) a trial of a cell a decision stopped has status 'stopped': it never
+scored test, like an incomplete trial, but it is neither unfinished nor a failure."""
 
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 from analysis.trial_reports import Metric, final_metrics, has_split, read_reports
-from analysis.trial_info import TrialInfo, trial_info
+from analysis.trial_info import KNOWN_LANGS, TrialInfo, trial_info
+from trainables.assignment import parse_assignment
 from trainables.errors import InputError, MissingFileError
 
 log = logging.getLogger("xlamaml")
@@ -26,6 +30,7 @@ CONFIG_COLUMNS: tuple[str, ...] = (
 COLUMNS: tuple[str, ...] = (
     ("trial_id", "trial_dir", "status") + CONFIG_COLUMNS + ("split", "lang", "metric", "value", "iteration")
 )
+ADAPTIVE_RECORD = "xlamaml_adaptive.json"  # search.adaptive.RECORD (not imported here: that module loads Ray Tune)
 
 
 def trial_dirs(exp_dir: Path) -> list[Path]:
@@ -56,13 +61,29 @@ def read_params(path: Path) -> dict[str, Any]:
     return params
 
 
-def trial_status(trial_dir: Path, metrics: list[Metric]) -> str:
-    """Return 'done' (test metrics reported), 'error' (error.txt, no test metrics) or 'incomplete'."""
+def trial_status(trial_dir: Path, metrics: list[Metric], stopped: bool = False) -> str:
+    """Return 'done' (test metrics reported), 'stopped' (no test metrics, its cell stopped by an adaptive sweep's
+    decision: `stopped`), 'error' (error.txt, no test metrics) or 'incomplete'."""
     # Test metrics win over error.txt: a trial restored with resume_errored keeps the old error.txt
     # even after it finished, and its final report is as good as any.
     if has_split(metrics, "test"):
         return "done"
+    if stopped:
+        return "stopped"
     return "error" if (trial_dir / "error.txt").is_file() else "incomplete"
+
+
+def stopped_cells(exp_dir: Path) -> dict[str, int]:
+    """Return {cell: the rung after which it stopped} of an adaptive experiment's record ({} without one)."""
+    path = exp_dir / ADAPTIVE_RECORD
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return {str(cell): int(d["rung"]) for d in record["decisions"] for cell in d["stopped"]}
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{path}: not an adaptive sweep record ({e}); expected the JSON `xlamaml sweep` "
+                         "wrote") from None
 
 
 def trial_config(trial_dir: Path, reports: list[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:
@@ -80,9 +101,9 @@ def trial_config(trial_dir: Path, reports: list[dict[str, Any]]) -> tuple[dict[s
         return None
 
 
-def trial_rows(trial_dir: Path) -> list[dict[str, Any]]:
+def trial_rows(trial_dir: Path, stopped: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """Return the tidy rows of one trial (one placeholder row when it reported nothing; none when its config cannot
-    be read)."""
+    be read); `stopped`: the assignments an adaptive sweep stopped."""
     reports = read_reports(trial_dir / "result.json")
     found = trial_config(trial_dir, reports)
     if found is None:
@@ -91,7 +112,7 @@ def trial_rows(trial_dir: Path) -> list[dict[str, Any]]:
     metrics = final_metrics(reports)
     ids = [r["trial_id"] for r in reports if r.get("trial_id")]
     head = {"trial_id": str(ids[-1]) if ids else folder_trial_id(trial_dir.name), "trial_dir": str(trial_dir),
-            "status": trial_status(trial_dir, metrics), **info.as_dict()}
+            "status": trial_status(trial_dir, metrics, info.assignment in stopped), **info.as_dict()}
     if not metrics:
         # Keep trials that failed before their first report visible, with an empty metric.
         return [{**head, "split": None, "lang": None, "metric": None, "value": float("nan"), "iteration": None}]
@@ -99,9 +120,18 @@ def trial_rows(trial_dir: Path) -> list[dict[str, Any]]:
              "iteration": m.iteration} for m in metrics]
 
 
+def canonical(cell: str) -> str:
+    """Return an assignment's canonical key (as trial_info names it), or the text itself when it does not parse."""
+    try:
+        return parse_assignment(cell, KNOWN_LANGS).key
+    except ValueError:
+        return cell
+
+
 def load_results(exp_dir: str | Path) -> pd.DataFrame:
     """Return the experiment's tidy table: one row per trial x split x language x metric (final values)."""
-    rows = [row for d in trial_dirs(Path(exp_dir)) for row in trial_rows(d)]
+    stopped = frozenset(canonical(cell) for cell in stopped_cells(Path(exp_dir)))
+    rows = [row for d in trial_dirs(Path(exp_dir)) for row in trial_rows(d, stopped)]
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     df["value"] = df["value"].astype(float)
     # Nullable integers: a baseline has no inner_steps, a trial that never reported no iteration.
