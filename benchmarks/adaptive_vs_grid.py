@@ -27,7 +27,7 @@ from analysis.analyze import analyze  # noqa: E402
 from search.adaptive import read_record as read_adaptive, spent_total  # noqa: E402
 from search.cli import preset_path  # noqa: E402
 from search.plan import plan_counts  # noqa: E402
-from search.sweep import SWEEP_FILE, TIMING_FILE, load_sweep, run_sweep  # noqa: E402
+from search.sweep import SWEEP_FILE, load_sweep, run_sweep  # noqa: E402
 
 SIZES = {
     "smoke": dict(langs=["de", "hi", "sw"], seeds=[42, 43], test=100, dev=60, steps=8, rung_dev=30),
@@ -59,7 +59,7 @@ def run(storage: str, name: str, sets: list[str]) -> Path:
 
 def grid_spent(exp: Path) -> dict[str, float]:
     """Return what a finished grid sweep spent: trials, meta steps, evaluated items (the plan's exact counts, which the
-    trials ran), and trial-seconds (the trials' own time_total_s)."""
+    trials ran), and trial-seconds (the seconds of the trials' reports)."""
     from search.sweep import read_record
 
     plan = plan_counts(read_record(str(exp)), "grid")
@@ -68,52 +68,42 @@ def grid_spent(exp: Path) -> dict[str, float]:
         result = folder / "result.json"
         if result.is_file():
             lines = [line for line in result.read_text().splitlines() if line.strip()]
-            seconds += float(json.loads(lines[-1]).get("time_total_s", 0.0)) if lines else 0.0
+            seconds += sum(float(json.loads(line).get("time_this_iter_s", 0.0)) for line in lines)
     return {"trials": plan.trials, "meta_steps": plan.meta_steps, "dev_items": plan.dev_items,
             "test_items": plan.test_items, "trial_seconds": seconds}
 
 
-def tune_seconds(exp: Path) -> float:
-    """Return the wall seconds of the sweep's last Tune phase (xlamaml_timing.json)."""
-    timing = exp / TIMING_FILE
-    return float(json.loads(timing.read_text())["tune_seconds"]) if timing.is_file() else float("nan")
-
-
-def fmt_gain(row: pd.Series | None) -> str:
-    """Return 'delta [lo, hi]' in points, or '-'."""
-    if row is None:
-        return "-"
-    return f"{100 * row['delta']:+.2f} [{100 * row['ci_low']:+.2f}, {100 * row['ci_high']:+.2f}]"
+def fmt_gain(delta: float, lo: float, hi: float) -> str:
+    """Return 'delta [lo, hi]' (points)."""
+    return f"{delta:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
 
 def compare(grid_exp: Path, ad_exp: Path, grid_out: Path, ad_out: Path) -> str:
-    """Return the markdown comparison: compute spent, then per target the two picks."""
+    """Return the markdown comparison: compute spent, then per target the two picks (test gains in points)."""
     g, a = grid_spent(grid_exp), spent_total(read_adaptive(str(ad_exp)))
     lines = ["| compute | grid | adaptive | adaptive / grid |", "|---|---|---|---|"]
     for key, label in (("trials", "trials"), ("meta_steps", "meta steps"), ("dev_items", "dev items scored"),
                        ("test_items", "test items scored"), ("trial_seconds", "trial-seconds")):
         lines.append(f"| {label} | {g[key]:,.0f} | {a[key]:,.0f} | {a[key] / g[key]:.0%} |")
-    lines.append(f"| Tune wall seconds | {tune_seconds(grid_exp):,.0f} | see the rungs | |")
     grid = pd.read_csv(grid_out / "best_per_target.csv")
     ad = pd.read_csv(ad_out / "adaptive_picks.csv")
     cells = pd.read_csv(grid_out / "significance.csv")
     cells = cells[cells["split"] == "test"]
     lines += ["", "| target | grid pick | its test gain [95% CI] | adaptive pick | its test gain [95% CI] | "
-                  "adaptive pick in the grid |", "|---|---|---|---|---|---|"]
-    for _, row in grid.iterrows():
+                  "the adaptive pick in the grid | indistinguishable on dev (adaptive) |",
+              "|---|---|---|---|---|---|---|"]
+    for _, row in ad.iterrows():
         target = row["target"]
-        mine = ad[ad["target"] == target]
-        pick = mine.iloc[0] if len(mine) else None
-        same = cells[(cells["target"] == target) & (cells["assignment"] == pick["assignment"])] if pick is not None \
-            else cells.iloc[0:0]
-        lines.append(f"| {target} | {row['assignment']} | {fmt_gain(row)} | "
-                     f"{pick['assignment'] if pick is not None else '-'} | "
-                     f"{fmt_gain(None if pick is None else pick.rename(TEST_COLUMNS))} | "
-                     f"{fmt_gain(same.iloc[0]) if len(same) else '-'} |")
+        mine = grid[grid["target"] == target]
+        theirs = mine.iloc[0] if len(mine) else None
+        same = cells[(cells["target"] == target) & (cells["assignment"] == row["pick"])]
+        lines.append(" | ".join([
+            f"| {target}", theirs["assignment"] if theirs is not None else "-",
+            fmt_gain(*(100 * theirs[k] for k in ("delta", "ci_low", "ci_high"))) if theirs is not None else "-",
+            row["pick"], fmt_gain(row["test_gain"], row["test_ci_low"], row["test_ci_high"]),
+            fmt_gain(*(100 * same.iloc[0][k] for k in ("delta", "ci_low", "ci_high"))) if len(same) else "-",
+            f"{int(row['indistinguishable_count'])} of {int(row['candidates'])} |"]))
     return "\n".join(lines)
-
-
-TEST_COLUMNS = {"test_delta": "delta", "test_ci_low": "ci_low", "test_ci_high": "ci_high"}
 
 
 def main() -> None:

@@ -230,7 +230,8 @@ def rung_spent(exp: str, record: AdaptiveRecord, index: int, trials: list[dict[s
             continue
         before = rung_end(reports, index - 1) if index > 0 else None
         steps += int(end.get("meta/steps", 0)) - int((before or {}).get("meta/steps", 0))
-        seconds += float(end.get("time_total_s", 0.0)) - float((before or {}).get("time_total_s", 0.0))
+        # Each report's own seconds (Ray's time_total_s restarts when a trial continues in a later rung).
+        seconds += sum(float(r.get("time_this_iter_s", 0.0)) for r in reports if r.get("rung/index") == index)
         items = t["rung"]["dev_items"]
         dev += sum(len(read_dev(exp, t["folder"], lang, record.metric, items)[0]) for lang in langs)
         if any(k.startswith("test/") for k in end):

@@ -83,6 +83,18 @@ def test_adaptive_smoke_sweep_stops_cells_and_spends_what_the_plan_says(tmp_path
     # a stopped cell keeps no weights; a finished one only its final report
     for cell, _ in decision["stopped"].items():
         assert not list((exp / trial_folder(cell, 0)).glob("checkpoint_*"))
+    # A survivor continued from its rung-0 checkpoint (optimizer, schedule, sampler, RNG): it ends exactly where a
+    # grid trial of the same cell and seed, never paused, ends.
+    kept = decision["kept"]
+    grid = run_sweep(load_sweep(preset_path("smoke"), [
+        f'sweep.assignments.items=[{",".join(json.dumps(c) for c in kept)}]', "sweep.seeds=[0,1]"]),
+        tmp_path / "runs", "grid")
+    for folder in (d for d in grid.iterdir() if (d / "params.json").is_file()):
+        final = reports(grid, folder.name)[-1]
+        cell = json.loads((folder / "params.json").read_text())["trial"]
+        mine = reports(exp, trial_folder(cell["assignment"], cell["seed"]))[-1]
+        assert {k: v for k, v in mine.items() if k.startswith("test/")} == {
+            k: v for k, v in final.items() if k.startswith("test/")}, folder.name
 
 
 def write_trial(exp: Path, folder: str, split: str, lang: str, values: list[float]) -> None:

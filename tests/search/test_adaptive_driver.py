@@ -52,7 +52,7 @@ class FakeFit:
                                {"acc": values})
             last = t["assignment"] == "baseline" or t["rung"]["steps"] == 4
             report = {"training_iteration": 1, "rung/index": t["rung"]["index"], "done": True,
-                      "meta/steps": t["rung"]["steps"], "time_total_s": 1.0}
+                      "meta/steps": t["rung"]["steps"], "time_this_iter_s": 1.0}
             if last:
                 write_outcomes(folder / "predictions" / "test-hi.items.tsv", ["t0", "t1"], {"acc": np.ones(2)})
                 report["test/avg/acc"] = 1.0
