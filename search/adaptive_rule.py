@@ -107,16 +107,16 @@ def _round_robin(judged: Mapping[str, list[str]], keep: int) -> tuple[list[str],
     rank position the round reached)."""
     kept: list[str] = []
     seen: set[str] = set()
+    reached = 0
     for position in range(max((len(order) for order in judged.values()), default=0)):
         for order in judged.values():
             if len(kept) >= keep:
-                return kept, position
+                return kept, reached
+            reached = position + 1
             if position < len(order) and order[position] not in seen:
                 seen.add(order[position])
                 kept.append(order[position])
-        if len(kept) >= keep:
-            return kept, position + 1
-    return kept, max((len(order) for order in judged.values()), default=0)
+    return kept, reached
 
 
 def _quota_reason(cell: str, ranks: Mapping[str, Mapping[str, int]], estimates: Mapping[str, Mapping[str, float]],
