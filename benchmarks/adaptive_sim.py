@@ -57,7 +57,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from search.adaptive_rule import decide, seed_variance
-from search.rungs import AdaptiveConfig, keep_count, rung_steps, schedule
+from search.rungs import AdaptiveConfig, keep_count, keep_ratio, rung_steps, schedule
 
 Z95 = 1.959964
 
@@ -179,8 +179,18 @@ def _spearman_rows(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
     return float(np.mean(out))
 
 
+_TAU: dict[tuple[int, float], tuple[float, float]] = {}
+
+
 def calibrate_tau(gmap: GainMap, target: float, draws: int = 20) -> tuple[float, float]:
     """Return (tau at the calibration fraction, the mean Spearman it gives) so the latter is `target`."""
+    if (id(gmap), target) not in _TAU:
+        _TAU[id(gmap), target] = _calibrate_tau(gmap, target, draws)
+    return _TAU[id(gmap), target]
+
+
+def _calibrate_tau(gmap: GainMap, target: float, draws: int) -> tuple[float, float]:
+    """Return calibrate_tau's answer, computed (bisection on the mean Spearman over fixed draws)."""
     rng = np.random.default_rng(12345)
     g = np.nan_to_num(gmap.gains)
     sd = np.nanstd(gmap.gains, axis=1, keepdims=True)
@@ -241,6 +251,7 @@ class Run:
 
     seconds: float = 0.0
     finished: dict[int, list[int]] = field(default_factory=dict)  # cell -> seed indices finished at full budget
+    note: str = ""  # the budget knob the method was set to
 
 
 def trial_seconds(cost: Cost, n_targets: int, noise: Noise) -> float:
@@ -258,13 +269,14 @@ def run_grid(world: World, cost: Cost, cells: Optional[list[int]] = None) -> Run
 def run_random(world: World, cost: Cost, fraction: float, rng: np.random.Generator) -> Run:
     """Return a uniform random subset of the cells, as many as the fraction of the grid's compute pays for."""
     n = max(1, int(fraction * len(world.map.cells) + 1e-9))
-    return run_grid(world, cost, sorted(rng.choice(len(world.map.cells), n, replace=False).tolist()))
+    run = run_grid(world, cost, sorted(rng.choice(len(world.map.cells), n, replace=False).tolist()))
+    return replace(run, note=f"{n} cells")
 
 
 def adaptive_seconds(a: AdaptiveConfig, n_cells: int, n_targets: int, cost: Cost, noise: Noise) -> float:
     """Return the exact compute of an adaptive sweep without a bound (with one it is at most this)."""
     rungs = schedule(a, n_cells, total_steps=cost.total_steps, per_report=cost.per_report,
-                     dev_max=noise.dev_items, seeds=list(range(noise.seeds)))
+                     dev_max=noise.dev_items, seeds=list(range(noise.seeds)), targets=n_targets)
     total, done = 0.0, {}  # seed -> steps reached by the cells still in
     for rung in rungs:
         for s in rung.seeds:
@@ -277,7 +289,7 @@ def run_adaptive(world: World, cost: Cost, a: AdaptiveConfig) -> Run:
     """Return the adaptive sweep: schedule's rungs, decide() after each, the last rung's survivors finished."""
     gmap, noise = world.map, world.noise
     rungs = schedule(a, len(gmap.cells), total_steps=cost.total_steps, per_report=cost.per_report,
-                     dev_max=noise.dev_items, seeds=list(range(noise.seeds)))
+                     dev_max=noise.dev_items, seeds=list(range(noise.seeds)), targets=len(gmap.targets))
     excluded = gmap.excluded()
     alive = list(range(len(gmap.cells)))
     run, done = Run(), {}
@@ -291,12 +303,14 @@ def run_adaptive(world: World, cost: Cost, a: AdaptiveConfig) -> Run:
         scores = {t: {gmap.cells[c]: world.outcomes(c, rung.steps, cost.total_steps)[ti, :len(rung.seeds),
                                                                                       :rung.dev_items]
                       for c in alive} for ti, t in enumerate(gmap.targets)}
-        keep = keep_count(len(alive), a.keep, a.min_keep)
+        keep = keep_count(len(alive), keep_ratio(a, len(gmap.cells), len(gmap.targets)), a.min_keep)
         decision = decide(scores, keep, top_k=a.top_k, bound=a.bound, excluded=excluded)
         index = {name: j for j, name in enumerate(gmap.cells)}
         alive = [index[name] for name in decision.kept]
     run.seconds += len(alive) * len(rungs[-1].seeds) * cost.evaluate(len(gmap.targets) * noise.test_items)
     run.finished = {c: list(rungs[-1].seeds) for c in alive}
+    run.note = f"keep {a.keep:g}" + (f", per_target {a.per_target:g}" if a.per_target != AdaptiveConfig.per_target
+                                      else "")
     return run
 
 
@@ -327,9 +341,10 @@ def run_asha(world: World, cost: Cost, budget: float, rng: np.random.Generator, 
     marks = milestones(cost, eta, grace)
     recorded: dict[int, list[float]] = {m: [] for m in marks}
     run = Run()
-    for k in order:
+    for started, k in enumerate(order):
         if run.seconds >= budget:
             break
+        run.note = f"eta {eta}, grace {grace:.2g}, {started + 1} of {len(trials)} trials"
         c, s = trials[k]
         prev = 0
         for m in marks:
@@ -349,8 +364,10 @@ def run_asha(world: World, cost: Cost, budget: float, rng: np.random.Generator, 
     return run
 
 
-def run_tpe(world: World, cost: Cost, budget: float, seed: int, eta: int = 3, grace: float = 1 / 9) -> Run:
-    """Return Optuna TPE over the cell with MedianPruner, reports at ASHA's rung budgets, until the budget is spent."""
+def run_tpe(world: World, cost: Cost, budgets: list[float], seed: int, eta: int = 3,
+            grace: float = 1 / 9) -> list[Run]:
+    """Return Optuna TPE over the cell with MedianPruner, reports at ASHA's rung budgets, as it stood when each of
+    `budgets` (ascending seconds) was spent: one sequential run, so a smaller budget's run is a prefix of it."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -361,16 +378,24 @@ def run_tpe(world: World, cost: Cost, budget: float, seed: int, eta: int = 3, gr
     marks = milestones(cost, eta, grace)
     used: dict[int, list[float]] = {}  # cell -> final values of its finished seeds
     started: dict[int, int] = {}
-    run = Run()
-    for _ in range(20 * len(names) * world.noise.seeds):
-        if run.seconds >= budget:
+    run, out, idle = Run(), [], 0
+    while len(out) < len(budgets):
+        if run.seconds >= budgets[len(out)]:
+            out.append(Run(run.seconds, {c: list(s) for c, s in run.finished.items()}, run.note))
+            continue
+        if idle > len(names):  # it keeps asking for cells whose seeds all ran: it will spend nothing more
+            out += [Run(run.seconds, {c: list(s) for c, s in run.finished.items()}, run.note + ", then idle")] * (
+                len(budgets) - len(out))
             break
         trial = study.ask()
         c = names.index(trial.suggest_categorical("cell", names))
         s = started.get(c, 0)
+        run.note = f"{len(study.trials)} trials"
         if s >= world.noise.seeds:  # every seed of the cell ran: tell what they gave, at no cost
-            study.tell(trial, float(np.mean(used[c])) if used.get(c) else float("-inf"))
+            study.tell(trial, float(np.mean(used[c])) if used.get(c) else -100.0)
+            idle += 1
             continue
+        idle = 0
         started[c] = s + 1
         prev, pruned = 0, False
         for step, m in enumerate(marks):
@@ -388,7 +413,7 @@ def run_tpe(world: World, cost: Cost, budget: float, seed: int, eta: int = 3, gr
             run.finished.setdefault(c, []).append(s)
             used.setdefault(c, []).append(value)
             study.tell(trial, value)
-    return run
+    return out
 
 
 @dataclass
@@ -399,6 +424,7 @@ class Score:
     best_in_set: list[bool] = field(default_factory=list)
     set_size: list[int] = field(default_factory=list)
     fraction: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def score(world: World, run: Run, cost: Cost, into: Score) -> None:
@@ -439,19 +465,19 @@ Method = Callable[[World, float, int], Run]
 
 
 def methods(gmap: GainMap, cost: Cost, noise: Noise, adaptive: AdaptiveConfig, grid_s: float,
-            tpe: bool = True) -> dict[str, Method]:
+            ) -> dict[str, Method]:
     """Return the compared methods: name -> (world, fraction, rep) -> run."""
-    def adapt(world: World, fraction: float, rep: int) -> Run:
+    def adapt(world: World, fraction: float, rep: int) -> Optional[Run]:
+        # The keep ratio is fitted to the fraction; where per_target alone costs more, it is dropped (and said so).
         a = fit_keep(adaptive, gmap, cost, noise, fraction * grid_s)
-        return run_adaptive(world, cost, a) if a is not None else Run()
+        a = a or fit_keep(replace(adaptive, per_target=0.0), gmap, cost, noise, fraction * grid_s)
+        return run_adaptive(world, cost, a) if a is not None else None
 
     out: dict[str, Method] = {
         "random": lambda w, f, rep: run_random(w, cost, f, np.random.default_rng([rep, 3, int(f * 1000)])),
         "asha": lambda w, f, rep: run_asha(w, cost, f * grid_s, np.random.default_rng([rep, 4, int(f * 1000)])),
         "adaptive": adapt,
     }
-    if tpe:
-        out["tpe"] = lambda w, f, rep: run_tpe(w, cost, f * grid_s, seed=rep)
     return out
 
 
@@ -467,34 +493,48 @@ def simulate(gmap: GainMap, cost: Cost, noise: Noise, adaptive: AdaptiveConfig, 
         cell = table.setdefault(("grid", 1.0), Score())
         score(world, run, cost, cell)
         cell.fraction.append(run.seconds / grid_s)
-        for name, method in methods(gmap, cost, noise, adaptive, grid_s, tpe).items():
-            for f in fractions:
-                run = method(world, f, rep)
-                cell = table.setdefault((name, f), Score())
-                score(world, run, cost, cell)
-                cell.fraction.append(run.seconds / grid_s)
+        runs = [("adaptive (defaults)", 0.0, run_adaptive(world, cost, adaptive))]
+        runs += [(name, f, method(world, f, rep)) for name, method in methods(gmap, cost, noise, adaptive,
+                                                                             grid_s).items() for f in fractions]
+        if tpe:  # one run per repetition, read off at each fraction
+            runs += [("tpe", f, r) for f, r in zip(fractions, run_tpe(world, cost, [f * grid_s for f in fractions],
+                                                                       seed=rep))]
+        for name, f, run in runs:
+            if run is None:  # the method cannot be set that cheap
+                continue
+            cell = table.setdefault((name, f), Score())
+            cell.notes.append(run.note)
+            score(world, run, cost, cell)
+            cell.fraction.append(run.seconds / grid_s)
     return table
 
 
 def markdown(table: dict[tuple[str, float], Score]) -> str:
     """Return the table: method, target fraction, achieved fraction, regret, best-in-set rate, set size."""
-    lines = ["| method | compute (target) | compute (achieved) | regret (points) | true best in set | set size |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| method | compute (target) | compute (achieved) | regret (points) | true best in set | set size | knob |",
+             "|---|---|---|---|---|---|---|"]
     for (name, f), s in sorted(table.items(), key=lambda kv: (kv[0][0] != "grid", kv[0][0], kv[0][1])):
+        # ± : standard error over targets x repetitions taken as independent (they are not quite): a scale only.
         se = np.std(s.regret, ddof=1) / math.sqrt(len(s.regret)) if len(s.regret) > 1 else 0.0
-        lines.append(f"| {name} | {f:.0%} | {np.mean(s.fraction):.1%} | {np.mean(s.regret):.2f} ± {se:.2f} | "
-                     f"{np.mean(s.best_in_set):.0%} | {np.mean(s.set_size):.1f} |")
+        knob = "; ".join(dict.fromkeys(n for n in s.notes if n))
+        target = f"{f:.0%}" if f else "defaults"
+        lines.append(f"| {name} | {target} | {np.mean(s.fraction):.1%} | {np.mean(s.regret):.2f} ± {se:.2f} | "
+                     f"{np.mean(s.best_in_set):.0%} | {np.mean(s.set_size):.1f} | {knob} |")
     return "\n".join(lines)
 
 
 # Candidate rung layouts for --search: (steps, dev items, seeds per rung); keep is fitted to each compute fraction.
 LAYOUTS: list[tuple[list[float], list[Optional[int]], list[Optional[int]]]] = [
+    ([0.05, 1.0], [500, None], [1, None]),
     ([0.1, 1.0], [100, None], [1, None]),
+    ([0.1, 1.0], [200, None], [1, None]),
     ([0.1, 1.0], [500, None], [1, None]),
     ([0.25, 1.0], [200, None], [1, None]),
     ([0.25, 1.0], [500, None], [1, None]),
-    ([0.1, 0.3, 1.0], [200, None, None], [1, 1, None]),
+    ([0.1, 0.3, 1.0], [500, None, None], [1, 1, None]),
+    ([0.1, 0.5, 1.0], [200, None, None], [1, 1, None]),
     ([0.1, 0.5, 1.0], [500, None, None], [1, 1, None]),
+    ([0.1, 0.5, 1.0], [500, None, None], [1, 2, None]),
 ]
 
 
@@ -506,9 +546,10 @@ def search(gmap: GainMap, cost: Cost, noise: Noise, fraction: float, reps: int, 
              "| steps | dev items | seeds | bound | keep | compute | regret | true best in set | set size |",
              "|---|---|---|---|---|---|---|---|---|"]
     for steps, items, seeds in LAYOUTS:
-        for bound in (None, 3.0):
-            a = fit_keep(replace(base, steps=steps, dev_items=items, seeds=seeds, bound=bound), gmap, cost, noise,
-                         fraction * grid_s)
+        for bound in (None, 2.0):
+            # per_target 0: the layouts compete on the keep ratio alone.
+            a = fit_keep(replace(base, steps=steps, dev_items=items, seeds=seeds, bound=bound, per_target=0.0), gmap,
+                         cost, noise, fraction * grid_s)
             if a is None:
                 continue
             s = Score()
@@ -541,7 +582,8 @@ def main() -> None:
     parser.add_argument("--total-steps", type=int, default=Cost.total_steps)
     parser.add_argument("--per-report", type=int, default=Cost.per_report)
     parser.add_argument("--no-tpe", action="store_true", help="leave out Optuna TPE (the slowest method)")
-    parser.add_argument("--search", action="store_true", help="also compare adaptive layouts at 25%% / 60%%")
+    parser.add_argument("--search", action="store_true", help="also compare adaptive layouts at 25%% and 60%%")
+    parser.add_argument("--search-only", action="store_true", help="only the layouts (--search without the table)")
     parser.add_argument("--smoke-test", action="store_true", help="one small map, two reps: seconds")
     args = parser.parse_args()
     noise = Noise(args.dev_items, args.test_items, args.disagree, args.seed_sd, args.seed_share, args.rank_corr,
@@ -555,6 +597,7 @@ def main() -> None:
         maps = [synthetic_pairs(), synthetic_aux()]
     if args.smoke_test:
         args.reps, args.fractions = 2, [0.25, 0.6]
+    args.fractions = sorted(args.fractions)
     print(f"noise: {noise}\ncost: {cost}\nreps: {args.reps}")
     for gmap in maps:
         t0 = time.perf_counter()
@@ -562,11 +605,11 @@ def main() -> None:
         adaptive = AdaptiveConfig()
         print(f"\n## {gmap.name}: {len(gmap.cells)} cells x {len(gmap.targets)} targets; adaptive {adaptive}; "
               f"tau at {noise.rank_corr_at:.0%} = {tau:.2f} (mean Spearman {corr:.3f})\n")
-        table = simulate(gmap, cost, noise, adaptive, args.fractions, args.reps, tpe=not args.no_tpe)
-        print(markdown(table))
-        if args.search:
-            goal = 0.25 if len(gmap.cells) >= 100 else 0.60
-            print("\n" + search(gmap, cost, noise, goal, args.reps, adaptive))
+        if not args.search_only:
+            print(markdown(simulate(gmap, cost, noise, adaptive, args.fractions, args.reps, tpe=not args.no_tpe)))
+        if args.search or args.search_only:  # (keep fitted with per_target as configured)
+            for goal in (0.25, 0.60):
+                print("\n" + search(gmap, cost, noise, goal, args.reps, adaptive))
         print(f"\n({time.perf_counter() - t0:.1f} s)")
 
 
