@@ -309,8 +309,9 @@ def run_adaptive(world: World, cost: Cost, a: AdaptiveConfig) -> Run:
         alive = [index[name] for name in decision.kept]
     run.seconds += len(alive) * len(rungs[-1].seeds) * cost.evaluate(len(gmap.targets) * noise.test_items)
     run.finished = {c: list(rungs[-1].seeds) for c in alive}
-    run.note = f"keep {a.keep:g}" + (f", per_target {a.per_target:g}" if a.per_target != AdaptiveConfig.per_target
-                                      else "")
+    ratio = keep_ratio(a, len(gmap.cells), len(gmap.targets))
+    run.note = (f"keep {a.keep:g}" + (f" (used {ratio:.2f})" if ratio != a.keep else "")
+                + (f", per_target {a.per_target:g}" if a.per_target != AdaptiveConfig.per_target else ""))
     return run
 
 
@@ -606,11 +607,55 @@ def main() -> None:
         print(f"\n## {gmap.name}: {len(gmap.cells)} cells x {len(gmap.targets)} targets; adaptive {adaptive}; "
               f"tau at {noise.rank_corr_at:.0%} = {tau:.2f} (mean Spearman {corr:.3f})\n")
         if not args.search_only:
-            print(markdown(simulate(gmap, cost, noise, adaptive, args.fractions, args.reps, tpe=not args.no_tpe)))
+            table = simulate(gmap, cost, noise, adaptive, args.fractions, args.reps, tpe=not args.no_tpe)
+            print(markdown(table))
+            print("\nadaptive's regret minus the others' (paired over repetitions; negative: adaptive better)\n")
+            print(paired_table(table, len(gmap.targets)))
+            print("\n" + goal_lines(table, 0.25 if len(gmap.cells) >= 100 else 0.60))
         if args.search or args.search_only:  # (keep fitted with per_target as configured)
             for goal in (0.25, 0.60):
                 print("\n" + search(gmap, cost, noise, goal, args.reps, adaptive))
         print(f"\n({time.perf_counter() - t0:.1f} s)")
+
+
+
+def per_rep(s: Score, n_targets: int) -> np.ndarray:
+    """Return a score's regret averaged over targets, one value per repetition."""
+    return np.asarray(s.regret).reshape(-1, n_targets).mean(axis=1)
+
+
+def paired_table(table: dict[tuple[str, float], Score], n_targets: int) -> str:
+    """Return adaptive's regret minus each other method's at the same fraction: mean ± se over repetitions (paired:
+    every method measures the same simulated runs)."""
+    others = sorted({name for name, _ in table} - {"adaptive", "adaptive (defaults)", "grid"})
+    lines = ["| compute | " + " | ".join(f"adaptive - {o}" for o in others) + " | adaptive - grid (100%) |",
+             "|---" * (len(others) + 2) + "|"]
+    grid = per_rep(table["grid", 1.0], n_targets)
+    for (name, f), s in sorted(table.items()):
+        if name != "adaptive":
+            continue
+        mine, cells = per_rep(s, n_targets), []
+        for o in others + ["grid"]:
+            theirs = grid if o == "grid" else per_rep(table[o, f], n_targets) if (o, f) in table else None
+            if theirs is None:
+                cells.append("n/a")
+                continue
+            d = mine - theirs
+            cells.append(f"{d.mean():+.2f} ± {d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else 0:.2f}")
+        lines.append(f"| {f:.0%} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def goal_lines(table: dict[tuple[str, float], Score], limit: float) -> str:
+    """Return whether adaptive meets the issue's goal: regret at most the grid's + 0.1 points within `limit`."""
+    grid = float(np.mean(table["grid", 1.0].regret))
+    out = []
+    for (name, f), s in sorted(table.items()):
+        if name.startswith("adaptive") and np.mean(s.fraction) <= limit + 1e-9:
+            r = float(np.mean(s.regret))
+            out.append(f"goal ({name}, {np.mean(s.fraction):.1%} of the grid <= {limit:.0%}): regret {r:.2f} vs "
+                       f"grid {grid:.2f} + 0.10 -> {'met' if r <= grid + 0.1 else 'NOT met'}")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
