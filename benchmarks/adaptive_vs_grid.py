@@ -30,11 +30,11 @@ from search.plan import plan_counts  # noqa: E402
 from search.sweep import SWEEP_FILE, load_sweep, run_sweep  # noqa: E402
 
 SIZES = {
-    "smoke": dict(langs=["de", "hi", "sw"], seeds=[42, 43], test=100, dev=60, steps=8, rung_dev=30),
+    "smoke": dict(langs=["de", "hi", "sw"], seeds=[42, 43], test=100, dev=60, steps=8),
     "small": dict(langs=["ar", "de", "es", "hi", "sw", "zh"], seeds=[42, 43], test=300, dev=200, steps=40,
-                  rung_dev=100),
+                  ),
     "full": dict(langs=["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"],
-                 seeds=[42, 43, 44], test=None, dev=500, steps=40, rung_dev=200),
+                 seeds=[42, 43, 44], test=None, dev=500, steps=40),
 }
 
 
@@ -46,7 +46,7 @@ def overrides(size: dict, mode: str, extra: list[str]) -> list[str]:
             "sweep.assignments.methods=[baseline,x-maml,xla-maml]", f"sweep.seeds=[{','.join(map(str, size['seeds']))}]",
             f"eval.target_langs=[{langs}]", f"eval.dev_langs=[{langs}]", f"eval.max_examples={test}",
             f"eval.dev_max_examples={size['dev']}", f"meta.steps_per_query_lang={size['steps']}",
-            f"meta.steps_per_report={size['steps']}", f"sweep.adaptive.dev_items=[{size['rung_dev']},null]", *extra]
+            f"meta.steps_per_report={size['steps']}", *extra]
 
 
 def run(storage: str, name: str, sets: list[str]) -> Path:

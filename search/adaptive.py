@@ -30,7 +30,7 @@ import numpy as np
 from analysis.trial_reports import parse_report
 from search.adaptive_rule import Decision, decide
 from search.rebuild import PREVIOUS
-from search.rungs import Rung, keep_count, rung_steps, schedule
+from search.rungs import Rung, rung_steps, schedule
 from search.space import assignments, grid_trials, seedless_baseline
 from trainables import storage
 from trainables.assignment import folder_prefix, parse_assignment
@@ -87,8 +87,8 @@ def plan_rungs(run: dict[str, Any], sweep: Any) -> tuple[list[str], list[dict[st
     if "baseline" in names:
         seedless = seedless_baseline(cfg, get_task(cfg.task))
         baseline = grid_trials(["baseline"], list(sweep.seeds), seedless_baseline=seedless)
-    rungs = schedule(sweep.adaptive, len(cells), total_steps=cfg.meta.total_steps,
-                     per_report=cfg.meta.steps_per_report, dev_max=cfg.eval.dev_max_examples, seeds=list(sweep.seeds))
+    rungs = schedule(sweep.adaptive, len(cells), total_steps=cfg.meta.total_steps, dev_max=cfg.eval.dev_max_examples,
+                     seeds=list(sweep.seeds), targets=len(cfg.eval.dev_langs or cfg.eval.target_langs))
     return cells, baseline, rungs
 
 
@@ -108,7 +108,7 @@ def cell_steps(run: dict[str, Any], cell: str, rung: Rung, last: bool) -> int:
     with two query languages has twice the steps), all of it in the last rung."""
     cfg = config_from_dict(trial_values({**run, "assignment": cell}))
     total = cfg.meta.total_steps
-    return total if last else rung_steps(rung.fraction, total, cfg.meta.steps_per_report)
+    return total if last else rung_steps(rung.fraction, total)
 
 
 def rung_trials(record: AdaptiveRecord, index: int, run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -323,7 +323,7 @@ def run_rungs(sw: Any, root: str, name: str, fit: Any) -> list[Any]:
         if index < len(record.rungs) - 1:
             broken = sorted({t["assignment"] for t in failed} - {"baseline"})
             judged = [c for c in record.cells_in(index) if c not in broken]
-            keep = keep_count(len(record.cells_in(index)), a.keep, a.min_keep)
+            keep = record.rungs[index + 1].cells  # the schedule's count (search/rungs.py), as the plan printed
             ex = excluded(judged, langs)
             decision = decide(rung_scores(exp, record, index, langs, judged), min(keep, len(judged)), top_k=a.top_k,
                               bound=a.bound, excluded=ex)

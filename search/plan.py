@@ -255,9 +255,10 @@ def _adaptive(sw: Any, cells: list, base_cfgs: list[RunConfig], base_dev: int, b
     differ = len(totals) > 1 or len(per_report) > 1
     if differ:
         notes.append("cells differ in meta budget: each counted at the largest (an upper bound)")
-    total, report = max(totals), min(per_report)
+    total = max(totals)
     dev_cap = max(per.dev_max(cfg) for cfg in first)
-    rungs = schedule(a, len(cells), total_steps=total, per_report=report, dev_max=dev_cap, seeds=list(s.seeds))
+    targets = len(dev_langs(first[0]))  # the decisions' targets: eval.dev_langs, else the targets
+    rungs = schedule(a, len(cells), total_steps=total, dev_max=dev_cap, seeds=list(s.seeds), targets=targets)
     out_rungs, steps, dev, trials, runs = [], 0, 0, 0, 0
     for i, rung in enumerate(rungs):
         after = rungs[i + 1].cells if i + 1 < len(rungs) else 0

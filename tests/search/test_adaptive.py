@@ -21,7 +21,7 @@ from trainables.tasks.outcomes import write_outcomes
 
 CELLS = ["x-maml:hi", "xla-maml:en>hi", "x-maml:de", "xla-maml:en>de"]
 SETTINGS = ['sweep.mode=adaptive', f'sweep.assignments.items=[baseline,{",".join(json.dumps(c) for c in CELLS)}]',
-            "sweep.seeds=[0,1]", "sweep.adaptive.steps=[0.5,1.0]", "sweep.adaptive.dev_items=[16,null]",
+            "sweep.seeds=[0,1]", "sweep.adaptive.steps=[0.5,1.0]", "sweep.adaptive.dev_items=[16,null]", "sweep.adaptive.seeds=[1,null]",
             "sweep.adaptive.keep=0.5", "sweep.adaptive.min_keep=1"]
 
 

@@ -17,7 +17,7 @@ from trainables.tasks.outcomes import write_outcomes
 
 CELLS = ["x-maml:hi", "xla-maml:en>hi", "x-maml:de", "xla-maml:en>de"]
 SETTINGS = ["sweep.mode=adaptive", f"sweep.assignments.items=[baseline,{','.join(json.dumps(c) for c in CELLS)}]",
-            "sweep.seeds=[0,1]", "sweep.adaptive.steps=[0.5,1.0]", "sweep.adaptive.dev_items=[16,null]",
+            "sweep.seeds=[0,1]", "sweep.adaptive.steps=[0.5,1.0]", "sweep.adaptive.dev_items=[16,null]", "sweep.adaptive.seeds=[1,null]",
             "sweep.adaptive.keep=0.5", "sweep.adaptive.min_keep=1"]
 # Each cell's dev accuracy: x-maml:de is best on every target it is judged on, xla-maml:en>de worst.
 QUALITY = {"baseline": 0.5, "x-maml:hi": 0.6, "xla-maml:en>hi": 0.55, "x-maml:de": 0.8, "xla-maml:en>de": 0.3}

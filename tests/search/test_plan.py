@@ -26,14 +26,14 @@ def test_smoke_counts_by_hand(data_dir):
     assert g.dev_items == 2 * 2 * dev_report + 1 * dev_report  # 2 reports a meta trial, 1 for the baseline
     assert g.test_items == 3 * test
     assert not g.upper_bound and not g.estimated
-    # adaptive (defaults: steps [0.25, 1], dev_items [200, null], seeds [1, null], keep 0.25, min_keep 2):
-    # rung 0: 2 cells x 1 seed to 2 steps (0.25 x 4 rounded up to a report), 32 dev items; both kept (min_keep 2);
-    # rung 1: 2 cells x 1 seed to 4 steps.
+    # adaptive (defaults: steps [0.1, 0.5, 1], every dev item, seeds [1, 2, all], keep 0.4, min_keep 2, per_target
+    # 0.4): rungs to 1, 2 and 4 steps (0.1 x 4 rounded up), 32 dev items, 1 seed each (the sweep has one); both cells
+    # kept each time (min_keep 2).
     a = plan_counts(sw, "adaptive")
-    assert [(r.cells, r.seeds, r.steps, r.dev_items) for r in a.rungs] == [(2, 1, 2, 32), (2, 1, 4, 32)]
-    assert (a.trials, a.trial_runs, a.finished_trials) == (0 * 1 + 2 * 1 + 1, 2 + 2 + 1, 2 + 1)
-    assert a.meta_steps == (2 - 2) * 1 * 2 + 2 * 1 * 4
-    assert a.dev_items == 2 * 1 * dev_report + 2 * 1 * dev_report + 1 * dev_report
+    assert [(r.cells, r.seeds, r.steps, r.dev_items) for r in a.rungs] == [(2, 1, 1, 32), (2, 1, 2, 32), (2, 1, 4, 32)]
+    assert (a.trials, a.trial_runs, a.finished_trials) == (2 * 1 + 1, 2 + 2 + 2 + 1, 2 + 1)
+    assert a.meta_steps == 2 * 1 * 4
+    assert a.dev_items == 3 * 2 * 1 * dev_report + 1 * dev_report
     assert a.test_items == 2 * 1 * test + 1 * test
     assert not a.upper_bound
 
@@ -48,14 +48,15 @@ def test_demo_counts_by_hand(data_dir):
     assert g.meta_steps == 12 * 40
     assert g.dev_items == 13 * dev_report
     assert g.test_items == 13 * test
-    # adaptive: rung 0 reaches 40 steps (0.25 x 40 rounded up to a whole report), 4 cells x 1 seed, min(200, 100)
-    # dev items; keep max(2, ceil(4 x 0.25)) = 2 cells; rung 1: 2 cells x 3 seeds, 40 steps.
+    # adaptive: 2 dev targets (ar, es), so per_target 0.4 asks for 1 final cell and the ratio is max(0.4, (1/4)^(1/2))
+    # = 0.5; rungs to 4, 20 and 40 steps with 1, 2 and 3 seeds; 4 cells, then max(2, ceil(4 x 0.5)) = 2, then 2.
     a = plan_counts(sw, "adaptive")
-    assert [(r.cells, r.seeds, r.steps, r.dev_items) for r in a.rungs] == [(4, 1, 40, 100), (2, 3, 40, 100)]
+    assert [(r.cells, r.seeds, r.steps, r.dev_items) for r in a.rungs] == [(4, 1, 4, 100), (2, 2, 20, 100),
+                                                                          (2, 3, 40, 100)]
     assert a.trials == (4 - 2) * 1 + 2 * 3 + 1
-    assert a.trial_runs == 4 * 1 + 2 * 3 + 1
-    assert a.meta_steps == (4 - 2) * 1 * 40 + 2 * 3 * 40
-    assert a.dev_items == 4 * 1 * dev_report + 2 * 3 * dev_report + 1 * dev_report
+    assert a.trial_runs == 4 * 1 + 2 * 2 + 2 * 3 + 1
+    assert a.meta_steps == (4 - 2) * 1 * 4 + 2 * 3 * 40
+    assert a.dev_items == (4 * 1 + 2 * 2 + 2 * 3) * dev_report + 1 * dev_report
     assert a.test_items == 2 * 3 * test + 1 * test
 
 
@@ -64,11 +65,11 @@ def test_adaptive_with_a_bound_is_at_most_and_rungs_follow_the_config(data_dir, 
                "sweep.adaptive.dev_items=[50,null]", "sweep.adaptive.seeds=[2,null]", "sweep.adaptive.min_keep=1")
     a = plan_counts(sw, "adaptive")
     assert a.upper_bound
-    # rung 0: 4 cells x 2 seeds to 40 steps (0.5 x 40 = 20, rounded up to the report of 40), 50 dev items;
-    # keep max(1, ceil(4 x 0.25)) = 1 cell; rung 1: 1 cell x 3 seeds.
-    assert [(r.cells, r.seeds, r.steps, r.dev_items) for r in a.rungs] == [(4, 2, 40, 50), (1, 3, 40, 100)]
-    assert a.trials == (4 - 1) * 2 + 1 * 3 + 1
-    assert a.dev_items == 4 * 2 * 2 * 50 + 1 * 3 * 2 * 100 + 2 * 100
+    # rung 0: 4 cells x 2 seeds to 20 steps (0.5 x 40), 50 dev items; one cut, so the ratio is max(0.4, 1/4) and
+    # max(1, ceil(4 x 0.4)) = 2 cells go on; rung 1: 2 cells x 3 seeds.
+    assert [(r.cells, r.seeds, r.steps, r.dev_items) for r in a.rungs] == [(4, 2, 20, 50), (2, 3, 40, 100)]
+    assert a.trials == (4 - 2) * 2 + 2 * 3 + 1
+    assert a.dev_items == 4 * 2 * 2 * 50 + 2 * 3 * 2 * 100 + 2 * 100
     assert main(["-q", "plan", "--preset", "demo", "--set", f"data.dir={data_dir}", "--set",
                  "sweep.adaptive.bound=2.0"]) == 0
     out = capsys.readouterr().out
@@ -94,7 +95,7 @@ def test_cli_prints_both_columns_and_json(data_dir, capsys):
     header = next(line for line in out.splitlines() if "grid" in line and "adaptive" in line)
     assert "grid (preset)" in header
     steps = next(line for line in out.splitlines() if line.startswith("meta steps"))
-    assert steps.split()[-2:] == ["480", "320"]
+    assert steps.split()[-2:] == ["480", "248"]
     assert "trial-hours" in out and "wall time on 1 slot" in out
     assert main(["-q", "plan", "--preset", "demo", "--set", f"data.dir={data_dir}", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -112,7 +113,7 @@ def test_paper_mlqa_test_sizes_are_estimated_and_said_so(capsys):
 
 @pytest.mark.parametrize("args, words", [
     (["--set", "sweep.nope=1"], "sweep.nope"),
-    (["--set", "sweep.adaptive.steps=[0.25,0.5,1.0]"], "sweep.adaptive.dev_items: expected 3 values"),
+    (["--set", "sweep.adaptive.steps=[0.5,1.0]"], "sweep.adaptive.dev_items: expected 2 values"),
     (["--step-seconds", "-1"], "--step-seconds"),
     (["--item-seconds", "0.1"], "--item-seconds needs --step-seconds"),
 ])

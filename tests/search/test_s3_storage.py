@@ -125,7 +125,7 @@ def test_adaptive_sweep_on_s3_decides_from_the_bucket(tmp_path, cache, s3):
 
     cells = ["x-maml:hi", "xla-maml:en>hi", "x-maml:de"]
     settings = ["sweep.mode=adaptive", f"sweep.assignments.items=[baseline,{','.join(json.dumps(c) for c in cells)}]",
-                "sweep.adaptive.steps=[0.5,1.0]", "sweep.adaptive.dev_items=[16,null]", "sweep.adaptive.keep=0.5",
+                "sweep.adaptive.steps=[0.5,1.0]", "sweep.adaptive.dev_items=[16,null]", "sweep.adaptive.seeds=[1,null]", "sweep.adaptive.keep=0.5",
                 "sweep.adaptive.min_keep=1"]
     done = subprocess.run([sys.executable, "-m", "search.cli", "-q", "sweep", "--config", "smoke", "--storage", s3,
                            "--name", "adaptive", *[a for s in settings for a in ("--set", s)]],
