@@ -13,7 +13,7 @@ worse than a cell already protected. The difference is paired over items: per it
 minus the top_k-th cell's. Its variance is the items' part, var(d_i) / items, plus the seeds' part, which items
 cannot show: a seed moves a run's whole score (a per-run offset), so with s seeds each mean carries seed_var / s.
 seed_var is pooled over the target's cells that ran two or more seeds (variance of per-seed means); with a single
-seed everywhere it cannot be measured and `SEED_SD` (1 point, the demo's seed std) stands in, so the bound never
+seed everywhere it cannot be measured and `SEED_SD_POINTS` (1 point, the demo's seed std) stands in, so the bound never
 pretends one seed is exact.
 
 Numpy only: the sweep driver and the simulator (`benchmarks/adaptive_sim.py`) call the same code.
@@ -26,9 +26,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Seed standard deviation of a run's mean score (metric units) assumed when no cell of a target has two seeds:
-# about the seed std of the demo experiment's accuracies (0.7 to 1.3 points).
-SEED_SD = 0.01
+# Seed standard deviation of a run's mean score, in points, assumed when no cell of a target has two seeds: about
+# the seed std of the demo experiment's accuracies (0.7 to 1.3 points).
+SEED_SD_POINTS = 1.0
+
+
+def points_per_unit(scores: Mapping[str, Mapping[str, np.ndarray]]) -> float:
+    """Return 100 for outcomes in [0, 1] (accuracy: a point is 0.01), else 1 (MLQA's F1 and EM are 0-100 already)."""
+    top = max((float(np.max(x)) for cells in scores.values() for x in cells.values() if np.size(x)), default=0.0)
+    return 100.0 if top <= 1.0 else 1.0
 
 
 @dataclass(frozen=True)
@@ -47,11 +53,12 @@ def seed_means(x: np.ndarray) -> np.ndarray:
     return x if x.ndim == 1 else x.mean(axis=0)
 
 
-def seed_variance(arrays: Collection[np.ndarray]) -> float:
-    """Return the pooled variance over seeds of per-seed mean scores, or SEED_SD**2 if no array has two seeds."""
+def seed_variance(arrays: Collection[np.ndarray], scale: float = 100.0) -> float:
+    """Return the pooled variance over seeds of per-seed mean scores, or that of SEED_SD_POINTS (in the outcomes'
+    units: `scale` points a unit) if no array has two seeds."""
     parts = [np.asarray(a, dtype=float).mean(axis=1) for a in arrays if np.ndim(a) == 2 and len(a) >= 2]
     if not parts:
-        return SEED_SD ** 2
+        return (SEED_SD_POINTS / scale) ** 2
     # Pooled: sum of squared deviations over the sum of degrees of freedom.
     return float(sum(((p - p.mean()) ** 2).sum() for p in parts) / sum(len(p) - 1 for p in parts))
 
@@ -90,13 +97,14 @@ def decide(scores: Mapping[str, Mapping[str, np.ndarray]], keep: int, *, top_k: 
             estimates.setdefault(cell, {})[target] = float(seed_means(scores[target][cell]).mean())
     every = sorted(set(ranks) | {c for cells in scores.values() for c in cells}
                    | {c for cells in excluded.values() for c in cells})
+    scale = points_per_unit(scores)
     kept, depth = _round_robin(judged, keep)
     # A cell excluded on every target has no rank to compete with: it takes a place only if one is left.
     unranked = [c for c in every if c not in ranks]
     kept += unranked[:max(0, keep - len(kept))]
-    stopped = {c: _quota_reason(c, ranks, estimates, judged, depth) for c in every if c not in kept}
+    stopped = {c: _quota_reason(c, ranks, estimates, judged, depth, scale) for c in every if c not in kept}
     if bound is not None:
-        for cell, why in _bounded(scores, judged, kept, top_k, bound).items():
+        for cell, why in _bounded(scores, judged, kept, top_k, bound, scale).items():
             kept.remove(cell)
             stopped[cell] = why
     return Decision(kept, stopped, ranks, estimates)
@@ -120,21 +128,21 @@ def _round_robin(judged: Mapping[str, list[str]], keep: int) -> tuple[list[str],
 
 
 def _quota_reason(cell: str, ranks: Mapping[str, Mapping[str, int]], estimates: Mapping[str, Mapping[str, float]],
-                  judged: Mapping[str, list[str]], depth: int) -> str:
+                  judged: Mapping[str, list[str]], depth: int, scale: float) -> str:
     """Return the one-line reason a cell lost its place: its best rank and target, its gap to that target's best."""
     if cell not in ranks:
         return "judged on no target (excluded on every one) and no place left"
     target = min(ranks[cell], key=lambda t: (ranks[cell][t], -estimates[cell][t], t))
-    gap = 100 * (estimates[cell][target] - estimates[judged[target][0]][target])
+    gap = scale * (estimates[cell][target] - estimates[judged[target][0]][target])
     return (f"no place in the round over the targets' ranks (it reached rank {depth}): best rank "
             f"{ranks[cell][target]} of {len(judged[target])} ({target}), dev {gap:+.1f} points vs {target}'s best")
 
 
 def _bounded(scores: Mapping[str, Mapping[str, np.ndarray]], judged: Mapping[str, list[str]], kept: list[str],
-             top_k: int, z: float) -> dict[str, str]:
+             top_k: int, z: float, scale: float) -> dict[str, str]:
     """Return kept cells (-> reason) clearly below the top_k-th cell on every target they are judged on."""
     refs = {t: order[min(top_k, len(order)) - 1] for t, order in judged.items() if order}
-    seed_var = {t: seed_variance([scores[t][c] for c in order]) for t, order in judged.items()}
+    seed_var = {t: seed_variance([scores[t][c] for c in order], scale) for t, order in judged.items()}
     out = {}
     for cell in kept:
         closest: tuple[float, str, float] | None = None  # (upper bound, target, difference)
@@ -152,5 +160,5 @@ def _bounded(scores: Mapping[str, Mapping[str, np.ndarray]], judged: Mapping[str
         if clear and closest is not None:
             upper, t, diff = closest
             out[cell] = (f"below every target's top {top_k} on dev at z={z:g}: closest {t}, "
-                         f"{100 * diff:+.1f} points (upper bound {100 * upper:+.1f})")
+                         f"{scale * diff:+.1f} points (upper bound {scale * upper:+.1f})")
     return out
