@@ -86,9 +86,11 @@ def test_adaptive_smoke_sweep_stops_cells_and_spends_what_the_plan_says(tmp_path
     # A survivor continued from its rung-0 checkpoint (optimizer, schedule, sampler, RNG): it ends exactly where a
     # grid trial of the same cell and seed, never paused, ends.
     kept = decision["kept"]
-    grid = run_sweep(load_sweep(preset_path("smoke"), [
-        f'sweep.assignments.items=[{",".join(json.dumps(c) for c in kept)}]', "sweep.seeds=[0,1]"]),
-        tmp_path / "runs", "grid")
+    grid_sweep = load_sweep(preset_path("smoke"), [
+        f'sweep.assignments.items=[{",".join(json.dumps(c) for c in kept)}]', "sweep.seeds=[0,1]"])
+    grid = run_sweep(grid_sweep, tmp_path / "runs", "grid")
+    grid_folders = [d for d in grid.iterdir() if (d / "params.json").is_file()]
+    assert len(grid_folders) == plan_counts(grid_sweep, "grid").trials  # the planner's grid count, too
     for folder in (d for d in grid.iterdir() if (d / "params.json").is_file()):
         final = reports(grid, folder.name)[-1]
         cell = json.loads((folder / "params.json").read_text())["trial"]
