@@ -553,6 +553,9 @@ def main() -> None:
     parser.add_argument("grid", nargs="?", help="the finished grid sweep's folder")
     parser.add_argument("--adaptive", help="the adaptive sweep's folder (rung 0 done): rank correlation and shrink")
     parser.add_argument("--out", help="write the grid's gain matrix here (CSV target,cell,gain; points)")
+    parser.add_argument("--out-shrunk", help="also write the gain matrix shrunk toward each target's mean by the "
+                        "signal check's reliability (signal variance / test gains' variance, pooled): a guess at the "
+                        "true gains when the measured ones are mostly noise")
     parser.add_argument("--rung-fraction", type=float, help="rung 0's fraction of the meta steps (default: the "
                         "record's, else 0.1)")
     parser.add_argument("--rung-seed", type=int, help="rung 0's seed (default: the record's, else the grid's first)")
@@ -630,6 +633,14 @@ def main() -> None:
           f"Pearson {sc['pearson']:.2f}, Spearman {sc['spearman']:.2f}; test gains' within-target sd "
           f"{sc['test_sd']:.2f} points, of which signal (sqrt of the dev-test covariance; signed) "
           f"{sc['signal_sd']:.2f}")
+    if args.out_shrunk:
+        rel = min(1.0, max(0.0, sc["signal_sd"] ** 2 / sc["test_sd"] ** 2 if sc["signal_sd"] > 0 else 0.0))
+        means = {t: float(np.mean([v for tt, _, v in rows if tt == t])) for t in gm.targets}
+        with open(args.out_shrunk, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["target", "cell", "gain"])
+            w.writerows([(t, c, f"{means[t] + rel * (v - means[t]):.4f}") for t, c, v in rows])
+        print(f"shrunk gain matrix (reliability {rel:.2f}) -> {args.out_shrunk}")
 
     noise = Noise(dev_items=n_dev, test_items=n_test, disagree=round(dis["dev"], 3),
                   seed_sd=round(st["test"].offset_sd, 2), seed_share=round(max(0.0, st["dev"].share), 2),
