@@ -75,7 +75,9 @@ def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     scheme, _, rest = location.partition("://")
     try:
         if scheme in BUCKET_SCHEMES:  # the path inside a bucket store is "bucket/key", as pyarrow gives it
-            return _filesystem_of(f"{scheme}://{rest.split('/', 1)[0]}"), rest.rstrip("/")
+            # Keyed by the endpoint too: a process that points AWS_ENDPOINT_URL elsewhere gets a new file system.
+            endpoint = (os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_ENDPOINT_URL_S3"))
+            return _filesystem_of(f"{scheme}://{rest.split('/', 1)[0]}", endpoint), rest.rstrip("/")
         return pafs.FileSystem.from_uri(location)
     except pa.ArrowInvalid as e:  # an unknown scheme or a malformed URI
         raise StorageError(f"{location}: not a storage location pyarrow can open ({_one_line(e)}); expected a "
@@ -85,8 +87,9 @@ def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
 
 
 @functools.lru_cache(maxsize=16)
-def _filesystem_of(root: str) -> pafs.FileSystem:
-    """Return the file system of a bucket URI, made once per process (an S3 one looks up its region first)."""
+def _filesystem_of(root: str, endpoint: tuple[str | None, str | None]) -> pafs.FileSystem:
+    """Return the file system of a bucket URI, made once per process and endpoint (an S3 one looks up its region
+    first)."""
     return pafs.FileSystem.from_uri(root)[0]
 
 
@@ -189,10 +192,21 @@ def copy_file(source: str, target: str) -> None:
 
 
 def move(source: str, target: str) -> None:
-    """Move the file `source` to `target` on the same storage (a rename locally)."""
+    """Move the file or folder `source` to `target` on the same storage (a rename locally; on an object store, which
+    has no folders to rename, every file of a folder copied server-side first, then the originals deleted, so a
+    crash in between leaves both copies, never neither)."""
     fs, src = filesystem(source)
     _, dst = filesystem(target)
-    _guard(target, "move", lambda: fs.move(src, dst))
+    if isinstance(fs, pafs.LocalFileSystem) or fs.get_file_info(src).type != pafs.FileType.Directory:
+        _guard(target, "move", lambda: fs.move(src, dst))
+        return
+
+    def copy_tree() -> None:
+        for info in fs.get_file_info(pafs.FileSelector(src, recursive=True)):
+            if info.type == pafs.FileType.File:
+                fs.copy_file(info.path, dst + info.path[len(src):])
+        fs.delete_dir(src)
+    _guard(target, "move", copy_tree)
 
 
 def upload_file(local_path: str | Path, location: str, link: bool = False) -> None:
