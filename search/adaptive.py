@@ -35,10 +35,11 @@ from search.space import assignments, grid_trials, seedless_baseline
 from trainables import storage
 from trainables.assignment import folder_prefix, parse_assignment
 from trainables.config import config_from_dict
+from trainables.checkpoints import checkpoint_iteration
 from trainables.errors import InputError, MissingFileError
-from trainables.trainable import trial_values
 from trainables.tasks.outcomes import SUFFIX, parse_outcomes
 from trainables.tasks.registry import get_task
+from trainables.trainable import last_reported_iteration, trial_values
 
 log = logging.getLogger("xlamaml")
 RECORD = "xlamaml_adaptive.json"
@@ -147,6 +148,14 @@ def set_aside(exp: str, folder: str) -> str:
     fs, _ = storage.filesystem(trial)
     fs.create_dir(storage.filesystem(target)[1], recursive=True)
     fresh = [f for f in storage.list_folders(trial) if f.startswith("checkpoint_")]
+    # Ray stores a checkpoint at once but copies result.json later: a checkpoint newer than the last report the
+    # storage holds cannot be continued from (its reports are lost), so it must not replace the older ones.
+    last = last_reported_iteration(storage.join(trial, "result.json"))
+    usable = [f for f in fresh
+              if (checkpoint_iteration(fs, storage.filesystem(storage.join(trial, f))[1]) or last + 1) <= last]
+    for name in (f for f in fresh if f not in usable):
+        fs.delete_dir(storage.filesystem(storage.join(trial, name))[1])
+    fresh = usable
     if fresh:  # newer than those set aside before (a rung ended, or a crash mid-rung after new checkpoints)
         for old in storage.list_folders(target):
             if old.startswith("checkpoint_"):
@@ -155,7 +164,26 @@ def set_aside(exp: str, folder: str) -> str:
             storage.move(storage.join(trial, name), storage.join(target, name))
     if storage.exists(storage.join(trial, "result.json")):
         storage.move(storage.join(trial, "result.json"), storage.join(target, "result.json"))
+    trim_reports(target)
     return target
+
+
+def trim_reports(folder: str) -> None:
+    """Drop from `folder`'s result.json the reports newer than its newest checkpoint: the trial continues from that
+    checkpoint and reports those iterations again (kept, they would appear twice); return None."""
+    location = storage.join(folder, "result.json")
+    if not storage.exists(location):
+        return
+    fs, _ = storage.filesystem(folder)
+    found = [checkpoint_iteration(fs, storage.filesystem(storage.join(folder, f))[1])
+             for f in storage.list_folders(folder) if f.startswith("checkpoint_")]
+    if None in found:  # a checkpoint that does not say its iteration: nothing to trim by
+        return
+    newest = max(found, default=0)  # no checkpoint: the trial starts again from the base, numbering from 1
+    lines = storage.read_bytes(location).decode("utf-8", "replace").splitlines()
+    kept = [line for line in lines if (parse_report(line) or {}).get("training_iteration", newest + 1) <= newest]
+    if len(kept) != len(lines):
+        storage.write_bytes(location, "".join(line + "\n" for line in kept).encode())
 
 
 def todo(exp: str, trials: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:
@@ -192,19 +220,24 @@ def rung_scores(exp: str, record: AdaptiveRecord, index: int, langs: list[str],
     rung = record.rungs[index]
     scores: dict[str, dict[str, np.ndarray]] = {}
     for lang in langs:
-        reference: list[str] | None = None
+        read = {(cell, seed): read_dev(exp, trial_folder(cell, seed), lang, record.metric, rung.dev_items)
+                for cell in (record.cells_in(index) if cells is None else cells) for seed in rung.seeds}
+        # Every cell is judged on the same items: those every trial scored. With XNLI that is all of them; where the
+        # dev split depends on the seed (MLQA's held-out test), only items that are dev for every seed, so an item
+        # one seed holds out as test is never judged on.
+        first = next(iter(read.values()))[0] if read else []
+        shared = set(first).intersection(*(set(uids) for uids, _ in read.values()))
+        common = [u for u in first if u in shared]
+        if read and not common:
+            raise InputError(f"{exp}: the trials of rung {index} share no dev-{lang} item; expected the same dev items "
+                             f"for every seed (eval.dev_max_examples too small for a seed-dependent split?)")
         scores[lang] = {}
-        for cell in record.cells_in(index) if cells is None else cells:
+        for cell in dict.fromkeys(c for c, _ in read):
             rows = []
             for seed in rung.seeds:
-                uids, values = read_dev(exp, trial_folder(cell, seed), lang, record.metric, rung.dev_items)
-                if reference is None:
-                    reference = uids
-                elif uids != reference:  # every cell must be judged on the same items, in the same order
-                    raise InputError(f"{storage.join(exp, trial_folder(cell, seed))}: dev-{lang} items differ from "
-                                     f"the other trials' of rung {index}; expected the same first "
-                                     f"{rung.dev_items} items")
-                rows.append(values)
+                uids, values = read[(cell, seed)]
+                where = {u: i for i, u in enumerate(uids)}
+                rows.append(values[[where[u] for u in common]])
             scores[lang][cell] = np.stack(rows)
     return scores
 
@@ -318,8 +351,8 @@ def run_rungs(sw: Any, root: str, name: str, fit: Any) -> list[Any]:
         # A trial that errored (after sweep.max_failures retries) has no report ending the rung: its cell is stopped
         # (the others go on); in the last rung it is left for a resume to retry, and the sweep exits non-zero.
         failed = [t for t in trials if rung_end(read_reports(exp, t["folder"]), index) is None]
-        if failed and index == len(record.rungs) - 1:
-            return results
+        if failed and (index == len(record.rungs) - 1 or any(t["assignment"] == "baseline" for t in failed)):
+            return results  # a resume retries them: every gain needs the baseline, and the last rung is the answer
         if index < len(record.rungs) - 1:
             broken = sorted({t["assignment"] for t in failed} - {"baseline"})
             judged = [c for c in record.cells_in(index) if c not in broken]

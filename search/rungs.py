@@ -99,9 +99,11 @@ class Rung:
 
 
 def rung_steps(fraction: float, total: int) -> int:
-    """Return the meta steps a rung reaches: `fraction` of `total`, rounded up (at least 1, never past total). A rung
-    need not end on a report: a trial's last report in it runs only the steps left."""
-    return min(total, max(1, math.ceil(round(fraction * total, 9))))
+    """Return the meta steps a rung reaches: `fraction` of `total`, rounded up, at least 1; a rung before the last
+    (fraction < 1) stops short of `total`, so only the last rung spends the budget and scores test. A rung need not
+    end on a report: a trial's last report in it runs only the steps left."""
+    steps = max(1, math.ceil(round(fraction * total, 9)))
+    return total if fraction >= 1 else min(steps, max(0, total - 1))
 
 
 def keep_count(cells: int, keep: float, min_keep: int) -> int:

@@ -244,7 +244,8 @@ class XlaMamlTrainable(tune.Trainable):
         driver was killed) or cannot be read (cut short by a full disk or a lost node, or refused), from the trial's
         newest other checkpoint that can be; when none can, start again from the base checkpoint. Each fallback is
         one warning line naming the file."""
-        self.pending_resume = None  # Ray's own checkpoint of this run is newer than those the trial continued from
+        # Ray's own checkpoint of this run is newer than those the trial continued from, which stay the fallback.
+        pending, self.pending_resume = self.pending_resume, None
         checkpoint = getattr(checkpoint_path, "checkpoint", checkpoint_path)
         if isinstance(checkpoint, (str, Path)):
             checkpoint = tune.Checkpoint.from_directory(str(checkpoint))
@@ -263,6 +264,10 @@ class XlaMamlTrainable(tune.Trainable):
                 log.warning("trial checkpoint %s", " ".join(str(e).split()))
                 continue
             log.warning("trial restored from the earlier checkpoint %s instead of %s", path, checkpoint.path)
+            return
+        if pending is not None:  # a continued trial: the checkpoints it continued from
+            log.warning("trial: no readable checkpoint beside %s; continuing from %s", checkpoint.path, pending)
+            self.continue_from(pending)
             return
         log.warning("trial: no readable checkpoint beside %s; starting again from the base checkpoint",
                     checkpoint.path)

@@ -51,8 +51,12 @@ class FakeFit:
                 write_outcomes(folder / "predictions" / f"dev-{lang}.items.tsv", [f"u{i}" for i in range(items)],
                                {"acc": values})
             last = t["assignment"] == "baseline" or t["rung"]["steps"] == 4
-            report = {"training_iteration": 1, "rung/index": t["rung"]["index"], "done": True,
+            done = len((folder / "result.json").read_text().splitlines()) if (folder / "result.json").is_file() else 0
+            report = {"training_iteration": done + 1, "rung/index": t["rung"]["index"], "done": True,
                       "meta/steps": t["rung"]["steps"], "time_this_iter_s": 1.0}
+            checkpoint = folder / f"checkpoint_{done:06d}"  # as Ray stores it at the rung's end, with its iteration
+            checkpoint.mkdir()
+            (checkpoint / "iteration.txt").write_text(f"{done + 1}\n")
             if last:
                 write_outcomes(folder / "predictions" / "test-hi.items.tsv", ["t0", "t1"], {"acc": np.ones(2)})
                 report["test/avg/acc"] = 1.0
@@ -105,3 +109,5 @@ def test_an_interrupted_rung_continues_without_repeating_a_rung_or_a_decision(tm
     # the best cell went on; the worst one stopped
     assert "x-maml:de" in decided[0]["kept"] and "xla-maml:en>de" in decided[0]["stopped"]
     assert spent_total(record)["trial_runs"] == 5 + 4
+    # a survivor's reports: its rung-0 end, then its rung-1 end, numbered on; its meta steps counted once
+    assert spent_total(record)["meta_steps"] == 4 * 2 + 2 * (4 - 2) + 2 * 4
