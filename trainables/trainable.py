@@ -245,7 +245,7 @@ class XlaMamlTrainable(tune.Trainable):
         newest other checkpoint that can be; when none can, start again from the base checkpoint. Each fallback is
         one warning line naming the file."""
         # Ray's own checkpoint of this run is newer than those the trial continued from, which stay the fallback.
-        pending, self.pending_resume = self.pending_resume, None
+        pending, self.pending_resume = getattr(self, "pending_resume", None), None
         checkpoint = getattr(checkpoint_path, "checkpoint", checkpoint_path)
         if isinstance(checkpoint, (str, Path)):
             checkpoint = tune.Checkpoint.from_directory(str(checkpoint))
