@@ -272,7 +272,11 @@ def picks(ad: Adaptive, opts: Any) -> tuple[pd.DataFrame, list[str]]:
     at: list[int] = []
     for k, r in enumerate(rows):
         part, why = gain_part(ad, r["pick"], r["target"], "test")
-        if part is None:
+        if part is None and not any(split == "test" and lang == r["target"] for _, split, lang in ad.outcomes):
+            # A dev language that is no test target (eval.dev_langs beyond eval.target_langs): judged, never tested.
+            notes.append(f"adaptive_picks.csv: {r['target']} is a dev language the sweep does not test "
+                         f"(not in eval.target_langs); its pick has no test gain")
+        elif part is None:
             notes.append(f"adaptive_picks.csv: {r['pick']} on test {r['target']}: {why}; no test gain")
         else:
             tests.append(part)
