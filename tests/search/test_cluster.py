@@ -21,10 +21,15 @@ def two_nodes():
     cluster.shutdown()
 
 
+# Slow and timing-dependent (about 40-60 s): on this 2-core machine the second node's actor sometimes starts only after
+# the first node's reused actor has run every trial (2 of 4 runs on 2026-11-30), so it is kept out of CI until the
+# placement is forced; tests/search/test_cluster_no_shared_disk.py covers a cluster sweep in CI.
+@pytest.mark.slow
 def test_smoke_sweep_spreads_trials_over_two_nodes(tmp_path, monkeypatch, two_nodes):
     monkeypatch.setenv("XLAMAML_CACHE", str(tmp_path / "cache"))
-    # Enough meta steps that trials overlap in time, so both 1-CPU nodes hold one.
-    sw = load_sweep(preset_path("smoke"), ["meta.steps_per_query_lang=40", "meta.steps_per_report=10",
+    # Enough meta steps that trials overlap in time, so both 1-CPU nodes hold one (with 40 the first node's reused
+    # actor once ran every trial before the second node's actor had started).
+    sw = load_sweep(preset_path("smoke"), ["meta.steps_per_query_lang=200", "meta.steps_per_report=50",
                                            "sweep.seeds=[0, 1]"])
     exp = run_sweep(sw, tmp_path / "runs", "cluster", address=two_nodes.address)
     finals, nodes = [], set()
