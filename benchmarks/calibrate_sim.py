@@ -3,9 +3,9 @@
     python benchmarks/calibrate_sim.py GRID_EXP [--adaptive ADAPTIVE_EXP] [--out gains.csv] [--fit-reps 10]
     python benchmarks/calibrate_sim.py --smoke-test          # a synthetic experiment written to a temp dir: seconds
 
-    # e.g. the real small validation (6 languages, 36 pair cells x seeds 42, 43 + a baseline):
-    python benchmarks/calibrate_sim.py /work/realval/adaptive-vs-grid-small-grid \\
-        --adaptive /work/realval/adaptive-vs-grid-small-adaptive --out gains.csv
+    # e.g. after `python benchmarks/adaptive_vs_grid.py` (6 languages, 36 pair cells x seeds 42, 43 + a baseline):
+    python benchmarks/calibrate_sim.py runs/adaptive-vs-grid-small-grid \\
+        --adaptive runs/adaptive-vs-grid-small-adaptive --out gains.csv
     python benchmarks/adaptive_sim.py --gains gains.csv <the printed flags>
 
 GRID_EXP: a grid sweep's folder; every trial folder holds params.json ({"trial": {"assignment", "seed"}}),
@@ -68,7 +68,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import sys
 import tempfile
 import time
