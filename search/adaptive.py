@@ -29,6 +29,7 @@ import numpy as np
 
 from analysis.trial_reports import parse_report
 from search.adaptive_rule import Decision, decide
+from search.plan import dev_langs
 from search.rebuild import PREVIOUS
 from search.rungs import Rung, rung_steps, schedule
 from search.space import assignments, grid_trials, seedless_baseline
@@ -73,12 +74,6 @@ class AdaptiveRecord:
         return list(self.cells) if index == 0 else list(self.decisions[index - 1]["kept"])
 
 
-def dev_langs(run: dict[str, Any]) -> list[str]:
-    """Return the languages a sweep's dev reports score (eval.dev_langs, else the targets)."""
-    cfg = config_from_dict(run)
-    return list(cfg.eval.dev_langs or cfg.eval.target_langs)
-
-
 def plan_rungs(run: dict[str, Any], sweep: Any) -> tuple[list[str], list[dict[str, Any]], list[Rung]]:
     """Return (the cells, the baseline's trials, the rungs) of the adaptive sweep `sweep` over the run config `run`."""
     cfg = config_from_dict(run)
@@ -89,7 +84,7 @@ def plan_rungs(run: dict[str, Any], sweep: Any) -> tuple[list[str], list[dict[st
         seedless = seedless_baseline(cfg, get_task(cfg.task))
         baseline = grid_trials(["baseline"], list(sweep.seeds), seedless_baseline=seedless)
     rungs = schedule(sweep.adaptive, len(cells), total_steps=cfg.meta.total_steps, dev_max=cfg.eval.dev_max_examples,
-                     seeds=list(sweep.seeds), targets=len(cfg.eval.dev_langs or cfg.eval.target_langs))
+                     seeds=list(sweep.seeds), targets=len(dev_langs(cfg)))
     return cells, baseline, rungs
 
 
@@ -331,7 +326,7 @@ def run_rungs(sw: Any, root: str, name: str, fit: Any) -> list[Any]:
         metric = "acc" if "acc" in task.metrics else task.metrics[-1]
         record = AdaptiveRecord(cells, baseline, rungs, metric)
         write_record(exp, record)
-    langs = dev_langs(sw.run)
+    langs = dev_langs(config_from_dict(sw.run))
     a = sw.sweep.adaptive
     results: list[Any] = []
     for index in range(len(record.spent), len(record.rungs)):
