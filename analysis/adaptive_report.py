@@ -28,19 +28,19 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from analysis.aggregate import scale_of
-from analysis.corrections import CORRECTIONS, adjust
-from analysis.heatmap import delta_matrix, pairs_matrix as finished_pairs_matrix
-from analysis.langs import AVERAGES, excluded_from_avg, label_langs, label_sort_key, order_langs
-from analysis.outcomes import ItemOutcomes, Outcomes
-from analysis.results import ADAPTIVE_RECORD, canonical
-from analysis.stats import ALPHA, TEST_NAME, Cell, Part, _part, bootstrap
-from analysis.trial_info import KNOWN_LANGS
-from analysis.trial_reports import read_reports
-from trainables.assignment import folder_prefix, parse_assignment
-from trainables.errors import InputError, XlamamlError
-from trainables.local_files import write_text_whole
-from trainables.tasks.outcomes import SUFFIX, read_outcomes
+from xlamaml.analysis.aggregate import scale_of
+from xlamaml.analysis.corrections import CORRECTIONS, adjust
+from xlamaml.analysis.heatmap import delta_matrix, pairs_matrix as finished_pairs_matrix
+from xlamaml.analysis.langs import AVERAGES, excluded_from_avg, label_langs, label_sort_key, order_langs
+from xlamaml.analysis.outcomes import ItemOutcomes, Outcomes
+from xlamaml.analysis.results import ADAPTIVE_RECORD, canonical
+from xlamaml.analysis.stats import ALPHA, TEST_NAME, Cell, Part, _part, bootstrap
+from xlamaml.analysis.trial_info import KNOWN_LANGS
+from xlamaml.analysis.trial_reports import read_reports
+from xlamaml.trainables.assignment import folder_prefix, parse_assignment
+from xlamaml.trainables.errors import InputError, XlamamlError
+from xlamaml.trainables.local_files import write_text_whole
+from xlamaml.trainables.tasks.outcomes import SUFFIX, read_outcomes
 
 log = logging.getLogger("xlamaml")
 
@@ -329,8 +329,8 @@ def stops(ad: Adaptive) -> pd.DataFrame:
 
 def _grid_counts(exp: Path) -> Any:
     """Return search.plan.plan_counts of the experiment's sweep as a full grid (late: search.sweep loads Ray)."""
-    from search.plan import plan_counts
-    from search.sweep import read_record as read_sweep
+    from xlamaml.search.plan import plan_counts
+    from xlamaml.search.sweep import read_record as read_sweep
 
     return plan_counts(read_sweep(str(exp)), "grid")
 

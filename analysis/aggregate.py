@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.langs import AVERAGES, excluded_from_avg, order_langs
-from trainables.errors import InputError, XlamamlError
+from xlamaml.analysis.langs import AVERAGES, excluded_from_avg, order_langs
+from xlamaml.trainables.errors import InputError, XlamamlError
 
 SETTING: tuple[str, ...] = ("task", "model", "few_shot")
 VARIANT: tuple[str, ...] = SETTING + (

@@ -10,23 +10,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import adaptive_report
-from analysis.adaptive_report import Adaptive, load_adaptive, write_adaptive
-from analysis.aggregate import (MissingBaselineError, NoResultsError, resolve_metric, scale_of, split_settings,
+from xlamaml.analysis import adaptive_report
+from xlamaml.analysis.adaptive_report import Adaptive, load_adaptive, write_adaptive
+from xlamaml.analysis.aggregate import (MissingBaselineError, NoResultsError, resolve_metric, scale_of, split_settings,
                                 with_variants)
-from analysis.corrections import check_correction
-from analysis.heatmap import delta_matrix, gxlt_matrix, has_pairs, pairs_matrix, plot_heatmap
-from analysis.marks import family, family_legend, marks_for, shown_variants
-from analysis.outcomes import load_outcomes
-from analysis.picks import best_pairs_dev, best_per_target_dev
-from analysis.power import format_power, power_table
-from analysis.results import load_results
-from analysis.stats import COLUMNS as SIG_COLUMNS
-from analysis.stats import Cell, build_cells, significance
-from analysis.tables import method_rank, paper_table, to_csv, to_latex, to_markdown
-from trainables import storage
-from trainables.errors import InputError, MissingFileError, XlamamlError
-from trainables.local_files import replacing, write_text_whole
+from xlamaml.analysis.corrections import check_correction
+from xlamaml.analysis.heatmap import delta_matrix, gxlt_matrix, has_pairs, pairs_matrix, plot_heatmap
+from xlamaml.analysis.marks import family, family_legend, marks_for, shown_variants
+from xlamaml.analysis.outcomes import load_outcomes
+from xlamaml.analysis.picks import best_pairs_dev, best_per_target_dev
+from xlamaml.analysis.power import format_power, power_table
+from xlamaml.analysis.results import load_results
+from xlamaml.analysis.stats import COLUMNS as SIG_COLUMNS
+from xlamaml.analysis.stats import Cell, build_cells, significance
+from xlamaml.analysis.tables import method_rank, paper_table, to_csv, to_latex, to_markdown
+from xlamaml.trainables import storage
+from xlamaml.trainables.errors import InputError, MissingFileError, XlamamlError
+from xlamaml.trainables.local_files import replacing, write_text_whole
 
 log = logging.getLogger("xlamaml")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainables.errors import InputError
+from xlamaml.trainables.errors import InputError
 
 CORRECTIONS: dict[str, str] = {
     "holm": "Holm (family-wise error)",

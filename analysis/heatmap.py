@@ -21,12 +21,12 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from analysis.aggregate import (baseline_means, baseline_reference, check_one_setting, ensure_variants,  # noqa: E402
+from xlamaml.analysis.aggregate import (baseline_means, baseline_reference, check_one_setting, ensure_variants,  # noqa: E402
                                 pick_variants, resolve_metric, scale_of, setting_labels, target_langs,
                                 variant_stats, with_variants)
-from analysis.langs import label_langs, label_sort_key  # noqa: E402
-from trainables.errors import InputError  # noqa: E402
-from trainables.local_files import replacing  # noqa: E402
+from xlamaml.analysis.langs import label_langs, label_sort_key  # noqa: E402
+from xlamaml.trainables.errors import InputError  # noqa: E402
+from xlamaml.trainables.local_files import replacing  # noqa: E402
 
 
 @dataclass(frozen=True)

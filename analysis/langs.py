@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from trainables.languages import XNLI_LANGS
+from xlamaml.trainables.languages import XNLI_LANGS
 
 # The two averages every trial reports next to its targets; they are columns, never targets.
 AVERAGES: tuple[str, ...] = ("avg", "avg_excl_aux")

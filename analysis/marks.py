@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.aggregate import pick_variants, resolve_metric, variant_stats, ensure_variants
-from analysis.stats import adjust_family, legend
+from xlamaml.analysis.aggregate import pick_variants, resolve_metric, variant_stats, ensure_variants
+from xlamaml.analysis.stats import adjust_family, legend
 
 
 def shown_variants(df: pd.DataFrame, keys: Sequence[str], methods: Sequence[str] | None = None,

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.langs import AVERAGES
-from analysis.results import read_params
-from trainables.errors import XlamamlError
-from trainables.tasks.outcomes import SUFFIX, read_outcomes
+from xlamaml.analysis.langs import AVERAGES
+from xlamaml.analysis.results import read_params
+from xlamaml.trainables.errors import XlamamlError
+from xlamaml.trainables.tasks.outcomes import SUFFIX, read_outcomes
 
 SPLITS: tuple[str, ...] = ("dev", "test")
 
@@ -102,7 +102,7 @@ def _legacy_xnli(trial: Path, split: str, lang: str, predictions: Path) -> ItemO
     data, ev = params.get("data") or {}, params.get("eval") or {}
     limit = ev.get("max_examples") if split == "test" else ev.get("dev_max_examples")
     uids, labels = _xnli_labels(str(data.get("xnli", "auto")), split, lang, data.get("dir"), limit)
-    from trainables.data.xnli import LABEL_IDS  # the data readers load only for old experiments
+    from xlamaml.trainables.data.xnli import LABEL_IDS  # the data readers load only for old experiments
 
     words = predictions.read_text(encoding="utf-8").split()
     if len(words) != len(labels):
@@ -115,7 +115,7 @@ def _legacy_xnli(trial: Path, split: str, lang: str, predictions: Path) -> ItemO
 def _xnli_labels(source: str, split: str, lang: str, data_dir: str | None,
                  limit: int | None) -> tuple[tuple[str, ...], np.ndarray]:
     """Return (uids, labels) of the first `limit` pairs of an XNLI split, as a trial scored them."""
-    from trainables.data.xnli import load_xnli
+    from xlamaml.trainables.data.xnli import load_xnli
 
     ds = load_xnli(source, split, [lang], data_dir)[lang]
     n = len(ds) if limit is None else min(int(limit), len(ds))

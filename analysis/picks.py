@@ -9,10 +9,10 @@ import math
 
 import pandas as pd
 
-from analysis.aggregate import (SETTING, VARIANT, NoResultsError, baseline_means, baseline_reference, ensure_variants,
+from xlamaml.analysis.aggregate import (SETTING, VARIANT, NoResultsError, baseline_means, baseline_reference, ensure_variants,
                                 resolve_metric, setting_labels, target_langs, variant_stats)
-from analysis.langs import label_langs
-from analysis.stats import adjust_family
+from xlamaml.analysis.langs import label_langs
+from xlamaml.analysis.stats import adjust_family
 
 LEAD: tuple[str, ...] = ("assignment", "method", "support", "query", "aux")
 REST: tuple[str, ...] = tuple(c for c in VARIANT if c not in LEAD)

@@ -16,8 +16,8 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from analysis.langs import order_langs
-from analysis.stats import Cell
+from xlamaml.analysis.langs import order_langs
+from xlamaml.analysis.stats import Cell
 
 ALPHA = 0.05
 POWER = 0.8

@@ -16,10 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.trial_reports import Metric, final_metrics, has_split, read_reports
-from analysis.trial_info import KNOWN_LANGS, TrialInfo, trial_info
-from trainables.assignment import parse_assignment
-from trainables.errors import InputError, MissingFileError
+from xlamaml.analysis.trial_reports import Metric, final_metrics, has_split, read_reports
+from xlamaml.analysis.trial_info import KNOWN_LANGS, TrialInfo, trial_info
+from xlamaml.trainables.assignment import parse_assignment
+from xlamaml.trainables.errors import InputError, MissingFileError
 
 log = logging.getLogger("xlamaml")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.aggregate import (SETTING, VARIANT, MissingBaselineError, baseline_means, baseline_reference,
+from xlamaml.analysis.aggregate import (SETTING, VARIANT, MissingBaselineError, baseline_means, baseline_reference,
                                 resolve_metric, target_langs, variant_stats, with_variants)
-from analysis.langs import label_langs
+from xlamaml.analysis.langs import label_langs
 
 LEAD: tuple[str, ...] = ("assignment", "method", "support", "query", "aux")
 REST: tuple[str, ...] = tuple(c for c in VARIANT if c not in LEAD)

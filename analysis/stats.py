@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.aggregate import SETTING, VARIANT, resolve_metric, setting_labels, ensure_variants
-from analysis.corrections import CORRECTIONS, adjust
-from analysis.langs import AVERAGES, excluded_from_avg, label_langs, order_langs
-from analysis.outcomes import Outcomes
+from xlamaml.analysis.aggregate import SETTING, VARIANT, resolve_metric, setting_labels, ensure_variants
+from xlamaml.analysis.corrections import CORRECTIONS, adjust
+from xlamaml.analysis.langs import AVERAGES, excluded_from_avg, label_langs, order_langs
+from xlamaml.analysis.outcomes import Outcomes
 
 TEST_NAME = "paired bootstrap over items and seeds"
 ALPHA = 0.05

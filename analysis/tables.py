@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.aggregate import (check_one_setting, pick_variants, resolve_metric, scale_of, setting_labels,
+from xlamaml.analysis.aggregate import (check_one_setting, pick_variants, resolve_metric, scale_of, setting_labels,
                                 variant_stats, with_variants)
-from analysis.langs import label_langs, label_sort_key, order_langs
-from trainables.local_files import replacing
-from trainables.methods import METHODS
+from xlamaml.analysis.langs import label_langs, label_sort_key, order_langs
+from xlamaml.trainables.local_files import replacing
+from xlamaml.trainables.methods import METHODS
 
 STATS: tuple[str, ...] = ("mean", "std", "n")
 Tables = pd.DataFrame | Mapping[str, pd.DataFrame]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from trainables.assignment import Assignment, flat_trial, parse_assignment
-from trainables.errors import InputError
-from trainables.languages import MLQA_LANGS, XNLI_LANGS
+from xlamaml.trainables.assignment import Assignment, flat_trial, parse_assignment
+from xlamaml.trainables.errors import InputError
+from xlamaml.trainables.languages import MLQA_LANGS, XNLI_LANGS
 
 KNOWN_LANGS: tuple[str, ...] = tuple(dict.fromkeys(XNLI_LANGS + MLQA_LANGS))
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainables.errors import InputError
+from xlamaml.trainables.errors import InputError
 
 log = logging.getLogger("xlamaml")
 

@@ -23,11 +23,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.analyze import analyze  # noqa: E402
-from search.adaptive import read_record as read_adaptive, spent_total  # noqa: E402
-from search.cli import preset_path  # noqa: E402
-from search.plan import plan_counts  # noqa: E402
-from search.sweep import SWEEP_FILE, load_sweep, run_sweep  # noqa: E402
+from xlamaml.analysis.analyze import analyze  # noqa: E402
+from xlamaml.search.adaptive import read_record as read_adaptive, spent_total  # noqa: E402
+from xlamaml.search.cli import preset_path  # noqa: E402
+from xlamaml.search.plan import plan_counts  # noqa: E402
+from xlamaml.search.sweep import SWEEP_FILE, load_sweep, run_sweep  # noqa: E402
 
 SIZES = {
     "smoke": dict(langs=["de", "hi", "sw"], seeds=[42, 43], test=100, dev=60, steps=8),
@@ -60,7 +60,7 @@ def run(storage: str, name: str, sets: list[str]) -> Path:
 def grid_spent(exp: Path) -> dict[str, float]:
     """Return what a finished grid sweep spent: trials, meta steps, evaluated items (the plan's exact counts, which the
     trials ran), and trial-seconds (the seconds of the trials' reports)."""
-    from search.sweep import read_record
+    from xlamaml.search.sweep import read_record
 
     plan = plan_counts(read_record(str(exp)), "grid")
     seconds = 0.0

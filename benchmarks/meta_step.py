@@ -79,13 +79,13 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
     # holds torch or a model of its own.
     import torch
 
-    from trainables.config import config_from_dict
-    from trainables.maml import MetaLearner
-    from trainables.models import apply_freezing
-    from trainables.precision import autocast, autocast_dtype, with_autocast
-    from trainables.data_source import TokenizingSource
-    from trainables.stages import build_sampler
-    from trainables.tasks.registry import get_task
+    from xlamaml.trainables.config import config_from_dict
+    from xlamaml.trainables.maml import MetaLearner
+    from xlamaml.trainables.models import apply_freezing
+    from xlamaml.trainables.precision import autocast, autocast_dtype, with_autocast
+    from xlamaml.trainables.data_source import TokenizingSource
+    from xlamaml.trainables.stages import build_sampler
+    from xlamaml.trainables.tasks.registry import get_task
 
     from transformers.utils import logging as hf_logging
 
@@ -107,7 +107,7 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
 
         import numpy as np
 
-        from trainables.feature_cache import FeatureTable, extract_features, run_from_features, with_feature_ids
+        from xlamaml.trainables.feature_cache import FeatureTable, extract_features, run_from_features, with_feature_ids
 
         folder = tempfile.mkdtemp(prefix="xlamaml-bench-")
         table = FeatureTable(model.config.hidden_size)
@@ -247,7 +247,7 @@ def _native_bf16(device: str) -> bool:
 def _native_bf16_here(device: str) -> bool:
     import torch
 
-    from trainables.precision import native_bf16
+    from xlamaml.trainables.precision import native_bf16
 
     return native_bf16(torch.device(device))
 

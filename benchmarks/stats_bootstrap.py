@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from analysis.stats import Cell, Part, bootstrap
+from xlamaml.analysis.stats import Cell, Part, bootstrap
 
 
 def synthetic_cells(variants: int, targets: int, items: int, seeds: int, seed: int = 0) -> list[Cell]:

@@ -27,20 +27,20 @@ from typing import Any
 
 import numpy as np
 
-from analysis.trial_reports import parse_report
-from search.adaptive_rule import Decision, decide
-from search.plan import dev_langs
-from search.rebuild import PREVIOUS
-from search.rungs import Rung, rung_steps, schedule
-from search.space import assignments, grid_trials, seedless_baseline
-from trainables import storage
-from trainables.assignment import folder_prefix, parse_assignment
-from trainables.config import config_from_dict
-from trainables.checkpoints import checkpoint_iteration
-from trainables.errors import InputError, MissingFileError
-from trainables.tasks.outcomes import SUFFIX, parse_outcomes
-from trainables.tasks.registry import get_task
-from trainables.trainable import last_reported_iteration, trial_values
+from xlamaml.analysis.trial_reports import parse_report
+from xlamaml.search.adaptive_rule import Decision, decide
+from xlamaml.search.plan import dev_langs
+from xlamaml.search.rebuild import PREVIOUS
+from xlamaml.search.rungs import Rung, rung_steps, schedule
+from xlamaml.search.space import assignments, grid_trials, seedless_baseline
+from xlamaml.trainables import storage
+from xlamaml.trainables.assignment import folder_prefix, parse_assignment
+from xlamaml.trainables.config import config_from_dict
+from xlamaml.trainables.checkpoints import checkpoint_iteration
+from xlamaml.trainables.errors import InputError, MissingFileError
+from xlamaml.trainables.tasks.outcomes import SUFFIX, parse_outcomes
+from xlamaml.trainables.tasks.registry import get_task
+from xlamaml.trainables.trainable import last_reported_iteration, trial_values
 
 log = logging.getLogger("xlamaml")
 RECORD = "xlamaml_adaptive.json"

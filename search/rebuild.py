@@ -21,11 +21,11 @@ from typing import Any, Iterator
 
 from ray import tune
 
-from analysis.trial_reports import parse_report
-from trainables import storage
-from trainables.assignment import flat_trial, folder_prefix
-from trainables.errors import XlamamlError
-from trainables.local_files import write_text_whole
+from xlamaml.analysis.trial_reports import parse_report
+from xlamaml.trainables import storage
+from xlamaml.trainables.assignment import flat_trial, folder_prefix
+from xlamaml.trainables.errors import XlamamlError
+from xlamaml.trainables.local_files import write_text_whole
 
 log = logging.getLogger("xlamaml")
 PREVIOUS = "previous"  # a rebuilt trial's checkpoints from before the rebuild

@@ -16,8 +16,8 @@ import logging
 import pickletools
 from dataclasses import dataclass, field
 
-from analysis.trial_reports import parse_report
-from trainables import storage
+from xlamaml.analysis.trial_reports import parse_report
+from xlamaml.trainables import storage
 
 log = logging.getLogger("xlamaml")
 STATE_PREFIXES = ("experiment_state-",)

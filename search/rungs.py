@@ -16,8 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from trainables.config_parsing import check_fields, checked, non_negative, positive_int
-from trainables.errors import ConfigError
+from xlamaml.trainables.config_parsing import check_fields, checked, non_negative, positive_int
+from xlamaml.trainables.errors import ConfigError
 
 
 def _fractions(v: list) -> str | None:

@@ -14,10 +14,10 @@ from typing import Any
 
 from ray import tune
 
-from trainables.assignment import parse_assignment
-from trainables.errors import ConfigError
-from trainables.languages import XNLI_LANGS
-from trainables.methods import METHODS
+from xlamaml.trainables.assignment import parse_assignment
+from xlamaml.trainables.errors import ConfigError
+from xlamaml.trainables.languages import XNLI_LANGS
+from xlamaml.trainables.methods import METHODS
 
 KINDS = ("en-aux", "pairs", "two-aux", "list")
 # Distributions a `sweep.space` entry may name, with how many numbers each takes.

@@ -23,23 +23,23 @@ import pyarrow.fs as pafs
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from search.adaptive import run_rungs
-from search.full_storage import (FullStorageStop, check_free_space, full_error, full_line, is_full_exception,
+from xlamaml.search.adaptive import run_rungs
+from xlamaml.search.full_storage import (FullStorageStop, check_free_space, full_error, full_line, is_full_exception,
                                  needed_bytes, stopped, storage_is_full, watching)
-from search.ray_connect import init_ray
-from search.rebuild import RestoreFailed, SeedReports, check_rebuildable, rebuilt_cells, refusing_restart
-from search.repair import repair_experiment
-from search.rungs import AdaptiveConfig
-from search.space import AssignmentSpec, assignments, grid_trials, hyper_space, nested, seedless_baseline
-from search.sweep_assets import prepare_assets
-from trainables import assets, storage
-from trainables.config import RunConfig, config_from_dict
-from trainables.config_parsing import (build_dataclass, check_fields, checked, merge, non_negative, non_negative_int,
+from xlamaml.search.ray_connect import init_ray
+from xlamaml.search.rebuild import RestoreFailed, SeedReports, check_rebuildable, rebuilt_cells, refusing_restart
+from xlamaml.search.repair import repair_experiment
+from xlamaml.search.rungs import AdaptiveConfig
+from xlamaml.search.space import AssignmentSpec, assignments, grid_trials, hyper_space, nested, seedless_baseline
+from xlamaml.search.sweep_assets import prepare_assets
+from xlamaml.trainables import assets, storage
+from xlamaml.trainables.config import RunConfig, config_from_dict
+from xlamaml.trainables.config_parsing import (build_dataclass, check_fields, checked, merge, non_negative, non_negative_int,
                                        one_of, parse_overrides, positive_int, positive_number, read_yaml)
-from trainables.assignment import flat_trial, folder_prefix
-from trainables.errors import ConfigError, ExistingOutputError, MissingFileError, XlamamlError
-from trainables.tasks.registry import get_task
-from trainables.trainable import XlaMamlTrainable
+from xlamaml.trainables.assignment import flat_trial, folder_prefix
+from xlamaml.trainables.errors import ConfigError, ExistingOutputError, MissingFileError, XlamamlError
+from xlamaml.trainables.tasks.registry import get_task
+from xlamaml.trainables.trainable import XlaMamlTrainable
 
 log = logging.getLogger("xlamaml")
 SWEEP_FILE = "xlamaml_sweep.json"
@@ -304,7 +304,7 @@ def planned_trials(sw: Sweep) -> int:
     adaptive: its trial folders, cell x seed, at most)."""
     s = sw.sweep
     if s.mode == "adaptive":
-        from search.plan import plan_counts  # late: it reads the data's sizes, which only this mode needs here
+        from xlamaml.search.plan import plan_counts  # late: it reads the data's sizes, which only this mode needs here
 
         return plan_counts(sw, "adaptive").trials
     if s.mode != "grid":

@@ -28,11 +28,11 @@ from typing import Any
 import ray
 from ray.exceptions import RayTaskError
 
-from search.space import assignments, nested
-from trainables import assets, storage
-from trainables.config import RunConfig, config_from_dict
-from trainables.config_parsing import merge
-from trainables.data_source import (
+from xlamaml.search.space import assignments, nested
+from xlamaml.trainables import assets, storage
+from xlamaml.trainables.config import RunConfig, config_from_dict
+from xlamaml.trainables.config_parsing import merge
+from xlamaml.trainables.data_source import (
     AssetSource,
     SetKey,
     TokenizingSource,
@@ -41,15 +41,15 @@ from trainables.data_source import (
     english_sets,
     needed_sets,
 )
-from trainables.english_stage import english_stage, english_stage_key
-from trainables.feature_cache import build_features, cached_layers, source_sets
-from trainables.errors import ConfigError, MissingFileError, XlamamlError
-from trainables.models import load_tokenizer
-from trainables.paths import cache_dir
-from trainables.stages import setup_torch
-from trainables.tasks.base import Task
-from trainables.tasks.registry import get_task
-from trainables.trainable import feature_location, trial_values
+from xlamaml.trainables.english_stage import english_stage, english_stage_key
+from xlamaml.trainables.feature_cache import build_features, cached_layers, source_sets
+from xlamaml.trainables.errors import ConfigError, MissingFileError, XlamamlError
+from xlamaml.trainables.models import load_tokenizer
+from xlamaml.trainables.paths import cache_dir
+from xlamaml.trainables.stages import setup_torch
+from xlamaml.trainables.tasks.base import Task
+from xlamaml.trainables.tasks.registry import get_task
+from xlamaml.trainables.trainable import feature_location, trial_values
 
 log = logging.getLogger("xlamaml")
 
@@ -231,7 +231,7 @@ def prepare_assets(run: dict[str, Any], sweep: Any, assets_root: str, remote: bo
     names = assignments(sweep.assignments)
     mode, grid = sweep.mode, sweep.grid
     if mode == "adaptive":  # its rungs score dev on their first items: each size is a set of its own
-        from search.adaptive import dev_sizes  # late: search.adaptive imports this module's users
+        from xlamaml.search.adaptive import dev_sizes  # late: search.adaptive imports this module's users
 
         mode, grid = "grid", {"eval.dev_max_examples": dev_sizes(run, sweep)}
     trials = trial_configs(run, mode=mode, names=names, seeds=sweep.seeds, grid=grid)

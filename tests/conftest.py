@@ -9,7 +9,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from trainables.paths import default_data_dir  # noqa: E402
+from xlamaml.trainables.paths import default_data_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")

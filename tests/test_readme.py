@@ -2,7 +2,7 @@
 
 import re
 
-from trainables.paths import REPO_ROOT
+from xlamaml.trainables.paths import REPO_ROOT
 
 PACKAGES = ("trainables", "search", "analysis", "benchmarks")
 

@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from trainables import storage
-from trainables.errors import XlamamlError
-from trainables.local_files import exclusive_lock, sha256_of
-from trainables.paths import cache_dir
+from xlamaml.trainables import storage
+from xlamaml.trainables.errors import XlamamlError
+from xlamaml.trainables.local_files import exclusive_lock, sha256_of
+from xlamaml.trainables.paths import cache_dir
 
 log = logging.getLogger("xlamaml")
 MANIFEST = "manifest.json"

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from trainables.errors import InputError
-from trainables.languages import XNLI_LANGS, check_langs
-from trainables.methods import language_rule_error
+from xlamaml.trainables.errors import InputError
+from xlamaml.trainables.languages import XNLI_LANGS, check_langs
+from xlamaml.trainables.methods import language_rule_error
 
 
 @dataclass(frozen=True)

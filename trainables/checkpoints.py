@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow.fs as pafs
 import torch
 
-from trainables.errors import XlamamlError
+from xlamaml.trainables.errors import XlamamlError
 
 CHECKPOINT_FILE = "trial.pt"
 ITERATION_FILE = "iteration.txt"  # beside it: the iteration it holds, read without loading the checkpoint

@@ -15,14 +15,14 @@ from typing import Any, Optional
 
 import yaml
 
-from trainables.config_parsing import (build_dataclass, check_fields, checked, learning_rate, merge, non_negative,
+from xlamaml.trainables.config_parsing import (build_dataclass, check_fields, checked, learning_rate, merge, non_negative,
                                        non_negative_int, one_of, open_unit_interval, parse_overrides, positive_int,
                                        positive_int_or_none, read_yaml, unit_interval)
-from trainables.errors import ConfigError
-from trainables.languages import check_langs
-from trainables.methods import METHODS, SAMPLING, aux_langs, episode_rule_error
-from trainables.paths import default_data_dir
-from trainables.tasks.specs import TASK_SPECS, TASKS, TaskSpec
+from xlamaml.trainables.errors import ConfigError
+from xlamaml.trainables.languages import check_langs
+from xlamaml.trainables.methods import METHODS, SAMPLING, aux_langs, episode_rule_error
+from xlamaml.trainables.paths import default_data_dir
+from xlamaml.trainables.tasks.specs import TASK_SPECS, TASKS, TaskSpec
 
 __all__ = ["ConfigError", "RunConfig", "config_from_dict", "load_config", "parse_overrides", "save_config"]
 

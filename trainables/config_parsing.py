@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, get_args, get_origin, get_type_hints
 
 import yaml
 
-from trainables.errors import ConfigError
+from xlamaml.trainables.errors import ConfigError
 
 Rule = Callable[[Any], Optional[str]]  # value -> None when fine, else "expected ..., got ..."
 

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from trainables.config import RunConfig
-from trainables.data.subset import limit
-from trainables.embedded import converter_key
-from trainables.errors import XlamamlError
-from trainables.tasks.base import Task
+from xlamaml.trainables.config import RunConfig
+from xlamaml.trainables.data.subset import limit
+from xlamaml.trainables.embedded import converter_key
+from xlamaml.trainables.errors import XlamamlError
+from xlamaml.trainables.tasks.base import Task
 
 ENGLISH = "english"  # the split name of the English stage's training set
 

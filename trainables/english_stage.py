@@ -18,19 +18,19 @@ from pathlib import Path
 
 import torch
 
-from trainables.config import RunConfig, save_config
-from trainables.data_source import DataSource, TokenizingSource, english_sets
-from trainables.embedded import converter_key
-from trainables.errors import ExistingOutputError
-from trainables.evaluate import evaluate_sets
-from trainables.feature_cache import (CachedSource, FeatureTable, english_cached_layers, ensure_local_features,
+from xlamaml.trainables.config import RunConfig, save_config
+from xlamaml.trainables.data_source import DataSource, TokenizingSource, english_sets
+from xlamaml.trainables.embedded import converter_key
+from xlamaml.trainables.errors import ExistingOutputError
+from xlamaml.trainables.evaluate import evaluate_sets
+from xlamaml.trainables.feature_cache import (CachedSource, FeatureTable, english_cached_layers, ensure_local_features,
                                       run_from_features, source_sets)
-from trainables.local_files import exclusive_lock
-from trainables.finetune import train_supervised
-from trainables.models import apply_freezing, pick_device
-from trainables.paths import cache_dir
-from trainables.precision import autocast_dtype
-from trainables.tasks.base import Task
+from xlamaml.trainables.local_files import exclusive_lock
+from xlamaml.trainables.finetune import train_supervised
+from xlamaml.trainables.models import apply_freezing, pick_device
+from xlamaml.trainables.paths import cache_dir
+from xlamaml.trainables.precision import autocast_dtype
+from xlamaml.trainables.tasks.base import Task
 
 log = logging.getLogger("xlamaml")
 

@@ -38,8 +38,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from trainables.errors import InputError
-from trainables.methods import META_METHODS, SAMPLING, episode_rule_error
+from xlamaml.trainables.errors import InputError
+from xlamaml.trainables.methods import META_METHODS, SAMPLING, episode_rule_error
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.config import RunConfig
-from trainables.precision import autocast, autocast_dtype
-from trainables.tasks.base import Task
+from xlamaml.trainables.config import RunConfig
+from xlamaml.trainables.precision import autocast, autocast_dtype
+from xlamaml.trainables.tasks.base import Task
 
 
 def evaluate_sets(task: Task, model: torch.nn.Module, sets: dict, split: str, cfg: RunConfig, *,

@@ -29,14 +29,14 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from trainables.config import RunConfig
-from trainables.data_source import DataSource, SetKey, data_key, english_sets
-from trainables.errors import XlamamlError
-from trainables.local_files import exclusive_lock
-from trainables.models import encoder_layers
-from trainables.paths import cache_dir
-from trainables.tasks.base import Task
-from trainables.tasks.batching import pad_inputs
+from xlamaml.trainables.config import RunConfig
+from xlamaml.trainables.data_source import DataSource, SetKey, data_key, english_sets
+from xlamaml.trainables.errors import XlamamlError
+from xlamaml.trainables.local_files import exclusive_lock
+from xlamaml.trainables.models import encoder_layers
+from xlamaml.trainables.paths import cache_dir
+from xlamaml.trainables.tasks.base import Task
+from xlamaml.trainables.tasks.batching import pad_inputs
 
 log = logging.getLogger("xlamaml")
 

@@ -9,10 +9,10 @@ import time
 import numpy as np
 import torch
 
-from trainables.maml import linear_schedule
-from trainables.models import train_mode
-from trainables.precision import autocast
-from trainables.tasks.base import Task
+from xlamaml.trainables.maml import linear_schedule
+from xlamaml.trainables.models import train_mode
+from xlamaml.trainables.precision import autocast
+from xlamaml.trainables.tasks.base import Task
 
 log = logging.getLogger("xlamaml")
 

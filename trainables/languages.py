@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from trainables.errors import InputError
+from xlamaml.trainables.errors import InputError
 
 XNLI_LANGS: tuple[str, ...] = (
     "ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh",

@@ -21,7 +21,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from trainables.models import train_mode
+from xlamaml.trainables.models import train_mode
 
 Params = dict[str, torch.Tensor]
 Batch = dict[str, torch.Tensor]

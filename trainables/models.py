@@ -28,9 +28,9 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from trainables.config import ModelConfig
-from trainables.embedded import prepare_embedded_model
-from trainables.errors import ConfigError, MissingFileError, XlamamlError
+from xlamaml.trainables.config import ModelConfig
+from xlamaml.trainables.embedded import prepare_embedded_model
+from xlamaml.trainables.errors import ConfigError, MissingFileError, XlamamlError
 
 BYTE_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

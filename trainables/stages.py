@@ -22,19 +22,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.config import RunConfig, save_config
-from trainables.data_source import DataSource, SetKey, TokenizingSource, needed_sets
-from trainables.english_stage import english_stage
-from trainables.episodes import EpisodeSampler
-from trainables.evaluate import add_averages, evaluate_sets
-from trainables.feature_cache import (CachedSource, FeatureTable, cached_layers, ensure_local_features,
+from xlamaml.trainables.config import RunConfig, save_config
+from xlamaml.trainables.data_source import DataSource, SetKey, TokenizingSource, needed_sets
+from xlamaml.trainables.english_stage import english_stage
+from xlamaml.trainables.episodes import EpisodeSampler
+from xlamaml.trainables.evaluate import add_averages, evaluate_sets
+from xlamaml.trainables.feature_cache import (CachedSource, FeatureTable, cached_layers, ensure_local_features,
                                       run_from_features, source_sets)
-from trainables.finetune import train_supervised
-from trainables.maml import MetaLearner
-from trainables.models import apply_freezing, pick_device
-from trainables.precision import autocast_dtype, with_autocast
-from trainables.tasks.base import Task
-from trainables.tasks.registry import get_task
+from xlamaml.trainables.finetune import train_supervised
+from xlamaml.trainables.maml import MetaLearner
+from xlamaml.trainables.models import apply_freezing, pick_device
+from xlamaml.trainables.precision import autocast_dtype, with_autocast
+from xlamaml.trainables.tasks.base import Task
+from xlamaml.trainables.tasks.registry import get_task
 
 log = logging.getLogger("xlamaml")
 

@@ -20,7 +20,7 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from trainables.errors import XlamamlError
+from xlamaml.trainables.errors import XlamamlError
 
 BUCKET_SCHEMES = ("s3", "gs", "gcs")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")

@@ -20,21 +20,21 @@ import ray
 import torch
 from ray import tune
 
-from trainables import assets, storage
-from trainables.assignment import flat_trial, parse_assignment
-from trainables.checkpoints import (CHECKPOINT_FILE, CheckpointError, checkpoint_iteration, checkpoints_in,
+from xlamaml.trainables import assets, storage
+from xlamaml.trainables.assignment import flat_trial, parse_assignment
+from xlamaml.trainables.checkpoints import (CHECKPOINT_FILE, CheckpointError, checkpoint_iteration, checkpoints_in,
                                     other_checkpoints, read_state, write_iteration, write_state)
-from trainables.config import RunConfig, config_from_dict
-from trainables.config_parsing import merge
-from trainables.errors import ConfigError, MissingFileError
-from trainables.evaluate import add_averages, evaluate_sets
-from trainables.models import apply_freezing
-from trainables.data_source import AssetSource, DataSource, TokenizingSource, data_key, needed_sets
-from trainables.feature_cache import cached_layers, ensure_local_features, feature_key, source_sets
-from trainables.stages import (MetaState, advance_meta, meta_summary, read_features, score_test, setup_torch,
+from xlamaml.trainables.config import RunConfig, config_from_dict
+from xlamaml.trainables.config_parsing import merge
+from xlamaml.trainables.errors import ConfigError, MissingFileError
+from xlamaml.trainables.evaluate import add_averages, evaluate_sets
+from xlamaml.trainables.models import apply_freezing
+from xlamaml.trainables.data_source import AssetSource, DataSource, TokenizingSource, data_key, needed_sets
+from xlamaml.trainables.feature_cache import cached_layers, ensure_local_features, feature_key, source_sets
+from xlamaml.trainables.stages import (MetaState, advance_meta, meta_summary, read_features, score_test, setup_torch,
                                start_meta)
-from trainables.tasks.base import Task
-from trainables.tasks.registry import get_task
+from xlamaml.trainables.tasks.base import Task
+from xlamaml.trainables.tasks.registry import get_task
 
 log = logging.getLogger("xlamaml")
 # A trial's config keys that are not run-config keys (`folder`, `resume_from`: a trial of a rebuilt run, see

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.results import load_results
+from xlamaml.analysis.results import load_results
 from tests.analysis.synthetic import make_experiment
 
 

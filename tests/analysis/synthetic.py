@@ -112,7 +112,7 @@ def items_trial(exp: Path, name: str, assignment: str, seed: int, items: dict[st
                 dev: dict[str, float] | None = None, metric: str = "acc") -> Path:
     """Return a finished trial whose test metrics are the means of its per-item outcomes `items` (lang -> values;
     uids '0', '1', ... shared by every language), written as predictions/test-<lang>.items.tsv."""
-    from trainables.tasks.outcomes import write_outcomes
+    from xlamaml.trainables.tasks.outcomes import write_outcomes
 
     test = {lang: float(sum(v) / len(v)) for lang, v in items.items()}
     cfg = config(assignment, seed, eval={"target_langs": list(items)})

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import adaptive_report
-from analysis.adaptive_report import aux_matrix, compute, load_adaptive, pairs_matrix, picks, stops
-from analysis.analyze import Options, analyze
-from analysis.results import load_results
+from xlamaml.analysis import adaptive_report
+from xlamaml.analysis.adaptive_report import aux_matrix, compute, load_adaptive, pairs_matrix, picks, stops
+from xlamaml.analysis.analyze import Options, analyze
+from xlamaml.analysis.results import load_results
 from tests.analysis.synthetic import config, metrics, write_trial
-from trainables.tasks.outcomes import write_outcomes
+from xlamaml.trainables.tasks.outcomes import write_outcomes
 
 TARGETS = ("de", "hi")
 DEV, TEST = 100, 50

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from analysis.analyze import analyze
+from xlamaml.analysis.analyze import analyze
 from tests.analysis.synthetic import BASELINE, config, done_trial, write_trial
 
 FILES = {"results.csv", "table.md", "table.csv", "table.tex", "heatmap.png", "heatmap.svg", "best_pairs.csv",

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.analyze import Options, analyze
-from analysis.outcomes import load_outcomes
-from analysis.results import load_results
+from xlamaml.analysis.analyze import Options, analyze
+from xlamaml.analysis.outcomes import load_outcomes
+from xlamaml.analysis.results import load_results
 from tests.analysis.synthetic import config, done_trial, items_trial
 
 OLD_DEMO = Path(__file__).parent / "data" / "old_demo"
@@ -59,15 +59,15 @@ def test_old_demo_agrees_with_a_plain_paired_bootstrap(tmp_path):
 
 def test_legacy_xnli_predictions_are_scored_against_the_data(tmp_path, data_dir):
     # An experiment from before per-item outcomes: label words only. The labels come from the data in params.json.
-    from analysis.outcomes import load_outcomes as load
-    from trainables.data.xnli import LABELS
+    from xlamaml.analysis.outcomes import load_outcomes as load
+    from xlamaml.trainables.data.xnli import LABELS
 
     exp = tmp_path / "old"
     shutil.copytree(OLD_DEMO, exp)
     trial = exp / "baseline_s42_9c59d_00000"
     params = (trial / "params.json").read_text()
     (trial / "params.json").write_text(params.replace('"task": "xnli"', f'"task": "xnli", "data": {{"dir": "{data_dir}"}}'))
-    from analysis.outcomes import _xnli_labels
+    from xlamaml.analysis.outcomes import _xnli_labels
     uids, labels = _xnli_labels("auto", "test", "de", str(data_dir), 150)
     kept = (trial / "predictions" / "test-de.items.tsv")
     correct = [line.split("\t")[1] == "1.0" for line in kept.read_text().splitlines()[1:]]
@@ -173,7 +173,7 @@ def test_old_experiments_without_outcomes_still_get_every_other_file(exp, tmp_pa
 
 
 def test_bad_options_are_one_line(exp, tmp_path):
-    from trainables.errors import XlamamlError
+    from xlamaml.trainables.errors import XlamamlError
 
     with pytest.raises(XlamamlError, match="correction 'x'"):
         analyze(exp, tmp_path / "o", Options(correction="x"))
@@ -182,7 +182,7 @@ def test_bad_options_are_one_line(exp, tmp_path):
 
 
 def test_cli_prints_power_and_takes_the_options(tmp_path, capsys):
-    from search.cli import main
+    from xlamaml.search.cli import main
 
     assert main(["-q", "analyze", str(OLD_DEMO), "--out", str(tmp_path / "o"), "--power", "5", "--correction", "bh",
                  "--resamples", "300"]) == 0

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from analysis.aggregate import MissingBaselineError
-from analysis.heatmap import delta_matrix, marked_cells, plot_heatmap, support_query_matrix
-from analysis.results import load_results
+from xlamaml.analysis.aggregate import MissingBaselineError
+from xlamaml.analysis.heatmap import delta_matrix, marked_cells, plot_heatmap, support_query_matrix
+from xlamaml.analysis.results import load_results
 from tests.analysis.synthetic import BASELINE, XLA_HI, config, done_trial, report, write_trial
 
 # Means over seeds, by hand: baseline en .81 hi .61 de .71 sw .51; xla-maml en>hi en .82 hi .65 de .73 sw .51;

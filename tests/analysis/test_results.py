@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from analysis.aggregate import resolve_metric
-from analysis.results import COLUMNS, load_results
+from xlamaml.analysis.aggregate import resolve_metric
+from xlamaml.analysis.results import COLUMNS, load_results
 from tests.analysis.synthetic import XLA_SW, config, dev_of, done_trial, report, write_trial
 
 

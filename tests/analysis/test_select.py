@@ -2,8 +2,8 @@
 
 import pytest
 
-from analysis.aggregate import MissingBaselineError
-from analysis.select import best_pairs, best_per_target
+from xlamaml.analysis.aggregate import MissingBaselineError
+from xlamaml.analysis.select import best_pairs, best_per_target
 
 BASE_EXCL = {"hi": (0.81 + 0.71 + 0.51) / 3, "sw": (0.81 + 0.61 + 0.71) / 3}
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from analysis.corrections import adjust
-from analysis.outcomes import load_outcomes
-from analysis.results import load_results
-from analysis.stats import Cell, Part, bootstrap, significance
+from xlamaml.analysis.corrections import adjust
+from xlamaml.analysis.outcomes import load_outcomes
+from xlamaml.analysis.results import load_results
+from xlamaml.analysis.stats import Cell, Part, bootstrap, significance
 from tests.analysis.synthetic import items_trial
 
 UIDS = tuple(str(i) for i in range(200))

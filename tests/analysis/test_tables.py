@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.aggregate import NoResultsError
-from analysis.results import load_results
-from analysis.tables import csv_frame, format_cells, paper_table, to_csv, to_latex, to_markdown
+from xlamaml.analysis.aggregate import NoResultsError
+from xlamaml.analysis.results import load_results
+from xlamaml.analysis.tables import csv_frame, format_cells, paper_table, to_csv, to_latex, to_markdown
 from tests.analysis.synthetic import BASELINE, config, done_trial, write_trial
 
 

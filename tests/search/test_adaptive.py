@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.adaptive import RECORD, AdaptiveRecord, read_record, rung_scores, spent_total, trial_folder
-from search.cli import preset_path
-from search.plan import plan_counts
-from search.rungs import Rung
-from search.sweep import load_sweep, run_sweep
-from trainables.tasks.outcomes import write_outcomes
+from xlamaml.search.adaptive import RECORD, AdaptiveRecord, read_record, rung_scores, spent_total, trial_folder
+from xlamaml.search.cli import preset_path
+from xlamaml.search.plan import plan_counts
+from xlamaml.search.rungs import Rung
+from xlamaml.search.sweep import load_sweep, run_sweep
+from xlamaml.trainables.tasks.outcomes import write_outcomes
 
 CELLS = ["x-maml:hi", "xla-maml:en>hi", "x-maml:de", "xla-maml:en>de"]
 SETTINGS = ['sweep.mode=adaptive', f'sweep.assignments.items=[baseline,{",".join(json.dumps(c) for c in CELLS)}]',
@@ -109,8 +109,8 @@ def write_trial(exp: Path, folder: str, split: str, lang: str, values: list[floa
 def test_decisions_read_dev_and_never_test(tmp_path):
     """The rule's input is the rung's dev outcomes (its first items): test outcomes, even opposite ones, change
     nothing, and a cell best for one target survives while one dominated everywhere is stopped."""
-    from search.adaptive import excluded
-    from search.adaptive_rule import decide
+    from xlamaml.search.adaptive import excluded
+    from xlamaml.search.adaptive_rule import decide
 
     cells = ["xla-maml:en>de", "xla-maml:en>hi", "xla-maml:en>sw"]
     record = AdaptiveRecord(cells, [], [Rung(0, 2, 4, (0,), 3), Rung(1, 4, 8, (0,), 2)], "acc")
@@ -135,7 +135,7 @@ def test_sigkill_mid_adaptive_sweep_then_resume_loses_no_decision_and_repeats_no
     recorded decision stands, rung 0 is not run again, and every survivor finishes. About 1.5 minutes."""
     storage = tmp_path / "runs"
     settings = SETTINGS + ["meta.steps_per_query_lang=24", "meta.steps_per_report=2", "sweep.max_concurrent=1"]
-    cmd = [sys.executable, "-m", "search.cli", "-q", "sweep", "--preset", "smoke", "--storage", str(storage),
+    cmd = [sys.executable, "-m", "xlamaml.search.cli", "-q", "sweep", "--preset", "smoke", "--storage", str(storage),
            "--name", "killed", *[a for s in settings for a in ("--set", s)]]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -160,7 +160,7 @@ def test_sigkill_mid_adaptive_sweep_then_resume_loses_no_decision_and_repeats_no
         proc.wait()
     before = read_record(str(exp))
     rung0 = {c: [r for r in reports(exp, trial_folder(c, 0)) if r.get("rung/index") == 0] for c in CELLS}
-    resumed = subprocess.run([sys.executable, "-m", "search.cli", "-q", "sweep", "--resume", "--name", "killed",
+    resumed = subprocess.run([sys.executable, "-m", "xlamaml.search.cli", "-q", "sweep", "--resume", "--name", "killed",
                               "--storage", str(storage)], env=env, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     after = read_record(str(exp))

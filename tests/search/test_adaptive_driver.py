@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from search.adaptive import read_record, run_rungs, spent_total, trial_folder
-from search.cli import preset_path
-from search.sweep import load_sweep
-from trainables.tasks.outcomes import write_outcomes
+from xlamaml.search.adaptive import read_record, run_rungs, spent_total, trial_folder
+from xlamaml.search.cli import preset_path
+from xlamaml.search.sweep import load_sweep
+from xlamaml.trainables.tasks.outcomes import write_outcomes
 
 CELLS = ["x-maml:hi", "xla-maml:en>hi", "x-maml:de", "xla-maml:en>de"]
 SETTINGS = ["sweep.mode=adaptive", f"sweep.assignments.items=[baseline,{','.join(json.dumps(c) for c in CELLS)}]",

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from search.adaptive_rule import Decision, decide
+from xlamaml.search.adaptive_rule import Decision, decide
 
 
 def outcomes(rate: float, items: int = 400, seeds: int = 1, seed: int = 0) -> np.ndarray:

@@ -6,8 +6,8 @@ import pytest
 import torch
 import yaml
 
-from search.cli import main
-from trainables.tasks.outcomes import read_outcomes
+from xlamaml.search.cli import main
+from xlamaml.trainables.tasks.outcomes import read_outcomes
 
 
 def run_cli(*args):

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from search.cli import preset_path
-from search.sweep import load_sweep, run_sweep
+from xlamaml.search.cli import preset_path
+from xlamaml.search.sweep import load_sweep, run_sweep
 
 
 @pytest.fixture

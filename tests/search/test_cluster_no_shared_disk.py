@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from trainables.paths import default_data_dir
+from xlamaml.trainables.paths import default_data_dir
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
                                 reason="needs root and unshare for a worker that cannot see the driver's folders")
@@ -45,7 +45,7 @@ echo $? > "$OUT/sweep.rc"
 # The storage dies with the namespace: read back what the test checks.
 "$PY" -c "
 import json
-from trainables import storage
+from xlamaml.trainables import storage
 exp = 's3://nsd/runs/nsd'
 files = storage.list_files(exp)
 results = {f.split('/')[0]: storage.read_bytes(storage.join(exp, f)).decode() for f in files if f.endswith('/result.json')}

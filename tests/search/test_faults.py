@@ -22,7 +22,7 @@ STEPS = "meta.steps_per_query_lang=60"  # meta trials of 30 reports: long enough
 
 def trials(exp: Path) -> dict[str, list[dict]]:
     """Return each trial folder's reports (cut lines skipped)."""
-    from analysis.trial_reports import parse_report
+    from xlamaml.analysis.trial_reports import parse_report
 
     out = {}
     for d in sorted(p for p in exp.iterdir() if p.is_dir() and p.name != "assets"):
@@ -46,7 +46,7 @@ def check_every_trial_done_once(got: dict[str, list[dict]]) -> None:
 
 def cli(*args: str, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `xlamaml ARGS` in a new session (its process group stopped if it outlives `timeout`)."""
-    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "-q", *args], env=env, start_new_session=True,
+    proc = subprocess.Popen([sys.executable, "-m", "xlamaml.search.cli", "-q", *args], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -64,7 +64,7 @@ def error_lines(stderr: str) -> list[str]:
 
 def kill_when(storage: Path, name: str, ready, extra: list[str], env: dict) -> None:
     """Start the smoke sweep `name`, wait until `ready(exp)` holds, then SIGKILL it with the Ray it started."""
-    cmd = [sys.executable, "-m", "search.cli", "-q", "sweep", "--preset", "smoke", "--storage", str(storage),
+    cmd = [sys.executable, "-m", "xlamaml.search.cli", "-q", "sweep", "--preset", "smoke", "--storage", str(storage),
            "--name", name, "--set", STEPS, "--set", "sweep.max_concurrent=1", *extra]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     exp = storage / name

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from search.cli import main, preset_path
-from search.plan import plan_counts
-from search.planner import make_plan
-from search.sweep import load_sweep
+from xlamaml.search.cli import main, preset_path
+from xlamaml.search.plan import plan_counts
+from xlamaml.search.planner import make_plan
+from xlamaml.search.sweep import load_sweep
 
 
 def sweep(name, *overrides):

@@ -3,10 +3,10 @@
 
 import pytest
 
-from search.cli import PRESETS
-from search.space import assignments
-from search.sweep import load_sweep
-from trainables.config import load_config
+from xlamaml.search.cli import PRESETS
+from xlamaml.search.space import assignments
+from xlamaml.search.sweep import load_sweep
+from xlamaml.trainables.config import load_config
 
 NAMES = sorted(p.stem for p in PRESETS.glob("*.yaml"))
 

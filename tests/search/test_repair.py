@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from search.full_storage import check_free_space, full_line, is_full_error, is_full_exception, needed_bytes
-from search.rebuild import PREVIOUS, RebuildError, RestoreFailed, check_rebuildable, rebuilt_cells, refusing_restart
-from search.repair import repair_experiment
-from trainables import storage
-from trainables.checkpoints import CHECKPOINT_FILE, write_state
-from trainables.storage import StorageFullError
+from xlamaml.search.full_storage import check_free_space, full_line, is_full_error, is_full_exception, needed_bytes
+from xlamaml.search.rebuild import PREVIOUS, RebuildError, RestoreFailed, check_rebuildable, rebuilt_cells, refusing_restart
+from xlamaml.search.repair import repair_experiment
+from xlamaml.trainables import storage
+from xlamaml.trainables.checkpoints import CHECKPOINT_FILE, write_state
+from xlamaml.trainables.storage import StorageFullError
 
 CELLS = [{"assignment": "baseline", "seed": 0}, {"assignment": "x-maml:hi", "seed": 0},
          {"assignment": "xla-maml:en>hi", "seed": 0}]

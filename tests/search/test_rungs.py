@@ -1,6 +1,6 @@
 """The adaptive sweep's rung schedule (`search.rungs`): the defaults' counts on a pairs map and an en -> aux map."""
 
-from search.rungs import AdaptiveConfig, keep_count, keep_ratio, schedule
+from xlamaml.search.rungs import AdaptiveConfig, keep_count, keep_ratio, schedule
 
 
 def counts(cells: int, targets: int, a: AdaptiveConfig | None = None) -> list[int]:

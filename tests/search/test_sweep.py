@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from search.space import AssignmentSpec, assignments, hyper_space
-from search.sweep import SWEEP_FILE, ErroredTrialsError, load_sweep, param_space, run_sweep
-from search.cli import preset_path
-from trainables.config import ConfigError
+from xlamaml.search.space import AssignmentSpec, assignments, hyper_space
+from xlamaml.search.sweep import SWEEP_FILE, ErroredTrialsError, load_sweep, param_space, run_sweep
+from xlamaml.search.cli import preset_path
+from xlamaml.trainables.config import ConfigError
 
 
 def trials(exp: Path) -> dict[str, list[dict]]:
@@ -41,7 +41,7 @@ def test_assignment_kinds():
         "baseline", "x-maml:hi", "xla-maml:en>hi", "x-maml:sw", "xla-maml:en>sw"]
     pairs = assignments(AssignmentSpec("pairs", ["ar", "bg", "de"], ["x-maml", "xla-maml"]))
     assert len(pairs) == 9 and "x-maml:bg" in pairs and "xla-maml:ar>de" in pairs
-    from trainables.languages import XNLI_LANGS
+    from xlamaml.trainables.languages import XNLI_LANGS
     assert len(assignments(AssignmentSpec("pairs", list(XNLI_LANGS), ["x-maml", "xla-maml"]))) == 225
     assert assignments(AssignmentSpec("two-aux", ["bg", "de"], ["xla-maml", "x-maml"])) == [
         "xla-maml:bg>de", "xla-maml:de>bg", "x-maml:bg+de"]
@@ -81,7 +81,7 @@ def test_a_baseline_no_seed_changes_runs_once():
 
 
 def test_smoke_sweep_runs_every_trial_and_isolates_a_failing_one(tmp_path, cache, ray_local):
-    from analysis.analyze import analyze
+    from xlamaml.analysis.analyze import analyze
 
     # meta.k=0 is a bad value that only the trial sees: it must error alone.
     sw = load_sweep(preset_path("smoke"), ["sweep.grid={meta.k: [4, 0]}", "sweep.max_failures=0"])
@@ -176,7 +176,7 @@ def test_optuna_asha_smoke(tmp_path, cache, ray_local):
 
 def test_sigkill_driver_then_resume_finishes_every_trial_once(tmp_path, cache):
     storage = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "search.cli", "-q", "sweep", "--preset", "smoke", "--storage", str(storage),
+    cmd = [sys.executable, "-m", "xlamaml.search.cli", "-q", "sweep", "--preset", "smoke", "--storage", str(storage),
            "--name", "killed", "--set", "meta.steps_per_query_lang=60", "--set", "sweep.max_concurrent=1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -197,7 +197,7 @@ def test_sigkill_driver_then_resume_finishes_every_trial_once(tmp_path, cache):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
         proc.wait()
-    resumed = subprocess.run([sys.executable, "-m", "search.cli", "-q", "sweep", "--resume", "--name", "killed",
+    resumed = subprocess.run([sys.executable, "-m", "xlamaml.search.cli", "-q", "sweep", "--resume", "--name", "killed",
                               "--storage", str(storage)], env=env, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     got = trials(exp)
@@ -209,7 +209,7 @@ def test_sigkill_driver_then_resume_finishes_every_trial_once(tmp_path, cache):
 
 
 def test_qa_smoke_sweep_and_its_analysis(tmp_path, cache, ray_local):
-    from analysis.analyze import analyze
+    from xlamaml.analysis.analyze import analyze
 
     exp = run_sweep(load_sweep(preset_path("smoke-qa")), tmp_path / "runs", "qa")
     got = trials(exp)

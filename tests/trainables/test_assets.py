@@ -8,18 +8,18 @@ import threading
 import numpy as np
 import pytest
 
-from search.cli import PRESETS
-from trainables import assets, storage
-from trainables.config import load_config
-from trainables.data_source import (
+from xlamaml.search.cli import PRESETS
+from xlamaml.trainables import assets, storage
+from xlamaml.trainables.config import load_config
+from xlamaml.trainables.data_source import (
     AssetSource,
     TokenizingSource,
     build_data_asset,
     needed_sets,
 )
-from trainables.local_files import sha256_of
-from trainables.models import load_tokenizer
-from trainables.tasks.registry import get_task
+from xlamaml.trainables.local_files import sha256_of
+from xlamaml.trainables.models import load_tokenizer
+from xlamaml.trainables.tasks.registry import get_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,9 +11,9 @@ import pyarrow.fs as pafs
 import pytest
 import torch
 
-from trainables.checkpoints import (CHECKPOINT_FILE, CheckpointError, other_checkpoints, read_state, write_iteration,
+from xlamaml.trainables.checkpoints import (CHECKPOINT_FILE, CheckpointError, other_checkpoints, read_state, write_iteration,
                                     write_state)
-from trainables.trainable import XlaMamlTrainable
+from xlamaml.trainables.trainable import XlaMamlTrainable
 
 
 class Payload:

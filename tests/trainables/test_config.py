@@ -2,9 +2,9 @@
 
 import pytest
 
-from trainables.config import ConfigError, RunConfig, load_config, parse_overrides
-from trainables.english_stage import english_stage_key
-from trainables.tasks.registry import get_task
+from xlamaml.trainables.config import ConfigError, RunConfig, load_config, parse_overrides
+from xlamaml.trainables.english_stage import english_stage_key
+from xlamaml.trainables.tasks.registry import get_task
 
 
 def test_defaults_are_the_papers_settings():

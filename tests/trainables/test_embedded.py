@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainables import embedded as E
-from trainables.embedded import convert as C
-from trainables.embedded import verify as V
-from trainables.errors import InputError
+from xlamaml.trainables import embedded as E
+from xlamaml.trainables.embedded import convert as C
+from xlamaml.trainables.embedded import verify as V
+from xlamaml.trainables.errors import InputError
 
 LANGS = ["en", "de", "ar", "hi", "zh", "sw", "ru"]
 PER_LANG = 4
@@ -272,7 +272,7 @@ def test_raw_header_layout_is_what_the_parser_expects(src):
 
 def test_model_verify_command_prints_agreement_and_fails_below_thresholds(converted, data_dir, capsys):
     """`xlamaml model verify` on 2 premises each in en and ar plus a long text, twice (about 17 s here)."""
-    from search.cli import main
+    from xlamaml.search.cli import main
 
     args = ["-q", "model", "verify", "--model", str(converted), "--data-dir", data_dir, "--langs", "en,ar",
             "--per-lang", "2", "--long-tokens", "600"]

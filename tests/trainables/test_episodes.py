@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from trainables.episodes import Episode, EpisodeSampler
+from xlamaml.trainables.episodes import Episode, EpisodeSampler
 
 LANGS = ("en", "hi", "de")
 P = 50  # examples per language; not a multiple of the episode sizes used below

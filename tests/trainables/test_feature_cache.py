@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from search.cli import PRESETS
-from trainables.config import load_config
-from trainables.data_source import SetKey, TokenizingSource, needed_sets
-from trainables.english_stage import english_stage
-from trainables.feature_cache import (FeatureCacheError, bottom_key, cached_layers, ensure_local_features,
+from xlamaml.search.cli import PRESETS
+from xlamaml.trainables.config import load_config
+from xlamaml.trainables.data_source import SetKey, TokenizingSource, needed_sets
+from xlamaml.trainables.english_stage import english_stage
+from xlamaml.trainables.feature_cache import (FeatureCacheError, bottom_key, cached_layers, ensure_local_features,
                                       extract_features, feature_file, source_sets)
-from trainables.models import frozen_bottom
-from trainables.stages import advance_meta, read_features, run, score_test, setup_torch, start_meta
-from trainables.tasks.registry import get_task
+from xlamaml.trainables.models import frozen_bottom
+from xlamaml.trainables.stages import advance_meta, read_features, run, score_test, setup_torch, start_meta
+from xlamaml.trainables.tasks.registry import get_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CPU = torch.device("cpu")
@@ -110,7 +110,7 @@ def test_frozen_bottom_runs_without_dropout(base):
     task, model, source = load(cfg, base, cached=False)
     start_meta(cfg, task, model, source)
     assert frozen_bottom(model) == 2
-    from trainables.models import train_mode
+    from xlamaml.trainables.models import train_mode
     train_mode(model)
     assert not model.base_model.embeddings.training and not model.base_model.encoder.layer[1].training
     assert model.base_model.encoder.layer[2].training and model.training

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.config import ModelConfig, TinyModelConfig
-from trainables.maml import MetaLearner, attention_context, meta_gradients
-from trainables.models import build_tiny_model
-from trainables.tasks.nli import collate, encode_nli, loss_fn
+from xlamaml.trainables.config import ModelConfig, TinyModelConfig
+from xlamaml.trainables.maml import MetaLearner, attention_context, meta_gradients
+from xlamaml.trainables.models import build_tiny_model
+from xlamaml.trainables.tasks.nli import collate, encode_nli, loss_fn
 
 PAIRS = [
     ("A man is playing a guitar.", "Someone makes music.", 0),

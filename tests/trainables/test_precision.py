@@ -4,14 +4,14 @@
 import pytest
 import torch
 
-from search.cli import PRESETS
+from xlamaml.search.cli import PRESETS
 from tests.trainables.test_maml import batches, tiny
-from trainables.config import load_config
-from trainables.english_stage import english_stage_key
-from trainables.maml import meta_gradients
-from trainables.precision import autocast_dtype, native_bf16, with_autocast
-from trainables.tasks.nli import loss_fn
-from trainables.tasks.registry import get_task
+from xlamaml.trainables.config import load_config
+from xlamaml.trainables.english_stage import english_stage_key
+from xlamaml.trainables.maml import meta_gradients
+from xlamaml.trainables.precision import autocast_dtype, native_bf16, with_autocast
+from xlamaml.trainables.tasks.nli import loss_fn
+from xlamaml.trainables.tasks.registry import get_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -47,7 +47,7 @@ def test_precision_settings_resolve():
 
 def test_a_bf16_run_scores_like_fp32(tmp_path, cache):
     """The smoke run end to end in bf16 (English stage, meta stage, evaluation): it predicts as fp32 nearly always."""
-    from trainables.stages import run
+    from xlamaml.trainables.stages import run
 
     runs = {p: run(load_config(PRESETS / "smoke.yaml", [f"precision={p}", "eval.target_langs=en,hi"]), tmp_path / p)
             for p in ("fp32", "bf16")}

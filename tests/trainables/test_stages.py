@@ -4,16 +4,16 @@ few-shot, test scoring with averages; the tiny model on the shared data, one tor
 import pytest
 import torch
 
-from search.cli import PRESETS
-from trainables.config import load_config
-from trainables.english_stage import english_stage
-from trainables.evaluate import evaluate_sets
-from trainables.data_source import TokenizingSource
-from trainables.stages import advance_meta, few_shot_and_test, meta_stage, meta_summary, score_test, setup_torch, \
+from xlamaml.search.cli import PRESETS
+from xlamaml.trainables.config import load_config
+from xlamaml.trainables.english_stage import english_stage
+from xlamaml.trainables.evaluate import evaluate_sets
+from xlamaml.trainables.data_source import TokenizingSource
+from xlamaml.trainables.stages import advance_meta, few_shot_and_test, meta_stage, meta_summary, score_test, setup_torch, \
     start_meta
-from trainables.tasks.base import Task
-from trainables.tasks.registry import TASK_CLASSES, get_task
-from trainables.tasks.specs import TASK_SPECS
+from xlamaml.trainables.tasks.base import Task
+from xlamaml.trainables.tasks.registry import TASK_CLASSES, get_task
+from xlamaml.trainables.tasks.specs import TASK_SPECS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

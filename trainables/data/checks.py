@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from trainables.data.errors import DataError
-from trainables.languages import unknown_lang_problem
+from xlamaml.trainables.data.errors import DataError
+from xlamaml.trainables.languages import unknown_lang_problem
 
 SPLITS: dict[str, str] = {"dev": "dev", "validation": "dev", "test": "test"}
 

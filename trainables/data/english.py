@@ -8,9 +8,9 @@ from pathlib import Path
 
 import datasets
 
-from trainables.data.errors import DataError
-from trainables.data.xnli import FEATURES, LABEL_IDS, iter_lines, load_xnli, nli_dataset, quote
-from trainables.paths import default_data_dir
+from xlamaml.trainables.data.errors import DataError
+from xlamaml.trainables.data.xnli import FEATURES, LABEL_IDS, iter_lines, load_xnli, nli_dataset, quote
+from xlamaml.trainables.paths import default_data_dir
 
 MNLI_FILES: tuple[str, ...] = ("train.jsonl", "train.jsonl.gz", "train.tsv", "train.tsv.gz")
 HUB_NAME, HUB_CONFIG = "nyu-mll/glue", "mnli"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainables.errors import XlamamlError
+from xlamaml.trainables.errors import XlamamlError
 
 
 class DataError(XlamamlError, ValueError):

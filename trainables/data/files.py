@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from trainables.data.errors import DataError
-from trainables.paths import default_data_dir
+from xlamaml.trainables.data.errors import DataError
+from xlamaml.trainables.paths import default_data_dir
 
 ROOT_SOURCES = "a folder, a file, 'auto' or 'hub'"
 

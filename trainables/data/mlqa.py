@@ -19,11 +19,11 @@ from typing import Any
 
 import datasets
 
-from trainables.data.checks import check_langs, normalize_split
-from trainables.data.errors import DataError
-from trainables.data.files import file_key, resolve_root
-from trainables.data.xnli import open_binary, quote
-from trainables.languages import MLQA_LANGS
+from xlamaml.trainables.data.checks import check_langs, normalize_split
+from xlamaml.trainables.data.errors import DataError
+from xlamaml.trainables.data.files import file_key, resolve_root
+from xlamaml.trainables.data.xnli import open_binary, quote
+from xlamaml.trainables.languages import MLQA_LANGS
 
 FEATURES = datasets.Features({
     "uid": datasets.Value("string"),

@@ -14,10 +14,10 @@ from typing import BinaryIO, Iterator
 
 import datasets
 
-from trainables.data.checks import check_langs, normalize_split
-from trainables.data.errors import DataError
-from trainables.data.files import file_key, resolve_root
-from trainables.languages import XNLI_LANGS
+from xlamaml.trainables.data.checks import check_langs, normalize_split
+from xlamaml.trainables.data.errors import DataError
+from xlamaml.trainables.data.files import file_key, resolve_root
+from xlamaml.trainables.languages import XNLI_LANGS
 
 LABELS: tuple[str, ...] = ("entailment", "neutral", "contradiction")  # position = label id (HF convention)
 LABEL_IDS: dict[str, int] = {name: i for i, name in enumerate(LABELS)}

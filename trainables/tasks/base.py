@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from trainables.tasks.specs import TaskSpec
+from xlamaml.trainables.tasks.specs import TaskSpec
 
 if TYPE_CHECKING:  # annotations only: the config module imports the task specs, not the tasks
-    from trainables.config import ModelConfig, RunConfig
+    from xlamaml.trainables.config import ModelConfig, RunConfig
 
 Batch = dict[str, torch.Tensor]
 

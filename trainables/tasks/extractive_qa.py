@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from transformers import BertForQuestionAnswering, PreTrainedModel, PreTrainedTokenizerFast
 
-from trainables.config import ModelConfig
-from trainables.models import build_tiny_model
-from trainables.tasks.batching import pad_inputs
-from trainables.tasks.ragged import pack, pack_strings, unpack_arrays, unpack_lists, unpack_strings
+from xlamaml.trainables.config import ModelConfig
+from xlamaml.trainables.models import build_tiny_model
+from xlamaml.trainables.tasks.batching import pad_inputs
+from xlamaml.trainables.tasks.ragged import pack, pack_strings, unpack_arrays, unpack_lists, unpack_strings
 
 Batch = dict[str, torch.Tensor]
 Span = tuple[int, int]  # [start, end) character offsets into the context

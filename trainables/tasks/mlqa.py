@@ -14,18 +14,18 @@ import numpy as np
 import torch
 from transformers import AutoModelForQuestionAnswering
 
-from trainables.config import ModelConfig, RunConfig
-from trainables.data.english import subset_indices
-from trainables.data.mlqa import heldout_split, load_mlqa, load_mlqa_pair, load_squad
-from trainables.data.subset import limit
-from trainables.local_files import write_text_whole
-from trainables.models import load_pretrained
-from trainables.tasks.base import Task
-from trainables.tasks.extractive_qa import (QAEncoded, QATrain, build_tiny_qa_model, collate_mixed_qa, collate_train,
+from xlamaml.trainables.config import ModelConfig, RunConfig
+from xlamaml.trainables.data.english import subset_indices
+from xlamaml.trainables.data.mlqa import heldout_split, load_mlqa, load_mlqa_pair, load_squad
+from xlamaml.trainables.data.subset import limit
+from xlamaml.trainables.local_files import write_text_whole
+from xlamaml.trainables.models import load_pretrained
+from xlamaml.trainables.tasks.base import Task
+from xlamaml.trainables.tasks.extractive_qa import (QAEncoded, QATrain, build_tiny_qa_model, collate_mixed_qa, collate_train,
                                             encode_qa, predict_qa, qa_loss_fn, train_view)
-from trainables.tasks.outcomes import outcome_path, write_outcomes
-from trainables.tasks.qa_eval import evaluate_examples, question_scores
-from trainables.tasks.specs import TASK_SPECS
+from xlamaml.trainables.tasks.outcomes import outcome_path, write_outcomes
+from xlamaml.trainables.tasks.qa_eval import evaluate_examples, question_scores
+from xlamaml.trainables.tasks.specs import TASK_SPECS
 
 
 class MLQATask(Task):

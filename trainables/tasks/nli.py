@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from trainables.data.xnli import LABELS
-from trainables.local_files import write_text_whole
-from trainables.tasks.batching import pad_inputs
-from trainables.tasks.ragged import pack, pack_strings, unpack_lists, unpack_strings
+from xlamaml.trainables.data.xnli import LABELS
+from xlamaml.trainables.local_files import write_text_whole
+from xlamaml.trainables.tasks.batching import pad_inputs
+from xlamaml.trainables.tasks.ragged import pack, pack_strings, unpack_lists, unpack_strings
 
 NUM_LABELS = len(LABELS)
 

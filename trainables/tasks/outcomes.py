@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.errors import InputError
-from trainables.local_files import write_text_whole
+from xlamaml.trainables.errors import InputError
+from xlamaml.trainables.local_files import write_text_whole
 
 SUFFIX = ".items.tsv"
 

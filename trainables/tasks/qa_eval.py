@@ -32,7 +32,7 @@ import zlib
 from collections import Counter
 from typing import Callable, Iterable, Sequence
 
-from trainables.languages import MLQA_LANGS
+from xlamaml.trainables.languages import MLQA_LANGS
 
 EXPECTED_VERSION = "1.0"  # the dataset version the official script expects (it only warns on others)
 

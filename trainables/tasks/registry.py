@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from trainables.errors import ConfigError
-from trainables.tasks.base import Task
-from trainables.tasks.mlqa import MLQATask
-from trainables.tasks.xnli import XNLITask
+from xlamaml.trainables.errors import ConfigError
+from xlamaml.trainables.tasks.base import Task
+from xlamaml.trainables.tasks.mlqa import MLQATask
+from xlamaml.trainables.tasks.xnli import XNLITask
 
 TASK_CLASSES: dict[str, type[Task]] = {"xnli": XNLITask, "mlqa": MLQATask}
 

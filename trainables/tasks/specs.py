@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainables.languages import MLQA_LANGS, XNLI_LANGS
+from xlamaml.trainables.languages import MLQA_LANGS, XNLI_LANGS
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,15 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from trainables.config import ModelConfig, RunConfig
-from trainables.data.english import load_english_nli
-from trainables.data.xnli import load_xnli
-from trainables.models import load_classifier
-from trainables.tasks.base import Task
-from trainables.tasks.nli import NUM_LABELS, Encoded, accuracy, collate, collate_mixed, encode_nli, loss_fn, predict, \
+from xlamaml.trainables.config import ModelConfig, RunConfig
+from xlamaml.trainables.data.english import load_english_nli
+from xlamaml.trainables.data.xnli import load_xnli
+from xlamaml.trainables.models import load_classifier
+from xlamaml.trainables.tasks.base import Task
+from xlamaml.trainables.tasks.nli import NUM_LABELS, Encoded, accuracy, collate, collate_mixed, encode_nli, loss_fn, predict, \
     write_predictions
-from trainables.tasks.outcomes import outcome_path, write_outcomes
-from trainables.tasks.specs import TASK_SPECS
+from xlamaml.trainables.tasks.outcomes import outcome_path, write_outcomes
+from xlamaml.trainables.tasks.specs import TASK_SPECS
 
 
 class XNLITask(Task):

@@ -9,8 +9,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from trainables.data import DataError, load_english_nli
-from trainables.paths import default_data_dir
+from xlamaml.trainables.data import DataError, load_english_nli
+from xlamaml.trainables.paths import default_data_dir
 
 SHARED = Path(default_data_dir())
 needs_shared = pytest.mark.usefixtures("data_dir")  # fails loudly when the shared data is missing

@@ -9,9 +9,9 @@ from pathlib import Path
 import datasets
 import pytest
 
-from trainables.data.errors import DataError
-from trainables.data.mlqa import heldout_split, load_mlqa, load_mlqa_pair, load_squad
-from trainables.languages import MLQA_LANGS
+from xlamaml.trainables.data.errors import DataError
+from xlamaml.trainables.data.mlqa import heldout_split, load_mlqa, load_mlqa_pair, load_squad
+from xlamaml.trainables.languages import MLQA_LANGS
 
 needs_shared = pytest.mark.usefixtures("data_dir")  # fails loudly when the shared data is missing
 COLUMNS = ["uid", "lang", "article", "title", "context", "question", "answers"]

@@ -11,9 +11,9 @@ from pathlib import Path
 import datasets
 import pytest
 
-from trainables.data import DataError, load_xnli, xnli_langs_available
-from trainables.languages import XNLI_LANGS
-from trainables.paths import default_data_dir
+from xlamaml.trainables.data import DataError, load_xnli, xnli_langs_available
+from xlamaml.trainables.languages import XNLI_LANGS
+from xlamaml.trainables.paths import default_data_dir
 
 SHARED = Path(default_data_dir())
 needs_shared = pytest.mark.usefixtures("data_dir")  # fails loudly when the shared data is missing

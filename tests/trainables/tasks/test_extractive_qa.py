@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.config import ModelConfig
-from trainables.data.mlqa import load_mlqa
-from trainables.models import build_byte_tokenizer
-from trainables.tasks.extractive_qa import (
+from xlamaml.trainables.config import ModelConfig
+from xlamaml.trainables.data.mlqa import load_mlqa
+from xlamaml.trainables.models import build_byte_tokenizer
+from xlamaml.trainables.tasks.extractive_qa import (
     OUTSIDE,
     QAEncoded,
     build_tiny_qa_model,
@@ -36,7 +36,7 @@ def e5_tokenizer():
     """The embedded model's XLM-R tokenizer (fast, with offsets); converted once and cached (~10 s the first time)."""
     from transformers import AutoTokenizer
 
-    from trainables.embedded import prepare_embedded_model
+    from xlamaml.trainables.embedded import prepare_embedded_model
 
     return AutoTokenizer.from_pretrained(str(prepare_embedded_model()))
 

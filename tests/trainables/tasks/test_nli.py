@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from trainables.config import ModelConfig
-from trainables.data.xnli import load_xnli
-from trainables.models import build_byte_tokenizer, build_tiny_model
-from trainables.tasks.nli import accuracy, collate, collate_mixed, encode_nli, pair_budget, predict
+from xlamaml.trainables.config import ModelConfig
+from xlamaml.trainables.data.xnli import load_xnli
+from xlamaml.trainables.models import build_byte_tokenizer, build_tiny_model
+from xlamaml.trainables.tasks.nli import accuracy, collate, collate_mixed, encode_nli, pair_budget, predict
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from trainables.errors import InputError
-from trainables.tasks.outcomes import outcome_path, read_outcomes, write_outcomes
-from trainables.tasks.qa_eval import evaluate_examples, question_scores
+from xlamaml.trainables.errors import InputError
+from xlamaml.trainables.tasks.outcomes import outcome_path, read_outcomes, write_outcomes
+from xlamaml.trainables.tasks.qa_eval import evaluate_examples, question_scores
 
 
 def test_round_trip_and_path(tmp_path):

@@ -9,8 +9,8 @@ from fractions import Fraction
 
 import pytest
 
-from trainables.paths import REPO_ROOT
-from trainables.tasks.qa_eval import (evaluate, evaluate_examples, exact_match, f1, main, max_over_truths,
+from xlamaml.trainables.paths import REPO_ROOT
+from xlamaml.trainables.tasks.qa_eval import (evaluate, evaluate_examples, exact_match, f1, main, max_over_truths,
                                       normalize_answer, segment, tokens)
 
 
@@ -196,7 +196,7 @@ def test_cli_plain_and_gzip(tmp_path, capsys, name, gz):
 def test_cli_as_a_module(tmp_path):
     ds, preds = _write(tmp_path / "d.json", _dataset()), _write(tmp_path / "p.json", PREDICTIONS)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    run = subprocess.run([sys.executable, "-m", "trainables.tasks.qa_eval", ds, preds, "en"],
+    run = subprocess.run([sys.executable, "-m", "xlamaml.trainables.tasks.qa_eval", ds, preds, "en"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == pytest.approx(EXPECTED) and list(json.loads(run.stdout)) == ["exact_match", "f1"]

@@ -1,0 +1,1 @@
+"""xlamaml: cross-lingual meta-learning (XLA-MAML) with a Ray Tune search over language assignments."""
