@@ -22,6 +22,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,7 +37,8 @@ from xlamaml.analysis.outcomes import ItemOutcomes, Outcomes
 from xlamaml.analysis.results import ADAPTIVE_RECORD, canonical
 from xlamaml.analysis.stats import ALPHA, TEST_NAME, Cell, Part, _part, bootstrap
 from xlamaml.analysis.trial_info import KNOWN_LANGS
-from xlamaml.analysis.trial_reports import read_reports
+from xlamaml.experiment.records import read_adaptive
+from xlamaml.experiment.reports import read_reports
 from xlamaml.trainables.assignment import folder_prefix, parse_assignment
 from xlamaml.trainables.errors import InputError, XlamamlError
 from xlamaml.trainables.local_files import write_text_whole
@@ -114,7 +116,7 @@ def _trained_on(cell: str) -> set[str]:
         a = parse_assignment(cell, KNOWN_LANGS)
     except ValueError:
         return set()
-    return set(a.support) | set(a.query)
+    return set(a.aux_langs)
 
 
 def _read(trial: Path, split: str, lang: str) -> ItemOutcomes | None:
@@ -328,11 +330,13 @@ def stops(ad: Adaptive) -> pd.DataFrame:
 
 
 def _grid_counts(exp: Path) -> Any:
-    """Return search.plan.plan_counts of the experiment's sweep as a full grid (late: search.sweep loads Ray)."""
-    from xlamaml.search.plan import plan_counts
-    from xlamaml.search.sweep import read_record as read_sweep
-
-    return plan_counts(read_sweep(str(exp)), "grid")
+    """Return the full grid's counts the adaptive record holds (search.plan.counts.plan_counts, written when the sweep
+    started), as an object with their names."""
+    record = read_adaptive(str(exp))
+    if record is None or not record.grid:
+        raise InputError(f"{exp}: the adaptive record holds no counts of the full grid (a sweep recorded before "
+                         f"they were kept)")
+    return SimpleNamespace(**record.grid)
 
 
 def compute(ad: Adaptive, grid_counts: Callable[[Path], Any] | None = None) -> tuple[pd.DataFrame, list[str]]:

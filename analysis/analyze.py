@@ -24,7 +24,7 @@ from xlamaml.analysis.results import load_results
 from xlamaml.analysis.stats import COLUMNS as SIG_COLUMNS
 from xlamaml.analysis.stats import Cell, build_cells, significance
 from xlamaml.analysis.tables import method_rank, paper_table, to_csv, to_latex, to_markdown
-from xlamaml.trainables import storage
+from xlamaml.experiment import storage
 from xlamaml.trainables.errors import InputError, MissingFileError, XlamamlError
 from xlamaml.trainables.local_files import replacing, write_text_whole
 

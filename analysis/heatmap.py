@@ -24,7 +24,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from xlamaml.analysis.aggregate import (baseline_means, baseline_reference, check_one_setting, ensure_variants,  # noqa: E402
                                 pick_variants, resolve_metric, scale_of, setting_labels, target_langs,
                                 variant_stats, with_variants)
-from xlamaml.analysis.langs import label_langs, label_sort_key  # noqa: E402
+from xlamaml.analysis.langs import label_langs, label_sort_key, trained_on  # noqa: E402
 from xlamaml.trainables.errors import InputError  # noqa: E402
 from xlamaml.trainables.local_files import replacing  # noqa: E402
 
@@ -96,10 +96,10 @@ def marked_cells(matrix: pd.DataFrame) -> pd.DataFrame:
     """Return a boolean frame like `matrix`: True where the scored target was auxiliary data of that cell."""
     target = matrix.attrs.get("target")
     if matrix.attrs.get("kind") == "support_query":
-        # A pair trains on both its languages; averages are never one of them.
-        hit = [[target in label_langs(s) + label_langs(q) for q in matrix.columns] for s in matrix.index]
+        # A pair trains on both its languages (English never counts: Assignment.trained_on); averages are never one.
+        hit = [[trained_on(f"{s}+{q}", target) for q in matrix.columns] for s in matrix.index]
     else:
-        hit = [[t in label_langs(aux) for t in matrix.columns] for aux in matrix.index]
+        hit = [[trained_on(aux, t) for t in matrix.columns] for aux in matrix.index]
     return pd.DataFrame(hit, index=matrix.index, columns=matrix.columns, dtype=bool)
 
 

@@ -16,10 +16,16 @@ def label_langs(label: str) -> tuple[str, ...]:
 
 
 def excluded_from_avg(aux: str) -> frozenset[str]:
-    """Return the targets a trial's `avg_excl_aux` leaves out for auxiliary label `aux`."""
-    # As in trainables.config.RunConfig.aux_langs: English is the English stage's own language and is
-    # always averaged like any target, even for x-maml:en.
+    """Return the targets a trial's `avg_excl_aux` leaves out for auxiliary label `aux` (an Assignment's `aux`):
+    those it trained on (trainables.assignment.Assignment.trained_on, read from the label)."""
+    # English is the English stage's own language, never auxiliary: a label 'en' (x-maml:en) excludes nothing.
     return frozenset(label_langs(aux)) - {"en"}
+
+
+def trained_on(aux: str, lang: str) -> bool:
+    """Return whether a variant with auxiliary label `aux` trained on `lang` (Assignment.trained_on, from the label):
+    its score there is no transfer result, so it is neither averaged in avg*, picked nor judged on `lang`."""
+    return lang in excluded_from_avg(aux)
 
 
 def order_langs(langs: Iterable[str]) -> list[str]:

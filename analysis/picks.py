@@ -11,7 +11,7 @@ import pandas as pd
 
 from xlamaml.analysis.aggregate import (SETTING, VARIANT, NoResultsError, baseline_means, baseline_reference, ensure_variants,
                                 resolve_metric, setting_labels, target_langs, variant_stats)
-from xlamaml.analysis.langs import label_langs
+from xlamaml.analysis.langs import trained_on
 from xlamaml.analysis.stats import adjust_family
 
 LEAD: tuple[str, ...] = ("assignment", "method", "support", "query", "aux")
@@ -119,7 +119,7 @@ def best_per_target_dev(df: pd.DataFrame, sig: pd.DataFrame, rank_on: str = "dev
     for setting, stats in test.groupby("setting", sort=False):
         for target in target_langs(stats):
             # A variant that meta-trained on the target's data is not a transfer result for it.
-            fair = stats[(stats["lang"] == target) & ~stats["aux"].map(lambda aux: target in label_langs(aux))]
+            fair = stats[(stats["lang"] == target) & ~stats["aux"].map(lambda aux: trained_on(aux, target))]
             if fair.empty:
                 continue
             if rank_on == "test":

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from xlamaml.analysis.trial_reports import Metric, final_metrics, has_split, read_reports
+from xlamaml.experiment.reports import Metric, final_metrics, has_split, read_reports
 from xlamaml.analysis.trial_info import KNOWN_LANGS, TrialInfo, trial_info
 from xlamaml.trainables.assignment import parse_assignment
 from xlamaml.trainables.errors import InputError, MissingFileError

@@ -24,7 +24,7 @@ import pandas as pd
 
 from xlamaml.analysis.aggregate import SETTING, VARIANT, resolve_metric, setting_labels, ensure_variants
 from xlamaml.analysis.corrections import CORRECTIONS, adjust
-from xlamaml.analysis.langs import AVERAGES, excluded_from_avg, label_langs, order_langs
+from xlamaml.analysis.langs import AVERAGES, excluded_from_avg, order_langs, trained_on
 from xlamaml.analysis.outcomes import Outcomes
 
 TEST_NAME = "paired bootstrap over items and seeds"
@@ -153,7 +153,7 @@ def _variant_cells(own: pd.DataFrame, base: dict[Any, str], label: str, variant:
         parts[lang] = part if part is not None else why
     key = {"setting": label, **{c: first[c] for c in VARIANT}, "variant": int(variant)}
     excluded = excluded_from_avg(first["aux"])
-    targets = [(lang, [lang]) for lang in langs if lang not in label_langs(first["aux"])]
+    targets = [(lang, [lang]) for lang in langs if not trained_on(first["aux"], lang)]
     targets += [("avg", langs), ("avg_excl_aux", [lang for lang in langs if lang not in excluded])]
     out = []
     for target, members in targets:

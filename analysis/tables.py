@@ -17,7 +17,7 @@ import pandas as pd
 
 from xlamaml.analysis.aggregate import (check_one_setting, pick_variants, resolve_metric, scale_of, setting_labels,
                                 variant_stats, with_variants)
-from xlamaml.analysis.langs import label_langs, label_sort_key, order_langs
+from xlamaml.analysis.langs import label_langs, label_sort_key, order_langs, trained_on
 from xlamaml.trainables.local_files import replacing
 from xlamaml.trainables.methods import METHODS
 
@@ -47,8 +47,8 @@ def paper_table(df: pd.DataFrame, split: str = "test", metric: str | None = None
     table = wide.swaplevel(axis=1).reindex(columns=pd.MultiIndex.from_product([langs, STATS], names=["lang", "stat"]))
     table = table.loc[sorted(table.index, key=_row_key)].astype(float)
     for method, aux in table.index:
-        for lang in label_langs(aux):
-            if lang in langs:
+        for lang in langs:
+            if trained_on(aux, lang):
                 # The paper prints '-' where a method scores a language it meta-trained on.
                 table.loc[(method, aux), lang] = np.nan
     table.attrs = {"split": split, "metric": metric, "scale": scale_of(df, metric),

@@ -55,8 +55,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from xlamaml.search.adaptive_rule import decide, seed_variance
-from xlamaml.search.rungs import AdaptiveConfig, keep_count, keep_ratio, rung_steps, schedule
+from xlamaml.search.adaptive.rule import decide, seed_variance
+from xlamaml.search.schedule import AdaptiveConfig, keep_count, keep_ratio, rung_steps, schedule
 
 Z95 = 1.959964
 

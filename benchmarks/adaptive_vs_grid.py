@@ -24,10 +24,12 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xlamaml.analysis.analyze import analyze  # noqa: E402
-from xlamaml.search.adaptive import read_record as read_adaptive, spent_total  # noqa: E402
-from xlamaml.search.cli import preset_path  # noqa: E402
-from xlamaml.search.plan import plan_counts  # noqa: E402
-from xlamaml.search.sweep import SWEEP_FILE, load_sweep, run_sweep  # noqa: E402
+from xlamaml.experiment.records import read_adaptive  # noqa: E402
+from xlamaml.cli import preset_path  # noqa: E402
+from xlamaml.search.plan.counts import plan_counts  # noqa: E402
+from xlamaml.experiment.records import SWEEP_FILE  # noqa: E402
+from xlamaml.search.spec import from_record, load_sweep  # noqa: E402
+from xlamaml.search.sweep import run_sweep  # noqa: E402
 
 SIZES = {
     "smoke": dict(langs=["de", "hi", "sw"], seeds=[42, 43], test=100, dev=60, steps=8),
@@ -60,9 +62,8 @@ def run(storage: str, name: str, sets: list[str]) -> Path:
 def grid_spent(exp: Path) -> dict[str, float]:
     """Return what a finished grid sweep spent: trials, meta steps, evaluated items (the plan's exact counts, which the
     trials ran), and trial-seconds (the seconds of the trials' reports)."""
-    from xlamaml.search.sweep import read_record
 
-    plan = plan_counts(read_record(str(exp)), "grid")
+    plan = plan_counts(from_record(str(exp)), "grid")
     seconds = 0.0
     for folder in exp.iterdir():
         result = folder / "result.json"
@@ -80,7 +81,7 @@ def fmt_gain(delta: float, lo: float, hi: float) -> str:
 
 def compare(grid_exp: Path, ad_exp: Path, grid_out: Path, ad_out: Path) -> str:
     """Return the markdown comparison: compute spent, then per target the two picks (test gains in points)."""
-    g, a = grid_spent(grid_exp), spent_total(read_adaptive(str(ad_exp)))
+    g, a = grid_spent(grid_exp), read_adaptive(str(ad_exp)).spent_total()
     lines = ["| compute | grid | adaptive | adaptive / grid |", "|---|---|---|---|"]
     for key, label in (("trials", "trials"), ("meta_steps", "meta steps"), ("dev_items", "dev items scored"),
                        ("test_items", "test items scored"), ("trial_seconds", "trial-seconds")):

@@ -41,12 +41,12 @@ def main() -> None:
         args.preset, args.reps = "smoke", 1
 
     # Imported after parsing, so `--help` answers without loading torch, transformers and Ray.
-    from xlamaml.search.cli import preset_path
-    from xlamaml.search.sweep import load_sweep
+    from xlamaml.cli import preset_path
+    from xlamaml.search.spec import load_sweep
     from xlamaml.search.sweep_assets import prepare_assets
-    from xlamaml.trainables import storage
+    from xlamaml.experiment import storage
     from xlamaml.trainables.config_parsing import merge
-    from xlamaml.trainables.trainable import XlaMamlTrainable
+    from xlamaml.search.trainable import XlaMamlTrainable
 
     sw = load_sweep(preset_path(args.preset))
     with tempfile.TemporaryDirectory(prefix="xlamaml-bench-") as tmp:

@@ -15,6 +15,7 @@ from typing import Any
 from ray import tune
 
 from xlamaml.trainables.assignment import parse_assignment
+from xlamaml.trainables.config_parsing import nested
 from xlamaml.trainables.errors import ConfigError
 from xlamaml.trainables.languages import XNLI_LANGS
 from xlamaml.trainables.methods import METHODS
@@ -97,16 +98,15 @@ def distribution(key: str, spec: Any) -> Any:
     return getattr(tune, name)(*[float(a) if name != "randint" else int(a) for a in args])
 
 
-def nested(flat: dict[str, Any]) -> dict[str, Any]:
-    """Return {"meta": {"inner_lr": x}} from {"meta.inner_lr": x}."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
+def distribution_values(key: str, spec: Any) -> list[Any]:
+    """Return values that span one `sweep.space` entry: a range's ends, or every choice (what validation tries)."""
+    distribution(key, spec)  # a malformed entry: its one-line error
+    (name, args), = spec.items()
+    if name == "choice":
+        return list(args)
+    if name == "randint":  # [low, high): high itself is never drawn
+        return [int(args[0]), int(args[1]) - 1]
+    return [float(args[0]), float(args[1])]
 
 
 def hyper_space(space: dict[str, Any]) -> dict[str, Any]:

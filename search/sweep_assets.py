@@ -28,8 +28,8 @@ from typing import Any
 import ray
 from ray.exceptions import RayTaskError
 
-from xlamaml.search.space import assignments, nested
-from xlamaml.trainables import assets, storage
+from xlamaml.search.spec import Sweep
+from xlamaml.experiment import assets, storage
 from xlamaml.trainables.config import RunConfig, config_from_dict
 from xlamaml.trainables.config_parsing import merge
 from xlamaml.trainables.data_source import (
@@ -49,24 +49,25 @@ from xlamaml.trainables.paths import cache_dir
 from xlamaml.trainables.stages import setup_torch
 from xlamaml.trainables.tasks.base import Task
 from xlamaml.trainables.tasks.registry import get_task
-from xlamaml.trainables.trainable import feature_location, trial_values
+from xlamaml.search.trainable import feature_location
 
 log = logging.getLogger("xlamaml")
 
 
-def trial_configs(run: dict[str, Any], *, mode: str, names: list[str], seeds: list[int],
-                  grid: dict[str, list]) -> list[RunConfig]:
-    """Return the run config of every trial a sweep starts (optuna mode: every assignment x seed; `sweep.space`
-    may not change the data, see SweepConfig)."""
-    axes = list(grid.items()) if mode == "grid" else []
+def trial_configs(sw: Sweep) -> list[RunConfig]:
+    """Return the run config of every trial the sweep `sw` starts (optuna mode: every assignment x seed; `sweep.space`
+    may not change the data, see Sweep.validate; adaptive: every dev size its rungs score, each a set of its own)."""
+    combos = sw.combos if sw.sweep.mode == "grid" else [{}]
+    if sw.sweep.mode == "adaptive":  # its rungs score dev on their first items
+        sizes = dict.fromkeys([r.dev_items for r in sw.rungs] + [sw.cfg.eval.dev_max_examples])
+        combos = [{"eval.dev_max_examples": size} for size in sizes]
     out = []
-    for name, seed in itertools.product(names, seeds):
-        for combo in itertools.product(*(values for _, values in axes)):
-            values = merge(run, {"assignment": name, "seed": seed, **nested(dict(zip((k for k, _ in axes), combo)))})
+    for name, seed in itertools.product(sw.assignments, sw.sweep.seeds):
+        for combo in combos:
             try:
-                out.append(config_from_dict(trial_values(values)))
+                out.append(sw.trial_config(name, seed, combo))
             except ConfigError as e:  # that trial errors alone, with this message; the others need their data
-                log.warning("sweep: trial %s, seed %s, %s will fail: %s", name, seed, dict(zip(grid, combo)), e)
+                log.warning("sweep: trial %s, seed %s, %s will fail: %s", name, seed, combo, e)
     return out
 
 
@@ -223,18 +224,11 @@ def _remote_result(ref: Any) -> Any:
         raise
 
 
-def prepare_assets(run: dict[str, Any], sweep: Any, assets_root: str, remote: bool) -> dict[str, Any]:
+def prepare_assets(sw: Sweep, assets_root: str, remote: bool) -> dict[str, Any]:
     """Return the run config trials start from: the sweep's data and base checkpoint published as assets (on a
-    resume, `run` already names its base asset: only data assets gone missing are made again)."""
-    base = config_from_dict(run)
-    task = get_task(base.task)  # resolved once for the driver's part of the sweep
-    names = assignments(sweep.assignments)
-    mode, grid = sweep.mode, sweep.grid
-    if mode == "adaptive":  # its rungs score dev on their first items: each size is a set of its own
-        from xlamaml.search.adaptive import dev_sizes  # late: search.adaptive imports this module's users
-
-        mode, grid = "grid", {"eval.dev_max_examples": dev_sizes(run, sweep)}
-    trials = trial_configs(run, mode=mode, names=names, seeds=sweep.seeds, grid=grid)
+    resume, its run config already names its base asset: only data assets gone missing are made again)."""
+    run, base, task, sweep = sw.run, sw.cfg, sw.task, sw.sweep
+    trials = trial_configs(sw)
     publish_data(base, trials, assets_root, task)
     if not base.assets:  # a new sweep (a resumed one has its base asset recorded)
         location = publish_base(run, assets_root, task, remote=remote, cpus=sweep.english_cpus,

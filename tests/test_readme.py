@@ -4,7 +4,7 @@ import re
 
 from xlamaml.trainables.paths import REPO_ROOT
 
-PACKAGES = ("trainables", "search", "analysis", "benchmarks")
+PACKAGES = ("xlamaml", "trainables", "experiment", "search", "analysis", "benchmarks")
 
 
 def layout_paths() -> set[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from xlamaml.trainables.errors import InputError
 from xlamaml.trainables.languages import XNLI_LANGS, check_langs
-from xlamaml.trainables.methods import language_rule_error
+from xlamaml.trainables.methods import aux_langs, language_rule_error
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,19 @@ class Assignment:
         """Return the auxiliary languages as one label ('' for the baseline), e.g. 'hi' or 'bg+de'."""
         langs = self.query if self.method == "x-maml" else tuple(dict.fromkeys(self.support + self.query))
         return "+".join(lang for lang in langs if lang != "en") or "+".join(langs)
+
+    @property
+    def aux_langs(self) -> tuple[str, ...]:
+        """Return the auxiliary languages: those whose data the meta stage's episodes read, less English."""
+        return tuple(aux_langs(self.method, self.support, self.query))
+
+    def trained_on(self, lang: str) -> bool:
+        """Return whether this cell's meta stage trained on `lang`'s data beyond what every cell saw, so that its score
+        on `lang` is no transfer result: `lang` is one of its auxiliary languages. English never is: every cell, the
+        baseline included, was fine-tuned on English in the English stage, so an `en>X` cell (or x-maml:en) is judged
+        on English like on any target, as the paper's tables and avg* do. The adaptive rule, the picks, the heatmap
+        marks, the averages and the benchmarks all ask this."""
+        return lang in self.aux_langs
 
     def overrides(self) -> dict[str, Any]:
         """Return the config keys this assignment sets (nested, for `trainables.config.merge`)."""

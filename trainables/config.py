@@ -19,10 +19,11 @@ from xlamaml.trainables.config_parsing import (build_dataclass, check_fields, ch
                                        non_negative_int, one_of, open_unit_interval, parse_overrides, positive_int,
                                        positive_int_or_none, read_yaml, unit_interval)
 from xlamaml.trainables.errors import ConfigError
+from xlamaml.trainables.local_files import write_text_whole
 from xlamaml.trainables.languages import check_langs
 from xlamaml.trainables.methods import METHODS, SAMPLING, aux_langs, episode_rule_error
 from xlamaml.trainables.paths import default_data_dir
-from xlamaml.trainables.tasks.specs import TASK_SPECS, TASKS, TaskSpec
+from xlamaml.trainables.task_specs import TASK_SPECS, TASKS, TaskSpec
 
 __all__ = ["ConfigError", "RunConfig", "config_from_dict", "load_config", "parse_overrides", "save_config"]
 
@@ -170,6 +171,12 @@ class RunConfig:
         return TASK_SPECS[self.task]
 
     @property
+    def dev_langs(self) -> list[str]:
+        """Return the languages a sweep trial's dev reports score (and an adaptive sweep's decisions judge):
+        eval.dev_langs, else the targets."""
+        return list(self.eval.dev_langs or self.eval.target_langs)
+
+    @property
     def aux_langs(self) -> list[str]:
         """Return the auxiliary languages: those the meta stage saw, less the English source language."""
         return aux_langs(self.method, self.meta.support_langs, self.meta.query_langs)
@@ -228,4 +235,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
     """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    write_text_whole(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

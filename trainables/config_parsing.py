@@ -187,3 +187,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
     return values
+
+
+def nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """Return {"meta": {"inner_lr": x}} from {"meta.inner_lr": x}."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out

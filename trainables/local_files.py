@@ -38,17 +38,32 @@ def file_sha256(path: Path) -> str:
     return _memoised_sha256(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
+def _umask() -> int:
+    """Return the process's umask, read from /proc (os.umask can only be read by setting it, racing other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 @contextlib.contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix) to write; when the block ends without an error it replaces
-    `path` in one rename, else it is deleted: `path` is never left half-written (a full disk, a kill)."""
+    `path` in one rename, else it is deleted: `path` is never left half-written (a full disk, a kill). The one whole
+    write of the project: every local file it writes goes through here."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
+        if os.path.lexists(tmp):
+            # mkstemp makes it owner-only; the permissions a plain open() would give instead, so that other
+            # accounts (a shared volume's other nodes) read what the umask lets them.
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -59,6 +74,13 @@ def write_text_whole(path: str | Path, text: str) -> Path:
     """Return `path` after writing `text` there (UTF-8) whole or not at all."""
     with replacing(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_bytes_whole(path: str | Path, data: bytes) -> Path:
+    """Return `path` after writing `data` there whole or not at all."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
     return Path(path)
 
 

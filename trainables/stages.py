@@ -30,6 +30,7 @@ from xlamaml.trainables.evaluate import add_averages, evaluate_sets
 from xlamaml.trainables.feature_cache import (CachedSource, FeatureTable, cached_layers, ensure_local_features,
                                       run_from_features, source_sets)
 from xlamaml.trainables.finetune import train_supervised
+from xlamaml.trainables.local_files import write_text_whole
 from xlamaml.trainables.maml import MetaLearner
 from xlamaml.trainables.models import apply_freezing, pick_device
 from xlamaml.trainables.precision import autocast_dtype, with_autocast
@@ -205,7 +206,7 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, float]:
                                "dev", targets, aux_langs=cfg.aux_langs, names=task.metrics)
     metrics["eval/seconds"] = time.perf_counter() - t_eval
     metrics["run/seconds"] = time.perf_counter() - t0
-    (out / "metrics.json").write_text(json.dumps({"base_checkpoint": str(base), **metrics}, indent=2))
+    write_text_whole(out / "metrics.json", json.dumps({"base_checkpoint": str(base), **metrics}, indent=2))
     m = task.metrics[0]
     log.info("test %s: %s  (avg %.4f, avg excl. aux %.4f)", m,
              " ".join(f"{lang} {metrics[f'test/{lang}/{m}']:.3f}" for lang in targets),

@@ -182,7 +182,7 @@ def test_bad_options_are_one_line(exp, tmp_path):
 
 
 def test_cli_prints_power_and_takes_the_options(tmp_path, capsys):
-    from xlamaml.search.cli import main
+    from xlamaml.cli import main
 
     assert main(["-q", "analyze", str(OLD_DEMO), "--out", str(tmp_path / "o"), "--power", "5", "--correction", "bh",
                  "--resamples", "300"]) == 0

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from xlamaml.search.cli import preset_path
-from xlamaml.search.sweep import load_sweep, run_sweep
+from xlamaml.cli import preset_path
+from xlamaml.search.spec import load_sweep
+from xlamaml.search.sweep import run_sweep
 
 
 @pytest.fixture

@@ -39,23 +39,23 @@ XLAMAML_CACHE="$WORKER_CACHE" unshare -m --propagation private bash -c \
 "$MOTO" -H 127.0.0.1 -p "$S3_PORT" > "$OUT/moto.log" 2>&1 &
 sleep 10
 "$PY" -c "import pyarrow.fs as f; f.S3FileSystem(endpoint_override='$AWS_ENDPOINT_URL', allow_bucket_creation=True).create_dir('nsd')"
-"$PY" -m search.cli -q sweep --config smoke --address "127.0.0.1:$PORT" --storage s3://nsd/runs --name nsd \
+"$PY" -m xlamaml.cli -q sweep --config smoke --address "127.0.0.1:$PORT" --storage s3://nsd/runs --name nsd \
     > "$OUT/sweep.out" 2> "$OUT/sweep.err"
 echo $? > "$OUT/sweep.rc"
 # The storage dies with the namespace: read back what the test checks.
 "$PY" -c "
 import json
-from xlamaml.trainables import storage
+from xlamaml.experiment import storage
 exp = 's3://nsd/runs/nsd'
 files = storage.list_files(exp)
 results = {f.split('/')[0]: storage.read_bytes(storage.join(exp, f)).decode() for f in files if f.endswith('/result.json')}
 json.dump({'files': files, 'results': results}, open('$OUT/storage.json', 'w'))
 " 2> "$OUT/read.err"
-RAY_AUTH_TOKEN=0123456789abcdef0123456789abcdef "$PY" -m search.cli -q sweep --config smoke \
+RAY_AUTH_TOKEN=0123456789abcdef0123456789abcdef "$PY" -m xlamaml.cli -q sweep --config smoke \
     --address "127.0.0.1:$PORT" --storage s3://nsd/runs --name token > /dev/null 2> "$OUT/token.err"
 echo $? > "$OUT/token.rc"
 date +%s.%N > "$OUT/bad.t0"
-"$PY" -m search.cli -q sweep --config smoke --address "127.0.0.1:$((PORT + 1))" --storage s3://nsd/runs --name bad \
+"$PY" -m xlamaml.cli -q sweep --config smoke --address "127.0.0.1:$((PORT + 1))" --storage s3://nsd/runs --name bad \
     > /dev/null 2> "$OUT/bad.err"
 echo $? > "$OUT/bad.rc"
 date +%s.%N > "$OUT/bad.t1"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from xlamaml.search.cli import main
+from xlamaml.cli import main
 
 pytestmark = pytest.mark.slow
 

@@ -3,9 +3,9 @@
 
 import pytest
 
-from xlamaml.search.cli import PRESETS
+from xlamaml.cli import PRESETS
 from xlamaml.search.space import assignments
-from xlamaml.search.sweep import load_sweep
+from xlamaml.search.spec import load_sweep
 from xlamaml.trainables.config import load_config
 
 NAMES = sorted(p.stem for p in PRESETS.glob("*.yaml"))

@@ -51,7 +51,7 @@ def test_a_stale_cluster_file_does_not_capture_a_local_sweep(tmp_path, cache):
             f.write(f"127.0.0.1:{dead_port()}")
         env = {**os.environ, "RAY_TMPDIR": ray_tmp}
         env.pop("RAY_ADDRESS", None)
-        proc = subprocess.Popen([sys.executable, "-m", "xlamaml.search.cli", "-q", "sweep", "--config", "smoke",
+        proc = subprocess.Popen([sys.executable, "-m", "xlamaml.cli", "-q", "sweep", "--config", "smoke",
                                  "--set", "sweep.assignments.items=[baseline]", "--storage", str(tmp_path / "runs"),
                                  "--name", "local"], env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)

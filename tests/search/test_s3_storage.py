@@ -12,7 +12,7 @@ import time
 import pyarrow.fs as pafs
 import pytest
 
-from xlamaml.trainables import storage
+from xlamaml.experiment import storage
 
 BUCKET = "xlamaml-test"
 
@@ -62,7 +62,7 @@ def results(exp: str) -> dict[str, list[dict]]:
 
 
 def test_sweep_on_s3_survives_sigkill_and_analyzes_from_the_uri(tmp_path, cache, s3):
-    cli = [sys.executable, "-m", "xlamaml.search.cli", "-q"]
+    cli = [sys.executable, "-m", "xlamaml.cli", "-q"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     exp = f"{s3}/killed"
     proc = subprocess.Popen([*cli, "sweep", "--config", "smoke", "--storage", s3, "--name", "killed",
@@ -109,7 +109,7 @@ def test_sweep_on_s3_survives_sigkill_and_analyzes_from_the_uri(tmp_path, cache,
 
 def test_a_missing_bucket_is_one_line_before_anything_runs(tmp_path, cache, s3):
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "xlamaml.search.cli", "-q", "sweep", "--config", "smoke", "--storage",
+    out = subprocess.run([sys.executable, "-m", "xlamaml.cli", "-q", "sweep", "--config", "smoke", "--storage",
                           "s3://no-such-bucket/runs", "--name", "x"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     err = out.stderr.strip().splitlines()
@@ -121,13 +121,13 @@ def test_a_missing_bucket_is_one_line_before_anything_runs(tmp_path, cache, s3):
 def test_adaptive_sweep_on_s3_decides_from_the_bucket(tmp_path, cache, s3):
     """An adaptive sweep whose only storage is the bucket: its record, the rung-0 dev outcomes the rule reads and the
     survivors' continued trials all live there. About 1.5 minutes."""
-    from xlamaml.search.adaptive import RECORD, read_record, trial_folder
+    from xlamaml.experiment.records import ADAPTIVE_FILE as RECORD, read_adaptive as read_record, trial_folder
 
     cells = ["x-maml:hi", "xla-maml:en>hi", "x-maml:de"]
     settings = ["sweep.mode=adaptive", f"sweep.assignments.items=[baseline,{','.join(json.dumps(c) for c in cells)}]",
                 "sweep.adaptive.steps=[0.5,1.0]", "sweep.adaptive.dev_items=[16,null]", "sweep.adaptive.seeds=[1,null]", "sweep.adaptive.keep=0.5",
                 "sweep.adaptive.min_keep=1"]
-    done = subprocess.run([sys.executable, "-m", "xlamaml.search.cli", "-q", "sweep", "--config", "smoke", "--storage", s3,
+    done = subprocess.run([sys.executable, "-m", "xlamaml.cli", "-q", "sweep", "--config", "smoke", "--storage", s3,
                            "--name", "adaptive", *[a for s in settings for a in ("--set", s)]],
                           env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -12,8 +12,11 @@ import pytest
 import torch
 
 from xlamaml.search.space import AssignmentSpec, assignments, hyper_space
-from xlamaml.search.sweep import SWEEP_FILE, ErroredTrialsError, load_sweep, param_space, run_sweep
-from xlamaml.search.cli import preset_path
+from xlamaml.experiment.records import SWEEP_FILE
+from xlamaml.search.spec import load_sweep
+from xlamaml.search.sweep import ErroredTrialsError, run_sweep
+from xlamaml.search.tuner import param_space
+from xlamaml.cli import preset_path
 from xlamaml.trainables.config import ConfigError
 
 
@@ -176,7 +179,7 @@ def test_optuna_asha_smoke(tmp_path, cache, ray_local):
 
 def test_sigkill_driver_then_resume_finishes_every_trial_once(tmp_path, cache):
     storage = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "xlamaml.search.cli", "-q", "sweep", "--preset", "smoke", "--storage", str(storage),
+    cmd = [sys.executable, "-m", "xlamaml.cli", "-q", "sweep", "--preset", "smoke", "--storage", str(storage),
            "--name", "killed", "--set", "meta.steps_per_query_lang=60", "--set", "sweep.max_concurrent=1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -197,7 +200,7 @@ def test_sigkill_driver_then_resume_finishes_every_trial_once(tmp_path, cache):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
         proc.wait()
-    resumed = subprocess.run([sys.executable, "-m", "xlamaml.search.cli", "-q", "sweep", "--resume", "--name", "killed",
+    resumed = subprocess.run([sys.executable, "-m", "xlamaml.cli", "-q", "sweep", "--resume", "--name", "killed",
                               "--storage", str(storage)], env=env, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     got = trials(exp)

@@ -272,7 +272,7 @@ def test_raw_header_layout_is_what_the_parser_expects(src):
 
 def test_model_verify_command_prints_agreement_and_fails_below_thresholds(converted, data_dir, capsys):
     """`xlamaml model verify` on 2 premises each in en and ar plus a long text, twice (about 17 s here)."""
-    from xlamaml.search.cli import main
+    from xlamaml.cli import main
 
     args = ["-q", "model", "verify", "--model", str(converted), "--data-dir", data_dir, "--langs", "en,ar",
             "--per-lang", "2", "--long-tokens", "600"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from xlamaml.search.cli import PRESETS
+from xlamaml.cli import PRESETS
 from xlamaml.trainables.config import load_config
 from xlamaml.trainables.data_source import SetKey, TokenizingSource, needed_sets
 from xlamaml.trainables.english_stage import english_stage

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from xlamaml.search.cli import PRESETS
+from xlamaml.cli import PRESETS
 from tests.trainables.test_maml import batches, tiny
 from xlamaml.trainables.config import load_config
 from xlamaml.trainables.english_stage import english_stage_key

@@ -4,7 +4,7 @@ few-shot, test scoring with averages; the tiny model on the shared data, one tor
 import pytest
 import torch
 
-from xlamaml.search.cli import PRESETS
+from xlamaml.cli import PRESETS
 from xlamaml.trainables.config import load_config
 from xlamaml.trainables.english_stage import english_stage
 from xlamaml.trainables.evaluate import evaluate_sets
@@ -13,7 +13,7 @@ from xlamaml.trainables.stages import advance_meta, few_shot_and_test, meta_stag
     start_meta
 from xlamaml.trainables.tasks.base import Task
 from xlamaml.trainables.tasks.registry import TASK_CLASSES, get_task
-from xlamaml.trainables.tasks.specs import TASK_SPECS
+from xlamaml.trainables.task_specs import TASK_SPECS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

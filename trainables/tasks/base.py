@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from xlamaml.trainables.tasks.specs import TaskSpec
+from xlamaml.trainables.task_specs import TaskSpec
 
 if TYPE_CHECKING:  # annotations only: the config module imports the task specs, not the tasks
     from xlamaml.trainables.config import ModelConfig, RunConfig

@@ -25,7 +25,7 @@ from xlamaml.trainables.tasks.extractive_qa import (QAEncoded, QATrain, build_ti
                                             encode_qa, predict_qa, qa_loss_fn, train_view)
 from xlamaml.trainables.tasks.outcomes import outcome_path, write_outcomes
 from xlamaml.trainables.tasks.qa_eval import evaluate_examples, question_scores
-from xlamaml.trainables.tasks.specs import TASK_SPECS
+from xlamaml.trainables.task_specs import TASK_SPECS
 
 
 class MLQATask(Task):

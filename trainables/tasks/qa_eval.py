@@ -16,7 +16,7 @@ depend on how both answers are normalised, so every rule below follows that scri
 * F1 is 0 when no token is shared (so two answers that both normalise to "" get EM 1 but F1 0);
 * a question with no prediction scores 0 and a note goes to stderr; the totals are percentages.
 
-Command line, the official script's interface: `python -m trainables.tasks.qa_eval DATASET PREDICTIONS LANG`.
+Command line, the official script's interface: `python -m xlamaml.trainables.tasks.qa_eval DATASET PREDICTIONS LANG`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from xlamaml.trainables.tasks.base import Task
 from xlamaml.trainables.tasks.nli import NUM_LABELS, Encoded, accuracy, collate, collate_mixed, encode_nli, loss_fn, predict, \
     write_predictions
 from xlamaml.trainables.tasks.outcomes import outcome_path, write_outcomes
-from xlamaml.trainables.tasks.specs import TASK_SPECS
+from xlamaml.trainables.task_specs import TASK_SPECS
 
 
 class XNLITask(Task):

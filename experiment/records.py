@@ -1,0 +1,152 @@
+"""The sweep's own records in its experiment, each written whole: what the driver decided, read back by a resume, the
+analysis and the benchmarks (none of which imports the driver).
+
+    xlamaml_sweep.json      the sweep: the run config every trial starts from and the `sweep:` section, as dicts
+    xlamaml_adaptive.json   an adaptive sweep: its cells, rungs, every decision, what each rung spent, the dev
+                            targets the decisions judge and what the full grid would have run (its counts)
+    xlamaml_timing.json     the last run's phases: assets, Tune, the trials' own compute
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from xlamaml.experiment import storage
+from xlamaml.trainables.assignment import folder_prefix
+from xlamaml.trainables.errors import ConfigError, InputError, MissingFileError
+
+SWEEP_FILE = "xlamaml_sweep.json"
+ADAPTIVE_FILE = "xlamaml_adaptive.json"
+TIMING_FILE = "xlamaml_timing.json"
+
+
+def _write_json(location: str, value: Any) -> None:
+    storage.write_bytes(location, json.dumps(value, indent=2).encode())
+
+
+# ---------------------------------------------------------------------------------------------------- the sweep
+
+
+def sweep_recorded(exp: str) -> bool:
+    """Return whether a sweep was recorded in the experiment `exp`."""
+    return storage.exists(storage.join(exp, SWEEP_FILE))
+
+
+def write_sweep(exp: str, record: dict[str, Any]) -> None:
+    """Write the sweep record ({"run": ..., "sweep": ...}) whole into the experiment; return None."""
+    _write_json(storage.join(exp, SWEEP_FILE), record)
+
+
+def read_sweep(exp: str) -> dict[str, Any]:
+    """Return the sweep record of the experiment `exp` as {"run": dict, "sweep": dict} (MissingFileError when it holds
+    none, ConfigError naming the file when it is not one)."""
+    location = storage.join(exp, SWEEP_FILE)
+    if not storage.exists(location):
+        raise MissingFileError(f"{exp}: no interrupted sweep to resume (no {SWEEP_FILE})")
+    try:
+        saved = json.loads(storage.read_bytes(location))
+        if not isinstance(saved["run"], dict) or not isinstance(saved["sweep"], dict):
+            raise TypeError("run and sweep must be objects")
+        return saved
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{location}: not a sweep record ({e}); expected the JSON `xlamaml sweep` wrote") from None
+
+
+# ---------------------------------------------------------------------------------------------- an adaptive sweep
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One rung: the meta steps every trial in it reaches, the dev items per target it is judged on, its seeds."""
+
+    index: int
+    steps: int
+    dev_items: Optional[int]  # None: every dev item
+    seeds: tuple[int, ...]
+    cells: int  # how many cells enter it (exact without a bound; at most with one)
+    fraction: float = 1.0  # of each trial's own meta budget (`steps` is that of the sweep's run config)
+
+
+def trial_folder(assignment: str, seed: Any) -> str:
+    """Return the folder of an adaptive sweep's trial: one per cell and seed, the same in every rung."""
+    return folder_prefix(assignment, seed).rstrip("_")
+
+
+@dataclass
+class AdaptiveRecord:
+    """What an adaptive sweep decided and spent so far: its cells, baseline trials, rungs, one decision per rung
+    finished (but the last), one account of compute per rung finished; the targets its decisions judge (dev) and the
+    full grid's counts (`search.plan.plan_counts`), written when the sweep starts."""
+
+    cells: list[str]
+    baseline: list[dict[str, Any]]  # the baseline's trials (assignment, seed), run in rung 0 on the whole dev set
+    rungs: list[Rung]
+    metric: str  # the dev metric decisions rank on
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    spent: list[dict[str, Any]] = field(default_factory=list)
+    dev_langs: list[str] = field(default_factory=list)  # [] in records written before it was kept
+    grid: dict[str, Any] | None = None  # the full grid's PlanCounts as a dict; None in older records
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record as plain values (what xlamaml_adaptive.json holds)."""
+        return {**dataclasses.asdict(self), "rungs": [dataclasses.asdict(r) for r in self.rungs]}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "AdaptiveRecord":
+        """Return the record of `d` (what `to_dict` gave)."""
+        rungs = [Rung(**{**r, "seeds": tuple(r["seeds"])}) for r in d["rungs"]]
+        return AdaptiveRecord(list(d["cells"]), list(d["baseline"]), rungs, d["metric"], list(d["decisions"]),
+                              list(d["spent"]), list(d.get("dev_langs") or []), d.get("grid"))
+
+    def cells_in(self, index: int) -> list[str]:
+        """Return the cells that enter rung `index` (all at rung 0, then those the decision before it kept)."""
+        return list(self.cells) if index == 0 else list(self.decisions[index - 1]["kept"])
+
+    def stopped(self) -> dict[str, int]:
+        """Return {cell: the rung after which a decision stopped it}."""
+        return {str(cell): int(d["rung"]) for d in self.decisions for cell in d["stopped"]}
+
+    def spent_total(self) -> dict[str, float]:
+        """Return what the sweep spent so far: trial folders, trial runs, meta steps, items, trial-seconds."""
+        folders = {trial_folder(b["assignment"], b["seed"]) for b in self.baseline}
+        for index, _ in enumerate(self.spent):
+            folders.update(trial_folder(c, s) for c in self.cells_in(index) for s in self.rungs[index].seeds)
+        return {"trials": len(folders), "trial_runs": sum(s["trials"] for s in self.spent),
+                "meta_steps": sum(s["meta_steps"] for s in self.spent),
+                "dev_items": sum(s["dev_items"] for s in self.spent),
+                "test_items": sum(s["test_items"] for s in self.spent),
+                "trial_seconds": sum(s["trial_seconds"] for s in self.spent)}
+
+
+def write_adaptive(exp: str, record: AdaptiveRecord) -> None:
+    """Write the adaptive record whole into the experiment; return None."""
+    _write_json(storage.join(exp, ADAPTIVE_FILE), record.to_dict())
+
+
+def read_adaptive(exp: str) -> AdaptiveRecord | None:
+    """Return the experiment's adaptive record, or None when it has none (not an adaptive sweep, or not started);
+    InputError naming the file when it is not one."""
+    location = storage.join(str(exp), ADAPTIVE_FILE)
+    if not storage.exists(location):
+        return None
+    try:
+        return AdaptiveRecord.from_dict(json.loads(storage.read_bytes(location)))
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{location}: not an adaptive sweep record ({e}); expected the JSON `xlamaml sweep` "
+                         "wrote") from None
+
+
+# -------------------------------------------------------------------------------------------------------- timing
+
+
+def write_timing(exp: str, timing: dict[str, float]) -> None:
+    """Write the last run's phase timing whole into the experiment; return None."""
+    _write_json(storage.join(exp, TIMING_FILE), timing)
+
+
+def read_timing(exp: str) -> dict[str, float]:
+    """Return the last run's phase timing of the experiment `exp`."""
+    return json.loads(storage.read_bytes(storage.join(str(exp), TIMING_FILE)))

