@@ -1,1 +1,1 @@
-"""The search over languages and hyper-parameters: config space, presets, the Tuner, the command line."""
+"""The Ray driver: the sweep parsed once, the Trainable, grid and adaptive modes, the planner, fault repair, presets."""

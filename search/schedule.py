@@ -2,7 +2,7 @@
 
 A *cell* is one non-baseline assignment (a pair, an auxiliary language); a *trial* is a cell with one seed. Every cell
 starts at rung 0 on a small budget (a fraction of the meta steps, the first dev items, the first seed); after each
-rung a decision on dev (`search/adaptive_rule.py`) keeps the cells most likely to be in some target's top-k and stops
+rung a decision on dev (`search/adaptive/rule.py`) keeps the cells most likely to be in some target's top-k and stops
 the rest; survivors continue from their checkpoints to the next rung's budget, and the last rung is the full budget
 with every seed. The counts here are what the planner prints and what the sweep runs: with `bound` unset they are
 exact; a confidence bound can only stop more cells, so they are then upper bounds.

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ray
+
 from xlamaml.experiment import assets, records, storage
 from xlamaml.experiment.reports import is_final, trial_reports
 from xlamaml.search.adaptive.driver import run_rungs
@@ -40,8 +42,6 @@ class ErroredTrialsError(XlamamlError):
 
 def trial_slots(s: Any) -> int:
     """Return how many trials Ray can run at once: the cluster's CPUs over `cpus_per_trial` (and max_concurrent)."""
-    import ray
-
     slots = int(ray.cluster_resources().get("CPU", 1) // max(s.cpus_per_trial, 1e-9)) or 1
     return min(slots, s.max_concurrent) if s.max_concurrent else slots
 

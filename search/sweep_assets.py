@@ -120,9 +120,10 @@ def english_stage_from_assets(run: dict[str, Any], assets_root: str, location: s
     return location
 
 
-def publish_base(run: dict[str, Any], assets_root: str, task: Task, *, remote: bool, cpus: float, gpus: float) -> str:
+def publish_base(sw: Sweep, assets_root: str, *, remote: bool) -> str:
     """Return the asset location of the sweep's base checkpoint, made and published first if it is not there yet."""
-    cfg = config_from_dict(run)
+    run, cfg, task = sw.run, sw.cfg, sw.task
+    cpus, gpus = sw.sweep.english_cpus, sw.sweep.english_gpus
     if cfg.base_checkpoint:  # the user's own base: published as it is (copied, not linked), named by its content
         folder = Path(cfg.base_checkpoint)
         if not (folder / "config.json").is_file():
@@ -231,8 +232,7 @@ def prepare_assets(sw: Sweep, assets_root: str, remote: bool) -> dict[str, Any]:
     trials = trial_configs(sw)
     publish_data(base, trials, assets_root, task)
     if not base.assets:  # a new sweep (a resumed one has its base asset recorded)
-        location = publish_base(run, assets_root, task, remote=remote, cpus=sweep.english_cpus,
-                                gpus=sweep.english_gpus)
+        location = publish_base(sw, assets_root, remote=remote)
         run = merge(run, {"base_checkpoint": location, "assets": assets_root})
     publish_features(run, trials, task, remote=remote, cpus=sweep.english_cpus, gpus=sweep.english_gpus)
     return run

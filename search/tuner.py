@@ -31,7 +31,7 @@ def param_space(sw: Sweep, cells: list[dict[str, Any]] | None = None) -> dict[st
     space["threads"] = max(1, int(s.cpus_per_trial))  # torch threads match the CPUs a trial holds
     space["keep_final_checkpoint"] = s.keep_final_checkpoint
     names = sw.assignments
-    if s.mode == "adaptive":  # one rung's trials: each cell x seed with its budget and folder (search/adaptive.py)
+    if s.mode == "adaptive":  # one rung's trials: each cell x seed with its budget and folder (search/adaptive/driver.py)
         space["trial"] = tune.grid_search(list(cells or []))
         return space
     if s.mode == "grid":
@@ -74,7 +74,7 @@ class DropStoppedWeights(tune.Callback):
             return
         if finished or paused:  # paused: an adaptive rung's end, from which the next rung may continue it
             found = found[:-1]
-            # A trial of a rebuilt run kept the checkpoints it continued from (search/rebuild.py).
+            # A trial of a rebuilt run kept the checkpoints it continued from (search/faults/rebuild.py).
             if fs.get_file_info(f"{path}/previous").type == pafs.FileType.Directory:
                 found.append(f"{path}/previous")
         for folder in found:

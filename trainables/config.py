@@ -225,7 +225,7 @@ def config_from_dict(values: dict[str, Any]) -> RunConfig:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Return the checked RunConfig from a YAML file (or defaults) plus `key=value` overrides."""
     values = read_yaml(path) if path else {}
-    values.pop("sweep", None)  # a sweep preset's own section (search/sweep.py reads it)
+    values.pop("sweep", None)  # a sweep preset's own section (search/spec.py reads it)
     values = merge(values, parse_overrides(overrides or []))
     try:
         return config_from_dict(values)

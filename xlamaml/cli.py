@@ -145,7 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     t0 = time.perf_counter()
     name = f"{Path(args.config).stem}{'-adaptive' if args.adaptive else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
-    # --adaptive: the same cells, each on a small budget first, then only those some target may pick (search/adaptive.py)
+    # --adaptive: the same cells, each on a small budget first, then only those some target may pick (search/adaptive/driver.py)
     overrides = ["sweep.mode=adaptive", *args.set] if args.adaptive else args.set
     exp = run_sweep(load_sweep(preset_path(args.config), overrides), args.storage, name)
     out = Path("runs", name, "analysis") if storage.is_uri(exp) else Path(exp, "analysis")

@@ -1,9 +1,9 @@
 """An adaptive sweep (`sweep.mode: adaptive`): every cell on a small budget first, then only the cells likely to be some
 target's best, up to the full budget and every seed.
 
-Rung by rung (`search/rungs.py`): each rung is one Tune run of its trials (cell x seed), in fixed trial folders
+Rung by rung (`search/schedule.py`): each rung is one Tune run of its trials (cell x seed), in fixed trial folders
 (`<assignment>_s<seed>`). A trial stops at the rung's meta steps, scores the rung's first dev items and keeps its
-checkpoint; the rule (`search/adaptive_rule.py`) reads those dev outcomes, per target, and keeps `keep_count` cells.
+checkpoint; the rule (`search/adaptive/rule.py`) reads those dev outcomes, per target, and keeps `keep_count` cells.
 A kept cell's trials continue from their checkpoints in the next rung (their optimizer, schedule, sampler and RNG go
 on; the schedule was set for the full budget from the start); a seed a cell has not run yet starts from the base.
 Only the last rung (the full budget) scores test, so test is scored for the baseline and the final survivors only,
@@ -12,7 +12,7 @@ and no decision ever reads it.
 Everything a resume needs is in the experiment: `xlamaml_adaptive.json` (the rungs, every decision, what each rung
 spent), written whole after each rung, and the trial folders. A resume never restores Ray's experiment state: it
 finds, for the rung in progress, the trials whose rung-end report exists (done, not run again) and continues the
-others from their newest readable checkpoints (as a rebuilt grid run does, `search/rebuild.py`). So no decision is
+others from their newest readable checkpoints (as a rebuilt grid run does, `search/faults/rebuild.py`). So no decision is
 lost and no rung is run twice.
 """
 
@@ -165,8 +165,8 @@ def count_items(exp: str, folder: str, split: str) -> int:
     total = 0
     for name in storage.list_files(preds):
         if name.startswith(f"{split}-") and name.endswith(SUFFIX):
-            text = storage.read_bytes(storage.join(preds, name)).decode("utf-8")
-            total += max(0, len(text.splitlines()) - 1)
+            location = storage.join(preds, name)
+            total += len(parse_outcomes(storage.read_bytes(location).decode("utf-8"), location)[0])
     return total
 
 
@@ -220,7 +220,7 @@ def run_rungs(sw: Sweep, root: str, name: str, fit: Any) -> list[Any]:
         if index < len(record.rungs) - 1:
             broken = sorted({t["assignment"] for t in failed} - {"baseline"})
             judged = [c for c in record.cells_in(index) if c not in broken]
-            keep = record.rungs[index + 1].cells  # the schedule's count (search/rungs.py), as the plan printed
+            keep = record.rungs[index + 1].cells  # the schedule's count (search/schedule.py), as the plan printed
             ex = excluded(judged, langs)
             decision = decide(rung_scores(exp, record, index, langs, judged), min(keep, len(judged)), top_k=a.top_k,
                               bound=a.bound, excluded=ex)

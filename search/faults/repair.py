@@ -6,7 +6,7 @@
     basic-variant-state-*, search_gen_state-*, tuner.pkl   checked whole (their pickle opcodes walked, never run)
 
 `damaged_state` says whether Ray's experiment state is beyond that (no whole state file, or a cut `tuner.pkl`):
-the resume then rebuilds the run from the sweep's record and the trial folders (`search/rebuild.py`).
+the resume then rebuilds the run from the sweep's record and the trial folders (`search/faults/rebuild.py`).
 """
 
 from __future__ import annotations

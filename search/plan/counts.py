@@ -1,6 +1,6 @@
 """What a sweep will run, counted before anything runs: trials, meta steps and evaluated items, for grid and adaptive.
 
-The counting rules (the sweep driver runs exactly these; `xlamaml plan` prints them, search/planner.py adds storage
+The counting rules (the sweep driver runs exactly these; `xlamaml plan` prints them, search/plan/planner.py adds storage
 and compute):
 
 - Cells: the non-baseline assignments (times the combinations of `sweep.grid` axes, if any). Baseline trials: the

@@ -1,4 +1,4 @@
-"""`xlamaml plan`: a sweep's counts (search/plan.py), storage and compute, grid and adaptive side by side, before
+"""`xlamaml plan`: a sweep's counts (search/plan/counts.py), storage and compute, grid and adaptive side by side, before
 anything runs.
 
 Storage is estimated, not measured (labelled so):
@@ -11,7 +11,7 @@ Storage is estimated, not measured (labelled so):
   or 4 (float32) bytes;
 - per trial: a checkpoint holds the meta-trained parameters (embeddings and meta.freeze_layers frozen ones left out)
   and AdamW's two moments, 12 bytes a parameter; a running trial holds sweep.keep_checkpoints of them plus the one
-  being written (search/full_storage.needed_bytes), a finished one only its report unless keep_final_checkpoint; an
+  being written (search/faults/full_storage.needed_bytes), a finished one only its report unless keep_final_checkpoint; an
   adaptive sweep's trials also hold their newest while they wait for their rung's decision.
 
 Compute = meta steps x step seconds + evaluated items x item seconds (trial compute only: no English stage, trial
@@ -24,7 +24,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from xlamaml.search.plan.counts import DataSizes, PlanCounts, plan_counts
+from xlamaml.search.plan.counts import DataSizes, PlanCounts, compute_seconds, plan_counts
 from xlamaml.search.plan.measure import Measured, measure
 from xlamaml.search.plan.storage_estimate import Storage, storage
 from xlamaml.search.spec import Sweep
@@ -67,8 +67,7 @@ class Plan:
         """Return the trial compute seconds of `mode` (None without step seconds)."""
         if self.step_seconds is None:
             return None
-        c = self.counts[mode]
-        return c.meta_steps * self.step_seconds + c.evaluated_items * (self.item_seconds or 0.0)
+        return compute_seconds(self.counts[mode], self.step_seconds, self.item_seconds)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the plan as plain values (`--json`)."""
