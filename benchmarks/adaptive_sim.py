@@ -14,19 +14,19 @@ target is not judged on it (its training data is that target's dev set).
 Noise (every value a flag, printed with the table):
 - dev items per target at the full budget (`--dev-items`, 500: eval.dev_max_examples); a rung scores the first ones.
 - per-item outcomes: the baseline's are 0/1 at an accuracy of 55-75%; a run flips each item away from the baseline's
-  outcome with a paired disagreement rate `--disagree` (0.17: the README's benchmark uses 0.2, the demo's XNLI
-  runs 0.15-0.2), flips chosen so that the run's mean shift is its gain. Seeds of a cell share a part of their flips
-  (`--seed-share`, 0.5: seeds of one cell change many of the same items; assumed, not yet measured); cells flip
-  independently of each other.
-- seed noise: a per-(cell, seed) offset of the run's gain, sd `--seed-sd` (0.8 points; with 5,010 test items the item
-  noise adds ~0.6, giving the 0.7-1.3 points of seed std seen in the demo's accuracies).
+  outcome with a paired disagreement rate `--disagree` (0.17), flips chosen so that the run's mean shift is its gain.
+  Seeds of a cell share a part of their flips (`--seed-share`, 0.5: seeds of one cell change many of the same items);
+  cells flip independently of each other.
+- seed noise: a per-(cell, seed) offset of the run's gain, sd `--seed-sd` (0.8 points).
 - low budgets: a run at a fraction f of the meta steps measures f**shrink * (gain + tau(f) * Z), Z a fixed normal
   per (target, cell) with the target's spread of gains, tau(f)**2 proportional to (1 - f) / f, scaled so that the
   mean Spearman correlation of that signal with the full-budget gains is `--rank-corr` at `--rank-corr-at`
-  (0.7 at 25%: assumed; learning curves of the demo will replace it). `--shrink` 0.5: gains at 25% are half.
+  (0.7 at 25%). `--shrink` 0.5: gains at 25% are half.
+
+Where the defaults come from, and results: benchmarks/RESULTS.md.
 
 Compute, one measure for every method: meta steps * `--step-seconds` + evaluated items * `--item-seconds` (0.465 s
-and 0.0078 s: this machine's cached first-order step and evaluation, README's speed table). A trial pays its meta
+and 0.0078 s: a cached first-order step and an evaluated item). A trial pays its meta
 steps, dev (every target, its items) at each report a method uses, and test (every target, `--test-items`) once it
 finishes at the full budget. The grid (100%) reports dev once, at the end: the leanest grid, so the fractions are
 never flattered.

@@ -51,15 +51,7 @@ What is measured, and how it maps onto adaptive_sim.py's flags:
   baseline's, in points, one row per judged pair; excluded pairs have no row (adaptive_sim's read_gains: a cell with
   no row for a target is not judged on it).
 
-Measured on the real small validation (2026-11-30: 6 languages, 36 cells x seeds 42, 43, 150 judged (cell, target)
-pairs, 200 dev and 300 test items per target; rung 0 of the adaptive sweep: 4 of 40 meta steps, seed 42): disagreement
-with the baseline 0.079 dev / 0.084 test (the sim assumed 0.17); seed sd 0.86 dev / 0.80 test points, of which the
-offset beyond item draws 0.0 / 0.30 (14% of the seed variance on test; it is common to a cell's targets, as the sim
-models it); seed share 0.78, but different cells share flips too (cross-cell 0.65, the sim: 0), so the effective flags
-that match cell-vs-cell (0.048) and seed-vs-seed (0.031) item disagreement are --disagree 0.025 --seed-share 0.35.
-The cells' gains have no measurable within-target signal (dev vs test gain Pearson -0.06 over 6 targets), so rank
-correlation and shrink are not identified: every candidate rank_corr 0.05-0.95 and shrink 0-1.5 fits the rung-0
-statistics; the mean rung-0 gain is ~0.76 of the full one (shrink ~0.1 for the common shift).
+Results on real experiments: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
