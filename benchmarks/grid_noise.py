@@ -212,7 +212,7 @@ def seed_stats(g: Grid, split: str) -> SeedStats:
 
 def independent_disagreement(r: float, p0: float) -> float:
     """Return the item disagreement of two runs that each flip from a baseline of accuracy p0 at rate r, gain 0,
-    independently (adaptive_sim's World: 0 -> 1 with r / (2 (1 - p0)), 1 -> 0 with r / (2 p0))."""
+    independently (simulation.World: 0 -> 1 with r / (2 (1 - p0)), 1 -> 0 with r / (2 p0))."""
     up, down = min(1.0, r / (2 * (1 - p0))), min(1.0, r / (2 * p0))
     return 2 * p0 * down * (1 - down) + 2 * (1 - p0) * up * (1 - up)
 

@@ -13,7 +13,8 @@ from typing import Any, Optional
 import numpy as np
 
 from benchmarks.grid_noise import Grid, Trial, gain_rows
-from benchmarks.simulation import GainMap, Noise, World, calibrate_tau, latent_spearman, spearman, tau_scale
+from benchmarks.simulation import (GainMap, Noise, World, calibrate_tau, latent_spearman, spearman, spearman_rows,
+                                   tau_scale)
 from xlamaml.experiment.records import AdaptiveRecord, Rung
 
 
@@ -90,7 +91,7 @@ def low_budget(g: Grid, record: AdaptiveRecord, adaptive_trials: list[Trial], fr
 
 def simulated_stats(gmap: GainMap, noise: Noise, frac: float, items: int, reps: int,
                     total: int = 500) -> dict[str, tuple[float, float]]:
-    """Return name -> (mean, sd over reps) of the low-budget statistics of adaptive_sim's World, measured the way
+    """Return name -> (mean, sd over reps) of the low-budget statistics of the simulator's World, measured the way
     low_budget measures the real runs: rung 0 = seed 0 at `frac` of the steps on the first `items` dev items; full
     dev = seed 0 at the full budget on the dev items; test = every seed's mean at the full budget on test items (the
     World's items after the dev ones: noise.dev_items holds dev + test). Names: rho_dev, rho_test, slope0_dev,
@@ -111,8 +112,7 @@ def simulated_stats(gmap: GainMap, noise: Noise, frac: float, items: int, reps: 
             dev[:, c] = 100 * (full[:, 0, :n_dev].mean(axis=1) - based)
             test[:, c] = 100 * (full[:, :, n_dev:].mean(axis=(1, 2)) - baset)
         for name, other in (("dev", dev), ("test", test)):
-            out["rho_" + name].append(np.nanmean([spearman(r0[i, m[i]], other[i, m[i]])
-                                                  for i in range(len(gmap.targets))]))
+            out["rho_" + name].append(float(np.nanmean(spearman_rows(r0, other, m))))
             out["slope0_" + name].append(slopes(other[m], r0[m])[0])
     return {k: (float(np.mean(v)), float(np.std(v))) for k, v in out.items()}
 

@@ -25,8 +25,10 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
+import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -148,31 +150,24 @@ def read_gains(path: str) -> GainMap:
 # ---------------------------------------------------------------------------------------------- rank correlation
 
 
+def spearman_rows(x: np.ndarray, y: np.ndarray, mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """Return each row's Spearman correlation of x and y over its masked entries (all by default), computed by pandas:
+    average ranks for ties, NaN for a row with fewer than two entries or constant ranks."""
+    x, y = np.atleast_2d(np.asarray(x, float)), np.atleast_2d(np.asarray(y, float))
+    keep = np.ones(x.shape, bool) if mask is None else np.atleast_2d(mask)
+    ranks_x = pd.DataFrame(np.where(keep, x, np.nan)).rank(axis=1)
+    ranks_y = pd.DataFrame(np.where(keep, y, np.nan)).rank(axis=1)
+    return ranks_x.corrwith(ranks_y, axis=1).to_numpy()
+
+
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Return Spearman's correlation (average ranks for ties)."""
-    def ranks(v: np.ndarray) -> np.ndarray:
-        order = np.argsort(v, kind="mergesort")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v), dtype=float)
-        for u in np.unique(v):  # ties: average rank
-            m = v == u
-            if m.sum() > 1:
-                r[m] = r[m].mean()
-        return r
-    rx, ry = ranks(np.asarray(x, float)), ranks(np.asarray(y, float))
-    if rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
+    """Return Spearman's correlation of two vectors (average ranks for ties; NaN when either is constant)."""
+    return float(spearman_rows(x, y)[0])
 
 
 def mean_spearman(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
-    """Return the mean over rows of Spearman's correlation of x and y over the masked entries."""
-    out = []
-    for xr, yr, m in zip(x, y, mask):
-        rx, ry = np.argsort(np.argsort(xr[m])), np.argsort(np.argsort(yr[m]))
-        if m.sum() > 2:
-            out.append(np.corrcoef(rx, ry)[0, 1])
-    return float(np.mean(out))
+    """Return the mean over rows with more than two masked entries of Spearman's correlation of x and y over them."""
+    return float(np.nanmean(spearman_rows(x, y, mask)[np.asarray(mask).sum(axis=1) > 2]))
 
 
 def tau_scale(f: float, at: float) -> float:
