@@ -30,6 +30,8 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from xlamaml.trainables.assignment import parse_assignment
+
 
 @dataclass(frozen=True)
 class GainMap:
@@ -97,6 +99,13 @@ def _query_effects(rng: np.random.Generator, langs: list[str]) -> np.ndarray:
     return a
 
 
+def not_trained_on(targets: list[str], cells: list[str], gains: np.ndarray) -> np.ndarray:
+    """Return `gains` (targets, cells) with NaN where the cell trained on the target (`Assignment.trained_on`: one of
+    its auxiliary languages; English never is), so that such pairs are not judged."""
+    trained = np.array([[parse_assignment(c).trained_on(t) for c in cells] for t in targets], dtype=bool)
+    return np.where(trained, np.nan, gains)
+
+
 def synthetic_pairs(seed: int = 0, langs: list[str] = LANGS) -> GainMap:
     """Return a Figure-2-like pairs map: every ordered pair (X-MAML on the diagonal), targets = the languages."""
     rng = np.random.default_rng(seed)
@@ -108,9 +117,8 @@ def synthetic_pairs(seed: int = 0, langs: list[str] = LANGS) -> GainMap:
         for q in range(n):
             cells.append(f"x-maml:{langs[q]}" if s == q else f"xla-maml:{langs[s]}>{langs[q]}")
             g = a[q] + b[s] + affinity[q] + rng.normal(0, 0.3, n)
-            g[[s, q]] = np.nan  # trained on those languages' dev data
             gains.append(np.clip(g, -6, 8))
-    return GainMap("pairs", list(langs), cells, np.array(gains).T)
+    return GainMap("pairs", list(langs), cells, not_trained_on(list(langs), cells, np.array(gains).T))
 
 
 def synthetic_aux(seed: int = 0, langs: list[str] = LANGS) -> GainMap:
@@ -125,9 +133,8 @@ def synthetic_aux(seed: int = 0, langs: list[str] = LANGS) -> GainMap:
             continue
         cells.append(f"xla-maml:en>{langs[q]}")
         g = a[q] + affinity[q] + rng.normal(0, 0.3, n)
-        g[q] = np.nan
         gains.append(np.clip(g, -6, 8))
-    return GainMap("en->aux", list(langs), cells, np.array(gains).T)
+    return GainMap("en->aux", list(langs), cells, not_trained_on(list(langs), cells, np.array(gains).T))
 
 
 def gain_map(rows: list[tuple[str, str, float]], name: str) -> GainMap:
