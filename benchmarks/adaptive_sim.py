@@ -107,6 +107,8 @@ def search(gmap: GainMap, cost: Cost, noise: Noise, fraction: float, reps: int, 
 
 
 def main() -> None:
+    """Print, per gain map, the methods' table, adaptive's paired differences and the goal (and --search's layouts);
+    return None."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gains", help="CSV target,cell,gain (points) instead of the synthetic maps")
     parser.add_argument("--reps", type=int, default=10)

@@ -84,13 +84,15 @@ from xlamaml.trainables.tasks.outcomes import SUFFIX, write_outcomes  # noqa: E4
 
 
 def write_fake(root: Path, langs: list[str], seeds: list[int], dev: int, test: int, adaptive: bool) -> None:
-    """Write a fake grid experiment (and an adaptive one's record) in the layout read_experiment expects; None."""
+    """Write a fake grid experiment (and an adaptive one's record) in the layout read_experiment expects; return
+    None."""
     rng = np.random.default_rng(0)
     cells = [f"x-maml:{a}" if a == b else f"xla-maml:{a}>{b}" for a in langs for b in langs]
     base = {(s, l): (rng.random(n) < 0.6).astype(int) for s, n in (("dev", dev), ("test", test)) for l in langs}
     gain = {c: rng.normal(0.02, 0.02) for c in cells}
 
     def trial(name: str, cell: str, seed: int, g: float) -> None:
+        """Write one trial folder (params.json, per-item outcomes, result.json); return None."""
         d = root / name
         (d / "predictions").mkdir(parents=True)
         (d / "params.json").write_text(json.dumps({"trial": {"assignment": cell, "seed": seed}}))
@@ -151,7 +153,7 @@ def report_seeds(g: Grid) -> dict[str, SeedStats]:
 
 
 def write_rows(path: str, rows: list[tuple[str, str, float]]) -> None:
-    """Write (target, cell, gain) rows as a CSV target,cell,gain (4 decimals); None."""
+    """Write (target, cell, gain) rows as a CSV target,cell,gain (4 decimals); return None."""
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["target", "cell", "gain"])
@@ -238,7 +240,7 @@ def report_low_budget(g: Grid, gm: GainMap, args: argparse.Namespace, fits_for: 
 
 
 def main() -> None:
-    """Measure the simulator's noise flags on a grid (and adaptive) experiment and print them."""
+    """Print the simulator's noise flags measured on a grid (and adaptive) experiment; return None."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("grid", nargs="?", help="the finished grid sweep's folder")
     parser.add_argument("--adaptive", help="the adaptive sweep's folder (rung 0 done): rank correlation and shrink")

@@ -201,7 +201,7 @@ class Score:
 
 
 def score(world: World, run: Run, cost: Cost, into: Score) -> None:
-    """Add a run's per-target regret, best-in-set and set size (on full-budget dev outcomes) to `into`."""
+    """Add a run's per-target regret, best-in-set and set size (on full-budget dev outcomes) to `into`; return None."""
     gmap = world.map
     for ti in range(len(gmap.targets)):
         cells = [c for c in sorted(run.finished) if gmap.judged[ti, c]]
@@ -241,6 +241,7 @@ def methods(gmap: GainMap, cost: Cost, noise: Noise, adaptive: AdaptiveConfig, g
             ) -> dict[str, Method]:
     """Return the compared methods: name -> (world, fraction, rep) -> run."""
     def adapt(world: World, fraction: float, rep: int) -> Optional[Run]:
+        """Return the adaptive run whose keep ratio fits the fraction, or None where none does."""
         # The keep ratio is fitted to the fraction; where per_target alone costs more, it is dropped (and said so).
         a = fit_keep(adaptive, gmap, cost, noise, fraction * grid_s)
         a = a or fit_keep(replace(adaptive, per_target=0.0), gmap, cost, noise, fraction * grid_s)

@@ -210,6 +210,7 @@ def _calibrate_tau(gmap: GainMap, target: float, draws: int) -> tuple[float, flo
     zs = _latent_draws(gmap, draws)
 
     def corr(tau: float) -> float:
+        """Return the mean Spearman at `tau` over the fixed draws."""
         return float(np.mean([mean_spearman(g + tau * z, g, gmap.judged) for g, z in zs]))
 
     lo, hi = 0.0, 20.0
