@@ -77,3 +77,25 @@ def test_reads_a_fake_experiment_and_writes_judged_gains(tmp_path):
         csv.writer(f).writerows([("target", "cell", "gain")] + rows)
     gm = read_gains(str(path))
     assert gm.judged.sum() == 12 and gm.gains.shape == (3, 9)
+
+
+def test_trained_on_follows_the_assignment_english_never_counts():
+    assert cell_langs("xla-maml:bg+de>hi") == {"bg", "de", "hi"}  # several languages joined by '+'
+    assert cell_langs("xla-maml:en>hi") == {"hi"}
+    assert cell_langs("x-maml:en") == set()
+    g = Grid(Trial("b", "baseline", 0, {}), {}, ["en", "hi"])
+    assert g.judged("xla-maml:en>hi", "en") and not g.judged("xla-maml:en>hi", "hi")
+    assert g.judged("xla-maml:hi>en", "en") and g.judged("x-maml:en", "en")
+
+
+def test_reads_the_fake_adaptive_record_through_the_project_reader(tmp_path):
+    from benchmarks.low_budget import low_budget
+    from xlamaml.experiment.records import read_adaptive
+
+    root = tmp_path / "grid"
+    write_fake(root, ["ar", "de", "sw"], [42, 43], 50, 70, adaptive=True)
+    record = read_adaptive(str(tmp_path / "grid-adaptive"))
+    assert record is not None and record.rungs[0].fraction == 0.1
+    lb, rows = low_budget(build_grid(read_experiment(root)), record, [], None, None)
+    assert (lb.fraction, lb.seed, lb.dev_items, lb.targets) == (0.1, 42, 50, 3)
+    assert len(rows) == 3 * 4  # judged pairs only
