@@ -3,8 +3,9 @@ every measurement a method may take of them, drawn lazily and seeded per repetit
 
 Ground truth: a gain matrix, target x cell, in points over the baseline. Synthetic ones are shaped like the paper's
 Figure 2: mostly small gains (0 to 5 points), a few harmful query languages, near-ties, cells that share a query
-language alike (gain = query effect + support effect + query x target affinity + a small rest). A measured one is a
-CSV in long layout, header `target,cell,gain` (gain in points, one row per judged pair); a cell with no row for a
+language alike (gain = query effect + support effect + query x target affinity + a small rest); a cell is judged on
+every target but those it trained on (`Assignment.trained_on`: its auxiliary languages; English never counts). A
+measured one is a CSV in long layout, header `target,cell,gain` (gain in points, one row per judged pair); a cell with no row for a
 target is not judged on it (its training data is that target's dev set).
 
 Noise (every value a field of `Noise`, a flag of adaptive_sim.py):
