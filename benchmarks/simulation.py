@@ -5,8 +5,8 @@ Ground truth: a gain matrix, target x cell, in points over the baseline. Synthet
 Figure 2: mostly small gains (0 to 5 points), a few harmful query languages, near-ties, cells that share a query
 language alike (gain = query effect + support effect + query x target affinity + a small rest); a cell is judged on
 every target but those it trained on (`Assignment.trained_on`: its auxiliary languages; English never counts). A
-measured one is a CSV in long layout, header `target,cell,gain` (gain in points, one row per judged pair); a cell with no row for a
-target is not judged on it (its training data is that target's dev set).
+measured one is a CSV in long layout, header `target,cell,gain` (gain in points, one row per judged pair); a cell
+with no row for a target is not judged on it (its training data is that target's dev set).
 
 Noise (every value a field of `Noise`, a flag of adaptive_sim.py):
 - dev items per target at the full budget (`dev_items`, 500: eval.dev_max_examples); a rung scores the first ones.
