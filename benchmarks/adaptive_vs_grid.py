@@ -14,7 +14,6 @@ one's from adaptive_picks.csv. An interrupted run resumes both sweeps (same --st
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,10 +23,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xlamaml.analysis.analyze import analyze  # noqa: E402
-from xlamaml.experiment.records import read_adaptive  # noqa: E402
 from xlamaml.cli import preset_path  # noqa: E402
+from xlamaml.experiment.records import SWEEP_FILE, read_adaptive  # noqa: E402
+from xlamaml.experiment.reports import trial_reports  # noqa: E402
 from xlamaml.search.plan.counts import plan_counts  # noqa: E402
-from xlamaml.experiment.records import SWEEP_FILE  # noqa: E402
 from xlamaml.search.spec import from_record, load_sweep  # noqa: E402
 from xlamaml.search.sweep import run_sweep  # noqa: E402
 
@@ -64,12 +63,8 @@ def grid_spent(exp: Path) -> dict[str, float]:
     trials ran), and trial-seconds (the seconds of the trials' reports)."""
 
     plan = plan_counts(from_record(str(exp)), "grid")
-    seconds = 0.0
-    for folder in exp.iterdir():
-        result = folder / "result.json"
-        if result.is_file():
-            lines = [line for line in result.read_text().splitlines() if line.strip()]
-            seconds += sum(float(json.loads(line).get("time_this_iter_s", 0.0)) for line in lines)
+    seconds = sum(float(report.get("time_this_iter_s", 0.0)) for folder in exp.iterdir() if folder.is_dir()
+                  for report in trial_reports(str(exp), folder.name))
     return {"trials": plan.trials, "meta_steps": plan.meta_steps, "dev_items": plan.dev_items,
             "test_items": plan.test_items, "trial_seconds": seconds}
 
@@ -108,7 +103,7 @@ def compare(grid_exp: Path, ad_exp: Path, grid_out: Path, ad_out: Path) -> str:
 
 
 def main() -> None:
-    """Run both sweeps (or resume them), analyze both, print the comparison."""
+    """Run both sweeps (or resume them), analyze both, print the comparison; return None."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", choices=sorted(SIZES), default="small")
     p.add_argument("--smoke-test", action="store_true", help="the smallest size: 3 languages, 8 meta steps")

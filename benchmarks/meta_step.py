@@ -27,6 +27,7 @@ import multiprocessing as mp
 import resource
 import statistics
 import time
+from typing import Any, Callable
 
 MODELS = {
     "tiny": dict(name="tiny", tiny=dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)),
@@ -37,7 +38,7 @@ KINDS = ("finetune", "first-order", "second-order", "eval")  # eval: a forward p
 PEERS = ("second-order/higher", "second-order/torchopt")  # the same step by other libraries
 
 
-def peer_step(kind: str, model, loss_fn, inner_lr: float):
+def peer_step(kind: str, model: Any, loss_fn: Callable[..., Any], inner_lr: float) -> Callable[[Any, Any], None]:
     """Return a function doing one second-order MAML step (inner SGD step, query loss, outer AdamW) with a peer."""
     import torch
 
@@ -48,7 +49,7 @@ def peer_step(kind: str, model, loss_fn, inner_lr: float):
 
         inner = torch.optim.SGD(params, lr=inner_lr)
 
-        def step(support, query):
+        def step(support: Any, query: Any) -> None:
             with higher.innerloop_ctx(model, inner, copy_initial_weights=False) as (fmodel, diffopt):
                 diffopt.step(loss_fn(fmodel, None, support))
                 loss_fn(fmodel, None, query).backward()
@@ -62,7 +63,7 @@ def peer_step(kind: str, model, loss_fn, inner_lr: float):
     trained = [m for m in model.modules() if m._parameters and all(p.requires_grad for p in m._parameters.values())]
     inner = torchopt.MetaSGD(torch.nn.ModuleList(trained), lr=inner_lr)
 
-    def step(support, query):
+    def step(support: Any, query: Any) -> None:
         state = torchopt.extract_state_dict(model)
         inner.step(loss_fn(model, None, support))
         loss_fn(model, None, query).backward()
@@ -126,7 +127,7 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
         eval_batch = collate_mixed(dev, [("hi", r) for r in range(64)], device)
         eval_batch = {k: v for k, v in eval_batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
-        def step(support, query):
+        def step(support: Any, query: Any) -> None:
             with torch.no_grad(), autocast(amp, device):
                 model.eval()
                 model(**eval_batch)
@@ -135,7 +136,7 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
     elif kind == "finetune":
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
-        def step(support, query):
+        def step(support: Any, query: Any) -> None:
             loss_fn(model, None, support).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -143,7 +144,7 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
         learner = MetaLearner(model, loss_fn, inner_lr=1e-5, inner_steps=1, first_order=kind == "first-order",
                               outer_lr=1e-5, weight_decay=0.01, total_steps=10**6)
 
-        def step(support, query):
+        def step(support: Any, query: Any) -> None:
             learner.step([(support, query)])
 
     model.train()
@@ -174,7 +175,7 @@ def _child(queue: mp.Queue, *args) -> None:
 
 
 def main() -> None:
-    """Print the table of step times, ratios to fine-tuning and peak memory."""
+    """Print the table of step times, ratios to fine-tuning and peak memory; return None."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--reps", type=int, default=5)

@@ -37,6 +37,7 @@ def synthetic_cells(variants: int, targets: int, items: int, seeds: int, seed: i
 
 
 def main() -> None:
+    """Print the bootstrap's seconds and peak memory on synthetic cells of the chosen size; return None."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", type=int, default=226)
     parser.add_argument("--targets", type=int, default=15)

@@ -31,6 +31,7 @@ def median_seconds(fn: Callable[[], Any], reps: int) -> float:
 
 
 def main() -> None:
+    """Print a trial's median setup seconds from assets (cold and warm cache) and from the data folder; return None."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--assignment", default="xla-maml:en>hi")
@@ -58,7 +59,8 @@ def main() -> None:
         base = next(p for p in Path(tmp, "exp", "assets").iterdir() if p.name.startswith("base-"))
         tokenizing = {**trial, "assets": None, "base_checkpoint": str(base)}  # the trial reads the data folder
 
-        def cold() -> None:  # a node that has fetched nothing yet
+        def cold() -> None:
+            """Set a trial up on a node that has fetched nothing yet (a fresh cache); return None."""
             os.environ["XLAMAML_CACHE"] = tempfile.mkdtemp(dir=tmp)
             XlaMamlTrainable(trial)
 

@@ -4,9 +4,10 @@ import csv
 
 import numpy as np
 
-from benchmarks.adaptive_sim import Noise, World, calibrate_tau, synthetic_aux
-from benchmarks.calibrate_sim import (Grid, Trial, build_grid, cell_langs, disagreement, gain_rows, independent_disagreement,
-                                      read_experiment, seed_stats, spearman, write_fake)
+from benchmarks.calibrate_sim import write_fake
+from benchmarks.grid_noise import (Grid, Trial, build_grid, cell_langs, disagreement, gain_rows,
+                                   independent_disagreement, read_experiment, seed_stats)
+from benchmarks.simulation import LANGS, Noise, World, calibrate_tau, read_gains, spearman, synthetic_aux
 
 
 def test_cell_langs_and_exclusion():
@@ -16,18 +17,21 @@ def test_cell_langs_and_exclusion():
 
 
 def world_grid(noise: Noise, cells: int = 12) -> Grid:
-    """Return a Grid whose trials are a World's full-budget outcomes (dev = test = the World's dev items)."""
+    """Return a Grid whose trials are a World's full-budget outcomes (dev = test = the World's dev items); its cells are
+    named by assignments that trained on none of the targets, so every (cell, target) pair is judged."""
     gmap = synthetic_aux()
     gmap = type(gmap)(gmap.name, gmap.targets[:4], gmap.cells[:cells], np.nan_to_num(gmap.gains[:4, :cells]))
+    others = [lang for lang in LANGS if lang not in gmap.targets]
+    names = [f"x-maml:{x}" for x in others] + [f"xla-maml:en>{x}" for x in others if x != "en"]
     tau, _ = calibrate_tau(gmap, noise.rank_corr)
     w = World(gmap, noise, tau, 0)
     base = Trial("b", "baseline", 0, {}, {(s, t): w.base[i] for s in ("dev", "test") for i, t in enumerate(gmap.targets)})
     cells = {}
     for c, name in enumerate(gmap.cells):
         x = w.outcomes(c, 500, 500)
-        cells[f"c{c}"] = {s: Trial(f"{name}{s}", f"c{c}", s, {}, {(sp, t): x[i, s] for sp in ("dev", "test")
-                                                                  for i, t in enumerate(gmap.targets)})
-                          for s in range(noise.seeds)}
+        cells[names[c]] = {s: Trial(f"{name}{s}", names[c], s, {}, {(sp, t): x[i, s] for sp in ("dev", "test")
+                                                                    for i, t in enumerate(gmap.targets)})
+                           for s in range(noise.seeds)}
     return Grid(base, cells, gmap.targets)
 
 
@@ -71,6 +75,27 @@ def test_reads_a_fake_experiment_and_writes_judged_gains(tmp_path):
     path = tmp_path / "g.csv"
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows([("target", "cell", "gain")] + rows)
-    from benchmarks.adaptive_sim import read_gains
     gm = read_gains(str(path))
     assert gm.judged.sum() == 12 and gm.gains.shape == (3, 9)
+
+
+def test_trained_on_follows_the_assignment_english_never_counts():
+    assert cell_langs("xla-maml:bg+de>hi") == {"bg", "de", "hi"}  # several languages joined by '+'
+    assert cell_langs("xla-maml:en>hi") == {"hi"}
+    assert cell_langs("x-maml:en") == set()
+    g = Grid(Trial("b", "baseline", 0, {}), {}, ["en", "hi"])
+    assert g.judged("xla-maml:en>hi", "en") and not g.judged("xla-maml:en>hi", "hi")
+    assert g.judged("xla-maml:hi>en", "en") and g.judged("x-maml:en", "en")
+
+
+def test_reads_the_fake_adaptive_record_through_the_project_reader(tmp_path):
+    from benchmarks.low_budget import low_budget
+    from xlamaml.experiment.records import read_adaptive
+
+    root = tmp_path / "grid"
+    write_fake(root, ["ar", "de", "sw"], [42, 43], 50, 70, adaptive=True)
+    record = read_adaptive(str(tmp_path / "grid-adaptive"))
+    assert record is not None and record.rungs[0].fraction == 0.1
+    lb, rows = low_budget(build_grid(read_experiment(root)), record, [], None, None)
+    assert (lb.fraction, lb.seed, lb.dev_items, lb.targets) == (0.1, 42, 50, 3)
+    assert len(rows) == 3 * 4  # judged pairs only
