@@ -6,7 +6,6 @@ simulator's `rank_corr` and `shrink` fitted so that benchmarks/simulation.py's W
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Optional
 

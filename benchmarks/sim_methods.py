@@ -12,7 +12,8 @@ import numpy as np
 
 from benchmarks.simulation import Cost, GainMap, Noise, World, calibrate_tau
 from xlamaml.search.adaptive.rule import decide, seed_variance
-from xlamaml.search.schedule import AdaptiveConfig, keep_count, keep_ratio, rung_steps, schedule
+from xlamaml.experiment.records import Rung
+from xlamaml.search.schedule import AdaptiveConfig, keep_ratio, rung_steps, schedule
 
 Z95 = 1.959964
 
@@ -45,10 +46,16 @@ def run_random(world: World, cost: Cost, fraction: float, rng: np.random.Generat
     return replace(run, note=f"{n} cells")
 
 
+def sim_rungs(a: AdaptiveConfig, n_cells: int, n_targets: int, cost: Cost, noise: Noise) -> list[Rung]:
+    """Return the rungs of a simulated adaptive sweep: the sweep's own schedule (search.schedule, what the planner
+    counts and the driver runs) for this map's cells, targets, budget, dev items and seeds."""
+    return schedule(a, n_cells, total_steps=cost.total_steps, dev_max=noise.dev_items, seeds=list(range(noise.seeds)),
+                    targets=n_targets)
+
+
 def adaptive_seconds(a: AdaptiveConfig, n_cells: int, n_targets: int, cost: Cost, noise: Noise) -> float:
     """Return the exact compute of an adaptive sweep without a bound (with one it is at most this)."""
-    rungs = schedule(a, n_cells, total_steps=cost.total_steps,
-                     dev_max=noise.dev_items, seeds=list(range(noise.seeds)), targets=n_targets)
+    rungs = sim_rungs(a, n_cells, n_targets, cost, noise)
     total, done = 0.0, {}  # seed -> steps reached by the cells still in
     for rung in rungs:
         for s in rung.seeds:
@@ -60,8 +67,7 @@ def adaptive_seconds(a: AdaptiveConfig, n_cells: int, n_targets: int, cost: Cost
 def run_adaptive(world: World, cost: Cost, a: AdaptiveConfig) -> Run:
     """Return the adaptive sweep: schedule's rungs, decide() after each, the last rung's survivors finished."""
     gmap, noise = world.map, world.noise
-    rungs = schedule(a, len(gmap.cells), total_steps=cost.total_steps,
-                     dev_max=noise.dev_items, seeds=list(range(noise.seeds)), targets=len(gmap.targets))
+    rungs = sim_rungs(a, len(gmap.cells), len(gmap.targets), cost, noise)
     excluded = gmap.excluded()
     alive = list(range(len(gmap.cells)))
     run, done = Run(), {}
@@ -75,7 +81,7 @@ def run_adaptive(world: World, cost: Cost, a: AdaptiveConfig) -> Run:
         scores = {t: {gmap.cells[c]: world.outcomes(c, rung.steps, cost.total_steps)[ti, :len(rung.seeds),
                                                                                       :rung.dev_items]
                       for c in alive} for ti, t in enumerate(gmap.targets)}
-        keep = keep_count(len(alive), keep_ratio(a, len(gmap.cells), len(gmap.targets)), a.min_keep)
+        keep = min(rungs[i + 1].cells, len(alive))  # the schedule's count, as the sweep driver takes it
         decision = decide(scores, keep, top_k=a.top_k, bound=a.bound, excluded=excluded)
         index = {name: j for j, name in enumerate(gmap.cells)}
         alive = [index[name] for name in decision.kept]

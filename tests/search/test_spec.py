@@ -6,6 +6,8 @@ import pytest
 import yaml
 
 import xlamaml.trainables.config as config_module
+from benchmarks.sim_methods import sim_rungs
+from benchmarks.simulation import Cost, Noise
 from xlamaml.cli import preset_path
 from xlamaml.search.adaptive.driver import new_record
 from xlamaml.search.plan.counts import plan_counts
@@ -44,6 +46,12 @@ def test_the_schedule_is_computed_once_and_read_by_the_planner_and_the_driver(pr
     assert [(r.index, r.cells, r.seeds) for r in counts.rungs] == [(r.index, r.cells, len(r.seeds)) for r in sw.rungs]
     assert record.grid == plan_counts(sw, "grid").to_dict()
     assert record.dev_langs == sw.cfg.dev_langs
+    # The simulator runs the same schedule for a map of this sweep's shape (its seeds are numbered 0, 1, ...).
+    simulated = sim_rungs(sw.sweep.adaptive, len(sw.cells), len(sw.dev_langs),
+                          Cost(total_steps=sw.cfg.meta.total_steps),
+                          Noise(dev_items=sw.cfg.eval.dev_max_examples, seeds=len(sw.sweep.seeds)))
+    assert [(r.index, r.steps, r.dev_items, len(r.seeds), r.cells) for r in simulated] == \
+        [(r.index, r.steps, r.dev_items, len(r.seeds), r.cells) for r in sw.rungs]
 
 
 def preset_with_space(tmp_path, space: dict) -> str:
