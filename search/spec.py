@@ -72,8 +72,8 @@ class SweepConfig:
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)  # adaptive mode: rungs and decision rule
 
     def validate(self) -> "SweepConfig":
-        """Return self after checking the section's own values; raise ConfigError naming the key (the checks that
-        need the run config too are Sweep.validate's)."""
+        """Return self after checking the section's own values; raise ConfigError naming the key (Sweep.validate
+        runs this first, then the checks that need the run config too)."""
         check_fields(self, "sweep.")
         for key, values in self.grid.items():
             if not isinstance(values, list) or not values:
@@ -171,8 +171,10 @@ class Sweep:
         return cell_config(self.run, assignment, seed, combo, rung)
 
     def validate(self) -> "Sweep":
-        """Return self after the checks that need both parts: a `sweep.space` key may not change what the driver
-        prepares before trials start (prepared_by_driver); raise ConfigError naming the key."""
+        """Return self after every sweep-level check: the `sweep:` section's own values (SweepConfig.validate), then
+        those that need the run config too: a `sweep.space` key may not change what the driver prepares before trials
+        start (prepared_by_driver). Raise ConfigError naming the key."""
+        self.sweep.validate()
         for key, spec in self.sweep.space.items():
             values = distribution_values(key, spec)
             changes = False
@@ -210,7 +212,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
     values = merge(read_yaml(path), parse_overrides(overrides or []))
     sweep_values = values.pop("sweep", {}) or {}
     try:
-        sweep = build_dataclass(SweepConfig, sweep_values, "sweep.").validate()
+        sweep = build_dataclass(SweepConfig, sweep_values, "sweep.")
         cfg = absolute_paths(config_from_dict(values))
         sw = Sweep(cfg.to_dict(), sweep)
         sw.cfg = cfg  # the one parse of this sweep's run config
