@@ -3,7 +3,6 @@
     results.py     load_results(exp_dir): one row per trial x split x language x metric (final values)
     heatmap.py     delta_matrix / support_query_matrix (gain over the baseline), marked_cells, plot_heatmap
     tables.py      paper_table (Table 3: mean ± std over seeds), to_markdown, to_latex, to_csv
-    select.py      best_pairs (by avg_excl_aux), best_per_target, ranked on test
     outcomes.py    load_outcomes(df): per-item outcomes of every finished trial's sets
     stats.py       significance(df, outcomes): paired bootstrap delta, 95% interval, p, adjusted p per cell
     picks.py       best_pairs_dev, best_per_target_dev: chosen on dev, reported on test with interval and p
