@@ -34,10 +34,10 @@ from xlamaml.analysis.corrections import CORRECTIONS, adjust
 from xlamaml.analysis.heatmap import delta_matrix, pairs_matrix as finished_pairs_matrix
 from xlamaml.analysis.langs import AVERAGES, excluded_from_avg, label_langs, label_sort_key, order_langs
 from xlamaml.analysis.outcomes import ItemOutcomes, Outcomes
-from xlamaml.analysis.results import ADAPTIVE_RECORD, canonical
+from xlamaml.analysis.results import canonical
 from xlamaml.analysis.stats import ALPHA, TEST_NAME, Cell, Part, _part, bootstrap
 from xlamaml.analysis.trial_info import KNOWN_LANGS
-from xlamaml.experiment.records import read_adaptive
+from xlamaml.experiment.records import ADAPTIVE_FILE, read_adaptive
 from xlamaml.experiment.reports import read_reports
 from xlamaml.trainables.assignment import folder_prefix, parse_assignment
 from xlamaml.trainables.errors import InputError, XlamamlError
@@ -85,7 +85,7 @@ class Adaptive:
 
 def read_record(exp_dir: Path) -> dict[str, Any] | None:
     """Return the experiment's adaptive record as plain values, or None when it is not an adaptive experiment."""
-    path = exp_dir / ADAPTIVE_RECORD
+    path = exp_dir / ADAPTIVE_FILE
     if not path.is_file():
         return None
     try:
