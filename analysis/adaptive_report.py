@@ -18,7 +18,6 @@ cell never scored test, and its numbers are dev estimates from its last rung. Th
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -37,9 +36,10 @@ from xlamaml.analysis.outcomes import ItemOutcomes, Outcomes
 from xlamaml.analysis.results import canonical
 from xlamaml.analysis.stats import ALPHA, TEST_NAME, Cell, Part, _part, bootstrap
 from xlamaml.analysis.trial_info import KNOWN_LANGS
-from xlamaml.experiment.records import ADAPTIVE_FILE, read_adaptive
+from xlamaml.experiment.records import AdaptiveRecord, Rung, read_adaptive, read_sweep, trial_folder
 from xlamaml.experiment.reports import read_reports
-from xlamaml.trainables.assignment import folder_prefix, parse_assignment
+from xlamaml.trainables.assignment import parse_assignment
+from xlamaml.trainables.config import config_from_dict
 from xlamaml.trainables.errors import InputError, XlamamlError
 from xlamaml.trainables.local_files import write_text_whole
 from xlamaml.trainables.tasks.outcomes import SUFFIX, read_outcomes
@@ -49,17 +49,12 @@ log = logging.getLogger("xlamaml")
 Trials = list[tuple[Any, str]]  # (seed, trial dir)
 
 
-def trial_folder(assignment: str, seed: Any) -> str:
-    """Return an adaptive trial's folder name (search.adaptive.trial_folder, without importing Ray Tune)."""
-    return folder_prefix(assignment, seed).rstrip("_")
-
-
 @dataclass
 class Adaptive:
     """An adaptive experiment as the analysis reads it: its record, the cells' fates and their per-item outcomes."""
 
     exp: Path
-    record: dict[str, Any]
+    record: AdaptiveRecord
     metric: str
     targets: list[str]  # the languages decisions judge on (dev)
     stopped: dict[str, tuple[int, str]]  # cell -> (the rung after which it stopped, the recorded reason)
@@ -71,52 +66,38 @@ class Adaptive:
 
     def cell_of(self, assignment: str) -> str:
         """Return the record's cell named by a tidy table's (canonical) assignment."""
-        return next((c for c in self.record["cells"] if canonical(c) == assignment), assignment)
+        return next((c for c in self.record.cells if canonical(c) == assignment), assignment)
 
     @property
     def baseline(self) -> dict[Any, str]:
         """Return {seed: trial dir} of the baseline."""
         return dict(self.trials.get("baseline", []))
 
-    def rung(self, index: int) -> dict[str, Any]:
+    def rung(self, index: int) -> Rung:
         """Return rung `index` of the record."""
-        return self.record["rungs"][index]
+        return self.record.rungs[index]
 
 
-def read_record(exp_dir: Path) -> dict[str, Any] | None:
-    """Return the experiment's adaptive record as plain values, or None when it is not an adaptive experiment."""
-    path = exp_dir / ADAPTIVE_FILE
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        for key in ("cells", "baseline", "rungs", "metric", "decisions", "spent"):
-            record[key]  # noqa: B018 - a missing key is a malformed record
-        return record
-    except (ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{path}: not an adaptive sweep record ({e}); expected the JSON `xlamaml sweep` "
-                         "wrote") from None
-
-
-def _dev_targets(exp_dir: Path, record: dict[str, Any]) -> list[str]:
-    """Return the languages the decisions judge: the record's, else the sweep's eval.dev_langs or targets."""
-    for d in record["decisions"]:
+def dev_targets(exp_dir: Path, record: AdaptiveRecord) -> list[str]:
+    """Return the languages the decisions judge (dev): the record's dev_langs, else the targets its decisions
+    excluded cells on, else the dev languages of the sweep's run config (eval.dev_langs, else the targets)."""
+    if record.dev_langs:
+        return list(record.dev_langs)
+    for d in record.decisions:
         if d.get("excluded"):
             return list(d["excluded"])
     try:
-        run = json.loads((exp_dir / "xlamaml_sweep.json").read_text(encoding="utf-8"))["run"]
-        ev = run.get("eval") or {}
-        return list(ev.get("dev_langs") or ev.get("target_langs") or [])
-    except (OSError, ValueError, KeyError, TypeError):
+        return config_from_dict(read_sweep(str(exp_dir))["run"]).dev_langs
+    except XlamamlError:
         return []
 
 
-def _trained_on(cell: str) -> set[str]:
+def trained_on(cell: str, lang: str) -> bool:
+    """Return whether the cell's meta stage trained on `lang` (Assignment.trained_on; English never counts)."""
     try:
-        a = parse_assignment(cell, KNOWN_LANGS)
+        return parse_assignment(cell, KNOWN_LANGS).trained_on(lang)
     except ValueError:
-        return set()
-    return set(a.aux_langs)
+        return False
 
 
 def _read(trial: Path, split: str, lang: str) -> ItemOutcomes | None:
@@ -133,18 +114,18 @@ def _read(trial: Path, split: str, lang: str) -> ItemOutcomes | None:
 
 def load_adaptive(exp_dir: Path, df: pd.DataFrame) -> Adaptive | None:
     """Return the adaptive view of the experiment (None when it has no adaptive record); `df` its tidy table."""
-    record = read_record(exp_dir)
+    record = read_adaptive(str(exp_dir))
     if record is None:
         return None
-    metric = record["metric"]
-    targets = _dev_targets(exp_dir, record)
-    stopped = {c: (int(d["rung"]), str(reason)) for d in record["decisions"] for c, reason in d["stopped"].items()}
-    last = len(record["rungs"]) - 1
-    finished = len(record["decisions"]) >= last and len(record["spent"]) > last
-    final = list(record["decisions"][last - 1]["kept"]) if finished and last > 0 else (
-        list(record["cells"]) if finished else [])
-    excluded = {t: {c for c in record["cells"] if t in _trained_on(c)} for t in targets}
-    for d in record["decisions"]:
+    metric = record.metric
+    targets = dev_targets(exp_dir, record)
+    reasons = {c: str(reason) for d in record.decisions for c, reason in d["stopped"].items()}
+    stopped = {c: (index, reasons[c]) for c, index in record.stopped().items()}
+    last = len(record.rungs) - 1
+    finished = len(record.decisions) >= last and len(record.spent) > last
+    final = record.cells_in(last) if finished else []
+    excluded = {t: {c for c in record.cells if trained_on(c, t)} for t in targets}
+    for d in record.decisions:
         for t, cells in (d.get("excluded") or {}).items():
             excluded.setdefault(t, set()).update(cells)
     trials: dict[str, Trials] = {}
@@ -153,11 +134,11 @@ def load_adaptive(exp_dir: Path, df: pd.DataFrame) -> Adaptive | None:
         found = [(s, str(exp_dir / trial_folder(cell, s))) for s in seeds if (exp_dir / trial_folder(cell, s)).is_dir()]
         trials[cell] = found
 
-    add("baseline", [b["seed"] for b in record["baseline"]])
+    add("baseline", [b["seed"] for b in record.baseline])
     for cell, (index, _) in stopped.items():
-        add(cell, list(record["rungs"][index]["seeds"]))
+        add(cell, list(record.rungs[index].seeds))
     for cell in final:
-        add(cell, list(record["rungs"][last]["seeds"]))
+        add(cell, list(record.rungs[last].seeds))
     done = set(df.loc[df["status"] == "done", "trial_dir"])
     survivors = [c for c in final if trials[c] and all(d in done for _, d in trials[c])]
     outcomes: Outcomes = {}
@@ -307,13 +288,13 @@ def stops(ad: Adaptive) -> pd.DataFrame:
     """Return one row per stopped cell: rung, reason, last dev gain per target (points), best rank."""
     rows = []
     for cell, (index, reason) in ad.stopped.items():
-        decision = next(d for d in ad.record["decisions"] if int(d["rung"]) == index)
+        decision = next(d for d in ad.record.decisions if int(d["rung"]) == index)
         ranks = decision.get("ranks", {}).get(cell, {})
         best = min(ranks.items(), key=lambda kv: (kv[1], ad.targets.index(kv[0]) if kv[0] in ad.targets else 0),
                    default=(None, None))
         rung = ad.rung(index)
         row = {"cell": cell, "method": _method(cell), "aux": _aux(cell), "stopped_after_rung": index,
-               "rung_steps": rung["steps"], "rung_dev_items": rung["dev_items"], "rung_seeds": len(rung["seeds"]),
+               "rung_steps": rung.steps, "rung_dev_items": rung.dev_items, "rung_seeds": len(rung.seeds),
                "reason": reason, "best_rank": best[1], "best_rank_target": best[0],
                "excluded_targets": ";".join(t for t in ad.targets if cell in ad.excluded.get(t, set()))}
         for t in ad.targets:
@@ -344,14 +325,13 @@ def compute(ad: Adaptive, grid_counts: Callable[[Path], Any] | None = None) -> t
     counts the full grid (default: search.plan.plan_counts of the experiment's sweep)."""
     grid_counts = grid_counts or _grid_counts
     notes: list[str] = []
-    spent = ad.record["spent"]
-    folders = {trial_folder(b["assignment"], b["seed"]) for b in ad.record["baseline"]}
-    for index, _ in enumerate(spent):
-        cells = ad.record["cells"] if index == 0 else ad.record["decisions"][index - 1]["kept"]
-        folders.update(trial_folder(c, s) for c in cells for s in ad.rung(index)["seeds"])
-    own = {"trials": len(folders), "meta_steps": sum(s["meta_steps"] for s in spent),
-           "dev_items": sum(s["dev_items"] for s in spent), "test_items": sum(s["test_items"] for s in spent),
-           "trial_seconds": sum(float(s["trial_seconds"]) for s in spent)}
+    # The trial folders the sweep ran (one per cell and seed, the same in every rung), for their reports' rates.
+    folders = {trial_folder(b["assignment"], b["seed"]) for b in ad.record.baseline}
+    for index, _ in enumerate(ad.record.spent):
+        folders.update(trial_folder(c, s) for c in ad.record.cells_in(index) for s in ad.rung(index).seeds)
+    total = ad.record.spent_total()
+    own = {key: total[key] for key in ("trials", "meta_steps", "dev_items", "test_items")}
+    own["trial_seconds"] = float(total["trial_seconds"])
     own["evaluated_items"] = own["dev_items"] + own["test_items"]
     # Rates of this experiment: meta seconds per meta step over the trials' last reports; the rest of the trial
     # seconds per evaluated item.
@@ -519,10 +499,10 @@ def markdown(ad: Adaptive, pick_rows: pd.DataFrame, stop_rows: pd.DataFrame, com
     """Return adaptive.md: the sweep in one paragraph, then the picks, the stopped cells and the compute."""
     r = ad.record
     unit = "percentage points" if ad.scale == 100.0 else f"{ad.metric} points"
-    rungs = "; ".join(f"rung {g['index']}: {g['cells']} cells x {len(g['seeds'])} seed(s), {g['steps']} meta steps, "
-                      f"{g['dev_items']} dev items" for g in r["rungs"])
+    rungs = "; ".join(f"rung {g.index}: {g.cells} cells x {len(g.seeds)} seed(s), {g.steps} meta steps, "
+                      f"{g.dev_items} dev items" for g in r.rungs)
     lines = ["# Adaptive sweep", "",
-             f"{len(r['cells'])} cells, {len(r['baseline'])} baseline trial(s), ranked on dev {ad.metric} over "
+             f"{len(r.cells)} cells, {len(r.baseline)} baseline trial(s), ranked on dev {ad.metric} over "
              f"{', '.join(ad.targets)}. {rungs}. Final survivors (scored test): "
              f"{', '.join(ad.survivors) or 'none yet'}. Gains in {unit}; {TEST_NAME}, 95% intervals, "
              f"{opts.resamples:,} resamples.", "",

@@ -12,6 +12,7 @@ from xlamaml.analysis import adaptive_report
 from xlamaml.analysis.adaptive_report import aux_matrix, compute, load_adaptive, pairs_matrix, picks, stops
 from xlamaml.analysis.analyze import Options, analyze
 from xlamaml.analysis.results import load_results
+from xlamaml.experiment.records import trial_folder
 from tests.analysis.synthetic import config, metrics, write_trial
 from xlamaml.trainables.tasks.outcomes import write_outcomes
 
@@ -40,7 +41,7 @@ def flipped(n: int, gain: int) -> np.ndarray:
 
 
 def trial(exp: Path, cell: str, seed: int, dev: dict, test: dict | None, steps: int, rung: int) -> None:
-    folder = adaptive_report.trial_folder(cell, seed)
+    folder = trial_folder(cell, seed)
     aux = set() if cell == "baseline" else {cell.split(":")[1].split(">")[-1]}
     line = {"training_iteration": 1, "trial_id": folder, "rung/index": rung, "done": True,
             **metrics("dev", {t: float(v.mean()) for t, v in dev.items()}, aux)}
