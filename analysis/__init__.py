@@ -7,6 +7,9 @@
     stats.py       significance(df, outcomes): paired bootstrap delta, 95% interval, p, adjusted p per cell
     picks.py       best_pairs_dev, best_per_target_dev: chosen on dev, reported on test with interval and p
     power.py       power_table: the smallest detectable gain per target, items or seeds a gain needs
+    adaptive_*.py  an adaptive sweep: adaptive_load (its record, cells' fates, outcomes -> Adaptive), adaptive_picks,
+                   adaptive_stops, adaptive_compute (the CSVs), adaptive_heatmaps (stopped cells hatched),
+                   adaptive_report (adaptive.md and the files)
     analyze.py     analyze(exp_dir, out_dir, Options): every file above, for `xlamaml analyze`
 
 Helpers: trial_reports.py (result.json lines), trial_info.py (params.json), aggregate.py (means over seeds,

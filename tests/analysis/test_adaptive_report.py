@@ -8,8 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xlamaml.analysis import adaptive_report
-from xlamaml.analysis.adaptive_report import aux_matrix, compute, load_adaptive, pairs_matrix, picks, stops
+from xlamaml.analysis import adaptive_compute, adaptive_heatmaps
+from xlamaml.analysis.adaptive_compute import compute
+from xlamaml.analysis.adaptive_heatmaps import aux_matrix, pairs_matrix
+from xlamaml.analysis.adaptive_load import load_adaptive
+from xlamaml.analysis.adaptive_picks import picks
+from xlamaml.analysis.adaptive_stops import stops
 from xlamaml.analysis.analyze import Options, analyze
 from xlamaml.analysis.results import load_results
 from xlamaml.experiment.records import trial_folder
@@ -164,10 +168,10 @@ def test_heatmaps_show_stopped_cells_hatched(adaptive_exp, tmp_path):
 
 
 def test_analyze_writes_the_adaptive_files(adaptive_exp, tmp_path, monkeypatch):
-    monkeypatch.setattr(adaptive_report, "_grid_counts", grid)
+    monkeypatch.setattr(adaptive_compute, "_grid_counts", grid)
     drawn = []
-    real = adaptive_report.aux_matrix
-    monkeypatch.setattr(adaptive_report, "aux_matrix", lambda *a: drawn.append(real(*a)) or drawn[-1])
+    real = adaptive_heatmaps.aux_matrix
+    monkeypatch.setattr(adaptive_heatmaps, "aux_matrix", lambda *a: drawn.append(real(*a)) or drawn[-1])
     paths = analyze(adaptive_exp, tmp_path / "out", OPTS)
     assert {"adaptive_picks.csv", "adaptive_stops.csv", "adaptive_compute.csv", "adaptive.md", "heatmap.png",
             "heatmap.svg"} <= set(paths)
