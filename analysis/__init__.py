@@ -14,7 +14,8 @@
 
 Helpers: trial_reports.py (result.json lines), trial_info.py (params.json), aggregate.py (means over seeds,
 the matching baseline, dev-based choice among variants), langs.py (language order and aux labels),
-corrections.py (Holm, Benjamini-Hochberg), marks.py (the significance of the cells a table or figure shows).
+corrections.py (Holm, Benjamini-Hochberg), marks.py (the significance of the cells a table or figure shows),
+markdown.py (the one Markdown table layout of table.md and adaptive.md).
 Means over seeds count finished trials only; where several variants (e.g. learning rates) share a
 row, the one with the best mean dev score is shown, never the best on test.
 """

@@ -18,6 +18,7 @@ from xlamaml.analysis.adaptive_load import Adaptive
 from xlamaml.analysis.adaptive_picks import picks
 from xlamaml.analysis.adaptive_stops import stops
 from xlamaml.analysis.corrections import CORRECTIONS
+from xlamaml.analysis.markdown import markdown_table
 from xlamaml.analysis.stats import TEST_NAME
 from xlamaml.trainables.local_files import write_text_whole
 
@@ -42,11 +43,6 @@ def _p(v: Any) -> str:
     return f"{float(v):.3g}" if isinstance(v, (int, float, np.floating)) and math.isfinite(float(v)) else "-"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return out + ["| " + " | ".join(r) + " |" for r in rows]
-
-
 def markdown(ad: Adaptive, pick_rows: pd.DataFrame, stop_rows: pd.DataFrame, comp: pd.DataFrame, opts: Any,
              notes: list[str]) -> str:
     """Return adaptive.md: the sweep in one paragraph, then the picks, the stopped cells and the compute."""
@@ -63,13 +59,13 @@ def markdown(ad: Adaptive, pick_rows: pd.DataFrame, stop_rows: pd.DataFrame, com
              "The final survivor not trained on the target with the highest dev gain over the baseline; its test "
              f"gain, p adjusted over the targets ({CORRECTIONS[opts.correction]}); the survivors whose dev "
              "difference from the pick has a 95% interval holding 0 (the pick included).", ""]
-    lines += _table(["target", "pick", "dev gain", "dev 95% CI", "test gain", "test 95% CI", "p", "p adj.",
-                     "indistinguishable on dev"],
-                    [[x["target"], x["pick"], _fmt(x["dev_gain"]), _interval(x["dev_ci_low"], x["dev_ci_high"]),
-                      _fmt(x["test_gain"]), _interval(x["test_ci_low"], x["test_ci_high"]), _p(x["p_value"]),
-                      _p(x["p_adjusted"]) + (" *" if x["significant"] is True else ""),
-                      f"{x['indistinguishable_count']} of {x['candidates']}: {x['indistinguishable']}"]
-                     for _, x in pick_rows.iterrows()]) if len(pick_rows) else ["No target has a final survivor."]
+    picked = [[x["target"], x["pick"], _fmt(x["dev_gain"]), _interval(x["dev_ci_low"], x["dev_ci_high"]),
+               _fmt(x["test_gain"]), _interval(x["test_ci_low"], x["test_ci_high"]), _p(x["p_value"]),
+               _p(x["p_adjusted"]) + (" *" if x["significant"] is True else ""),
+               f"{x['indistinguishable_count']} of {x['candidates']}: {x['indistinguishable']}"]
+              for _, x in pick_rows.iterrows()]
+    lines += markdown_table(["target", "pick", "dev gain", "dev 95% CI", "test gain", "test 95% CI", "p", "p adj.",
+                             "indistinguishable on dev"], picked) if picked else ["No target has a final survivor."]
     lines += ["", "## Stopped cells", "",
               "Never scored test; their gains are their last rung's dev estimates against the baseline on the same "
               "dev items (a cell trained on a target is not judged on it: '(excl.)').", ""]
@@ -83,15 +79,15 @@ def markdown(ad: Adaptive, pick_rows: pd.DataFrame, stop_rows: pd.DataFrame, com
                          f"items, {x['rung_seeds']} seed(s)", gains,
                          f"{x['best_rank']} ({x['best_rank_target']})" if pd.notna(x["best_rank"]) else "-",
                          str(x["reason"])])
-        lines += _table(["cell", "after rung", "its budget", "last dev gain", "best rank", "reason"], body)
+        lines += markdown_table(["cell", "after rung", "its budget", "last dev gain", "best rank", "reason"], body)
     else:
         lines += ["No cell was stopped."]
     lines += ["", "## Compute", "", "Spent (from the record) against the full grid (`xlamaml plan` counts); the "
               "grid's trial-seconds are estimated from this experiment's rates.", ""]
-    lines += _table(["quantity", "adaptive", "grid", "share", "grid from"],
-                    [[x["quantity"], _num(x["adaptive"]), _num(x["grid"]),
-                      f"{100 * x['share']:.1f}%" if math.isfinite(x["share"]) else "-", x["grid_source"]]
-                     for _, x in comp.iterrows()])
+    lines += markdown_table(["quantity", "adaptive", "grid", "share", "grid from"],
+                            [[x["quantity"], _num(x["adaptive"]), _num(x["grid"]),
+                              f"{100 * x['share']:.1f}%" if math.isfinite(x["share"]) else "-", x["grid_source"]]
+                             for _, x in comp.iterrows()])
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
