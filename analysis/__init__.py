@@ -12,7 +12,7 @@
                    adaptive_report (adaptive.md and the files)
     analyze.py     analyze(exp_dir, out_dir, Options): every file above, for `xlamaml analyze`
 
-Helpers: trial_reports.py (result.json lines), trial_info.py (params.json), aggregate.py (means over seeds,
+Helpers: trial_info.py (params.json; result.json lines are experiment.reports), aggregate.py (means over seeds,
 the matching baseline, dev-based choice among variants), langs.py (language order and aux labels),
 corrections.py (Holm, Benjamini-Hochberg), marks.py (the significance of the cells a table or figure shows),
 markdown.py (the one Markdown table layout of table.md and adaptive.md).

@@ -11,7 +11,7 @@ import pytest
 from xlamaml.analysis import adaptive_compute, adaptive_heatmaps
 from xlamaml.analysis.adaptive_compute import compute
 from xlamaml.analysis.adaptive_heatmaps import aux_matrix, pairs_matrix
-from xlamaml.analysis.adaptive_load import load_adaptive
+from xlamaml.analysis.adaptive_load import load_adaptive, trained_on
 from xlamaml.analysis.adaptive_picks import picks
 from xlamaml.analysis.adaptive_stops import stops
 from xlamaml.analysis.analyze import Options, analyze
@@ -191,3 +191,25 @@ def test_analyze_writes_the_adaptive_files(adaptive_exp, tmp_path, monkeypatch):
 
 def test_grid_experiment_gets_no_adaptive_files(exp, tmp_path):
     assert not any(name.startswith("adaptive") for name in analyze(exp, tmp_path / "out"))
+
+
+def test_dev_targets_record_then_decisions_then_sweep(adaptive_exp):
+    path = adaptive_exp / "xlamaml_adaptive.json"
+    rec = record()
+    path.write_text(json.dumps({**rec, "dev_langs": ["hi"]}))
+    assert load_adaptive(adaptive_exp, load_results(adaptive_exp)).targets == ["hi"]  # the record's own
+    path.write_text(json.dumps(rec))
+    assert load_adaptive(adaptive_exp, load_results(adaptive_exp)).targets == ["de", "hi"]  # the decisions' excluded
+    for d in rec["decisions"]:
+        d.pop("excluded")
+    path.write_text(json.dumps(rec))
+    (adaptive_exp / "xlamaml_sweep.json").write_text(json.dumps(
+        {"run": config(None, 1, eval={"target_langs": ["hi", "de"], "dev_langs": ["de"]}), "sweep": {}}))
+    ad = load_adaptive(adaptive_exp, load_results(adaptive_exp))
+    assert ad.targets == ["de"]  # the sweep's eval.dev_langs
+    assert ad.excluded == {"de": set()}
+
+
+def test_trained_on_never_counts_english():
+    assert trained_on(D, "hi") and trained_on(B, "sw") and not trained_on(B, "de")
+    assert not trained_on(C, "en") and not trained_on(B, "en") and not trained_on("not a cell", "hi")
