@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,8 +90,9 @@ def _write_tables(parts: dict[str, pd.DataFrame], sig: pd.DataFrame, opts: Optio
     return {"table.md": out / "table.md", "table.csv": to_csv(shown, out / "table.csv"), "table.tex": out / "table.tex"}
 
 
-def _matrix_marks(sig: pd.DataFrame, shown: pd.DataFrame, keys: list[str], matrix: pd.DataFrame, row_key, col_key,
-                  targets: list[str], correction: str) -> tuple[pd.DataFrame, str]:
+def _matrix_marks(sig: pd.DataFrame, shown: pd.DataFrame, keys: list[str], matrix: pd.DataFrame,
+                  row_key: Callable[[pd.Series], Hashable], col_key: str, targets: list[str],
+                  correction: str) -> tuple[pd.DataFrame, str]:
     """Return (the cells of `matrix` significant within its own family, the legend line)."""
     rows = family(sig, shown, keys, targets, correction)
     return marks_for(rows, matrix.index, matrix.columns, row_key, col_key), family_legend(rows, correction)
