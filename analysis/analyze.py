@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from xlamaml.analysis import adaptive_report
-from xlamaml.analysis.adaptive_report import Adaptive, load_adaptive, write_adaptive
+from xlamaml.analysis import adaptive_heatmaps
+from xlamaml.analysis.adaptive_load import Adaptive, load_adaptive
+from xlamaml.analysis.adaptive_report import write_adaptive
 from xlamaml.analysis.aggregate import (MissingBaselineError, NoResultsError, resolve_metric, scale_of, split_settings,
                                 with_variants)
 from xlamaml.analysis.corrections import check_correction
@@ -88,8 +90,9 @@ def _write_tables(parts: dict[str, pd.DataFrame], sig: pd.DataFrame, opts: Optio
     return {"table.md": out / "table.md", "table.csv": to_csv(shown, out / "table.csv"), "table.tex": out / "table.tex"}
 
 
-def _matrix_marks(sig: pd.DataFrame, shown: pd.DataFrame, keys: list[str], matrix: pd.DataFrame, row_key, col_key,
-                  targets: list[str], correction: str) -> tuple[pd.DataFrame, str]:
+def _matrix_marks(sig: pd.DataFrame, shown: pd.DataFrame, keys: list[str], matrix: pd.DataFrame,
+                  row_key: Callable[[pd.Series], Hashable], col_key: str, targets: list[str],
+                  correction: str) -> tuple[pd.DataFrame, str]:
     """Return (the cells of `matrix` significant within its own family, the legend line)."""
     rows = family(sig, shown, keys, targets, correction)
     return marks_for(rows, matrix.index, matrix.columns, row_key, col_key), family_legend(rows, correction)
@@ -100,7 +103,7 @@ def _write_heatmaps(parts: dict[str, pd.DataFrame], sig: pd.DataFrame, opts: Opt
     written = {}
     for i, (label, part) in enumerate(parts.items()):
         # An adaptive sweep's heatmaps show its stopped cells too (their last dev estimates, hatched).
-        method = heatmap_method(part) if adaptive is None else adaptive_report.heatmap_method(part, method_rank)
+        method = heatmap_method(part) if adaptive is None else adaptive_heatmaps.heatmap_method(part, method_rank)
         if method is None:
             continue
         stopped, stopped_note = None, ""
@@ -108,7 +111,7 @@ def _write_heatmaps(parts: dict[str, pd.DataFrame], sig: pd.DataFrame, opts: Opt
             if adaptive is None:
                 matrix = delta_matrix(part, method=method)
             else:
-                matrix, stopped, stopped_note = adaptive_report.aux_matrix(part, method, adaptive)
+                matrix, stopped, stopped_note = adaptive_heatmaps.aux_matrix(part, method, adaptive)
         except (MissingBaselineError, NoResultsError, InputError) as e:
             log.warning("heatmap, %s: %s", label, e)
             continue
@@ -124,7 +127,7 @@ def _write_heatmaps(parts: dict[str, pd.DataFrame], sig: pd.DataFrame, opts: Opt
             paths = plot_heatmap(matrix, out / stem, significant=marks, note=_join(note, stopped_note),
                                  stopped=stopped)
         written.update({p.name: p for p in paths})
-        if has_pairs(part) if adaptive is None else adaptive_report.has_pairs(part):
+        if has_pairs(part) if adaptive is None else adaptive_heatmaps.has_pairs(part):
             written.update(_write_pairs(part, label, sig, opts, out, "" if stem == "heatmap" else f"-{_slug(label)}",
                                         adaptive))
     return written
@@ -142,7 +145,7 @@ def _write_pairs(part: pd.DataFrame, label: str, sig: pd.DataFrame, opts: Option
         if adaptive is None:
             matrix = pairs_matrix(part)
         else:
-            matrix, stopped, stopped_note = adaptive_report.pairs_matrix(part, adaptive)
+            matrix, stopped, stopped_note = adaptive_heatmaps.pairs_matrix(part, adaptive)
     except XlamamlError as e:
         log.warning("pairs heatmap, %s: %s", label, e)
         return {}

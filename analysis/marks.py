@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,7 +33,8 @@ def family(sig: pd.DataFrame, shown: pd.DataFrame, keys: Sequence[str], targets:
     return adjust_family(rows, correction)
 
 
-def marks_for(rows: pd.DataFrame, index: pd.Index, columns: pd.Index, row_key, col_key: str) -> pd.DataFrame:
+def marks_for(rows: pd.DataFrame, index: pd.Index, columns: pd.Index, row_key: Callable[[pd.Series], Hashable],
+              col_key: str) -> pd.DataFrame:
     """Return a boolean frame (index x columns): True where the family's row for that cell is significant."""
     marks = pd.DataFrame(False, index=index, columns=columns)
     for _, r in rows[rows["significant"]].iterrows():

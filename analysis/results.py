@@ -3,8 +3,8 @@
 A damaged experiment (a full disk, a kill mid-write) still gives a table: a trial whose params.json is cut takes its
 config from its reports, and a trial with neither is left out; each such file is one warning line.
 
-In an adaptive sweep (`xlamaml_adaptive.json`) a trial of a cell a decision stopped has status 'stopped': it never
-scored test, like an incomplete trial, but it is neither unfinished nor a failure."""
+In an adaptive sweep (its record, experiment.records.read_adaptive) a trial of a cell a decision stopped has status
+'stopped': it never scored test, like an incomplete trial, but it is neither unfinished nor a failure."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from xlamaml.experiment.records import read_adaptive
 from xlamaml.experiment.reports import Metric, final_metrics, has_split, read_reports
 from xlamaml.analysis.trial_info import KNOWN_LANGS, TrialInfo, trial_info
 from xlamaml.trainables.assignment import parse_assignment
@@ -30,7 +31,6 @@ CONFIG_COLUMNS: tuple[str, ...] = (
 COLUMNS: tuple[str, ...] = (
     ("trial_id", "trial_dir", "status") + CONFIG_COLUMNS + ("split", "lang", "metric", "value", "iteration")
 )
-ADAPTIVE_RECORD = "xlamaml_adaptive.json"  # search.adaptive.RECORD (not imported here: that module loads Ray Tune)
 
 
 def trial_dirs(exp_dir: Path) -> list[Path]:
@@ -75,15 +75,8 @@ def trial_status(trial_dir: Path, metrics: list[Metric], stopped: bool = False) 
 
 def stopped_cells(exp_dir: Path) -> dict[str, int]:
     """Return {cell: the rung after which it stopped} of an adaptive experiment's record ({} without one)."""
-    path = exp_dir / ADAPTIVE_RECORD
-    if not path.is_file():
-        return {}
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        return {str(cell): int(d["rung"]) for d in record["decisions"] for cell in d["stopped"]}
-    except (ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{path}: not an adaptive sweep record ({e}); expected the JSON `xlamaml sweep` "
-                         "wrote") from None
+    record = read_adaptive(str(exp_dir))
+    return {} if record is None else record.stopped()
 
 
 def trial_config(trial_dir: Path, reports: list[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:

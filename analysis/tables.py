@@ -18,6 +18,7 @@ import pandas as pd
 from xlamaml.analysis.aggregate import (check_one_setting, pick_variants, resolve_metric, scale_of, setting_labels,
                                 variant_stats, with_variants)
 from xlamaml.analysis.langs import label_langs, label_sort_key, order_langs, trained_on
+from xlamaml.analysis.markdown import markdown_table
 from xlamaml.trainables.local_files import replacing
 from xlamaml.trainables.methods import METHODS
 
@@ -128,9 +129,8 @@ def to_markdown(tables: Tables, digits: int = 2, marks: Mapping[str, pd.DataFram
     for label, table in _as_dict(tables).items():
         cells = _marked(format_cells(table, digits), (marks or {}).get(label))
         header = ["method", "aux"] + [_header(c, "\\*") for c in cells.columns]
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * len(cells.columns)) + "|"]
-        lines += ["| " + " | ".join([method, aux] + list(values)) + " |"
-                  for (method, aux), values in zip(cells.index, cells.to_numpy())]
+        lines = markdown_table(header, [[method, aux, *values] for (method, aux), values
+                                        in zip(cells.index, cells.to_numpy())], "ll" + "r" * len(cells.columns))
         legend = (legends or {}).get(label)
         if legend:
             lines.append(f"\n†: differs from the baseline: {legend}.".replace("*", "\\*"))

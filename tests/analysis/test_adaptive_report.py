@@ -8,10 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xlamaml.analysis import adaptive_report
-from xlamaml.analysis.adaptive_report import aux_matrix, compute, load_adaptive, pairs_matrix, picks, stops
+from xlamaml.analysis import adaptive_compute, adaptive_heatmaps
+from xlamaml.analysis.adaptive_compute import compute
+from xlamaml.analysis.adaptive_heatmaps import aux_matrix, pairs_matrix
+from xlamaml.analysis.adaptive_load import load_adaptive, trained_on
+from xlamaml.analysis.adaptive_picks import picks
+from xlamaml.analysis.adaptive_stops import stops
 from xlamaml.analysis.analyze import Options, analyze
 from xlamaml.analysis.results import load_results
+from xlamaml.experiment.records import trial_folder
 from tests.analysis.synthetic import config, metrics, write_trial
 from xlamaml.trainables.tasks.outcomes import write_outcomes
 
@@ -40,7 +45,7 @@ def flipped(n: int, gain: int) -> np.ndarray:
 
 
 def trial(exp: Path, cell: str, seed: int, dev: dict, test: dict | None, steps: int, rung: int) -> None:
-    folder = adaptive_report.trial_folder(cell, seed)
+    folder = trial_folder(cell, seed)
     aux = set() if cell == "baseline" else {cell.split(":")[1].split(">")[-1]}
     line = {"training_iteration": 1, "trial_id": folder, "rung/index": rung, "done": True,
             **metrics("dev", {t: float(v.mean()) for t, v in dev.items()}, aux)}
@@ -163,10 +168,10 @@ def test_heatmaps_show_stopped_cells_hatched(adaptive_exp, tmp_path):
 
 
 def test_analyze_writes_the_adaptive_files(adaptive_exp, tmp_path, monkeypatch):
-    monkeypatch.setattr(adaptive_report, "_grid_counts", grid)
+    monkeypatch.setattr(adaptive_compute, "_grid_counts", grid)
     drawn = []
-    real = adaptive_report.aux_matrix
-    monkeypatch.setattr(adaptive_report, "aux_matrix", lambda *a: drawn.append(real(*a)) or drawn[-1])
+    real = adaptive_heatmaps.aux_matrix
+    monkeypatch.setattr(adaptive_heatmaps, "aux_matrix", lambda *a: drawn.append(real(*a)) or drawn[-1])
     paths = analyze(adaptive_exp, tmp_path / "out", OPTS)
     assert {"adaptive_picks.csv", "adaptive_stops.csv", "adaptive_compute.csv", "adaptive.md", "heatmap.png",
             "heatmap.svg"} <= set(paths)
@@ -186,3 +191,25 @@ def test_analyze_writes_the_adaptive_files(adaptive_exp, tmp_path, monkeypatch):
 
 def test_grid_experiment_gets_no_adaptive_files(exp, tmp_path):
     assert not any(name.startswith("adaptive") for name in analyze(exp, tmp_path / "out"))
+
+
+def test_dev_targets_record_then_decisions_then_sweep(adaptive_exp):
+    path = adaptive_exp / "xlamaml_adaptive.json"
+    rec = record()
+    path.write_text(json.dumps({**rec, "dev_langs": ["hi"]}))
+    assert load_adaptive(adaptive_exp, load_results(adaptive_exp)).targets == ["hi"]  # the record's own
+    path.write_text(json.dumps(rec))
+    assert load_adaptive(adaptive_exp, load_results(adaptive_exp)).targets == ["de", "hi"]  # the decisions' excluded
+    for d in rec["decisions"]:
+        d.pop("excluded")
+    path.write_text(json.dumps(rec))
+    (adaptive_exp / "xlamaml_sweep.json").write_text(json.dumps(
+        {"run": config(None, 1, eval={"target_langs": ["hi", "de"], "dev_langs": ["de"]}), "sweep": {}}))
+    ad = load_adaptive(adaptive_exp, load_results(adaptive_exp))
+    assert ad.targets == ["de"]  # the sweep's eval.dev_langs
+    assert ad.excluded == {"de": set()}
+
+
+def test_trained_on_never_counts_english():
+    assert trained_on(D, "hi") and trained_on(B, "sw") and not trained_on(B, "de")
+    assert not trained_on(C, "en") and not trained_on(B, "en") and not trained_on("not a cell", "hi")
