@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from xlamaml.analysis.adaptive_load import Adaptive
-from xlamaml.experiment.records import read_adaptive, trial_folder
+from xlamaml.experiment.records import read_adaptive
 from xlamaml.experiment.reports import read_reports
 from xlamaml.trainables.errors import InputError, XlamamlError
 
@@ -34,9 +34,7 @@ def compute(ad: Adaptive, grid_counts: Callable[[Path], Any] | None = None) -> t
     grid_counts = grid_counts or _grid_counts
     notes: list[str] = []
     # The trial folders the sweep ran (one per cell and seed, the same in every rung), for their reports' rates.
-    folders = {trial_folder(b["assignment"], b["seed"]) for b in ad.record.baseline}
-    for index, _ in enumerate(ad.record.spent):
-        folders.update(trial_folder(c, s) for c in ad.record.cells_in(index) for s in ad.rung(index).seeds)
+    folders = ad.record.trial_folders()
     total = ad.record.spent_total()
     own = {key: total[key] for key in ("trials", "meta_steps", "dev_items", "test_items")}
     own["trial_seconds"] = float(total["trial_seconds"])

@@ -109,12 +109,16 @@ class AdaptiveRecord:
         """Return {cell: the rung after which a decision stopped it}."""
         return {str(cell): int(d["rung"]) for d in self.decisions for cell in d["stopped"]}
 
-    def spent_total(self) -> dict[str, float]:
-        """Return what the sweep spent so far: trial folders, trial runs, meta steps, items, trial-seconds."""
+    def trial_folders(self) -> set[str]:
+        """Return the trial folders of the rungs finished so far (the baseline's included)."""
         folders = {trial_folder(b["assignment"], b["seed"]) for b in self.baseline}
         for index, _ in enumerate(self.spent):
             folders.update(trial_folder(c, s) for c in self.cells_in(index) for s in self.rungs[index].seeds)
-        return {"trials": len(folders), "trial_runs": sum(s["trials"] for s in self.spent),
+        return folders
+
+    def spent_total(self) -> dict[str, float]:
+        """Return what the sweep spent so far: trial folders, trial runs, meta steps, items, trial-seconds."""
+        return {"trials": len(self.trial_folders()), "trial_runs": sum(s["trials"] for s in self.spent),
                 "meta_steps": sum(s["meta_steps"] for s in self.spent),
                 "dev_items": sum(s["dev_items"] for s in self.spent),
                 "test_items": sum(s["test_items"] for s in self.spent),
