@@ -26,6 +26,8 @@ SPLITS: tuple[str, ...] = ("dev", "test")
 
 @dataclass(frozen=True)
 class ItemOutcomes:
+    """A trial's per-item outcomes on one split and language: the item ids and each metric's values."""
+
     uids: tuple[str, ...]
     values: dict[str, np.ndarray]  # metric -> (items,), in the metric's own units
 

@@ -14,6 +14,8 @@ KNOWN_LANGS: tuple[str, ...] = tuple(dict.fromkeys(XNLI_LANGS + MLQA_LANGS))
 
 @dataclass(frozen=True)
 class TrialInfo:
+    """What the analysis knows of a trial from its params.json: its cell, languages, sampling and seed."""
+
     assignment: str
     method: str
     support: str  # '+'-joined, '' for the baseline

@@ -22,6 +22,8 @@ RESULT_FILE = "result.json"  # Ray Tune's name for a trial's reports
 
 @dataclass(frozen=True)
 class Metric:
+    """One final `{split}/{lang}/{metric}` value of a trial and the iteration that reported it."""
+
     split: str
     lang: str
     metric: str

@@ -27,6 +27,8 @@ DISTRIBUTIONS = {"loguniform": 2, "uniform": 2, "quniform": 3, "randint": 2, "ch
 
 @dataclass
 class AssignmentSpec:
+    """`sweep.assignments`: which assignment strings a sweep covers (kind, languages, methods, or a list)."""
+
     kind: str = "en-aux"
     langs: list[str] = field(default_factory=lambda: [l for l in XNLI_LANGS if l != "en"])
     methods: list[str] = field(default_factory=lambda: list(METHODS))

@@ -20,6 +20,8 @@ from xlamaml.trainables.methods import aux_langs, language_rule_error
 
 @dataclass(frozen=True)
 class Assignment:
+    """A cell of a sweep: its method and its support and query languages (see the module's docstring)."""
+
     method: str
     support: tuple[str, ...] = ()
     query: tuple[str, ...] = ()

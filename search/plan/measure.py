@@ -25,6 +25,8 @@ from xlamaml.trainables.stages import advance_meta, read_features, setup_torch, 
 
 @dataclass
 class Measured:
+    """Seconds of one meta step and of one evaluated item, measured on this machine, and what they ran on."""
+
     step_seconds: float
     item_seconds: float
     hardware: str

@@ -113,6 +113,7 @@ class Storage:
 
     @property
     def assets_bytes(self) -> int:
+        """Return the bytes of the sweep's assets: base checkpoint, tokenized data and feature cache."""
         return self.base_bytes + self.data_bytes + self.feature_bytes
 
 
