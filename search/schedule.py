@@ -47,27 +47,20 @@ def _bound(v: Optional[float]) -> str | None:
 class AdaptiveConfig:
     """`sweep.adaptive.*`: the rungs (meta-step fractions, dev items, seeds per rung) and the decision rule."""
 
-    # Defaults chosen by benchmarks/adaptive_sim.py (synthetic Figure-2-like maps, 500 dev items, disagreement 0.17,
-    # seed sd 0.8 points, rank correlation 0.7 at 25% of the steps; 10-12 repetitions). Among 10 layouts fitted to
-    # the same compute, a short first rung on every dev item, a middle rung with 2 seeds, then all seeds had the
-    # lowest (or tied lowest) regret on both maps: pairs (225 cells) at 25% of the grid 0.86 points against 0.87-1.10
-    # for the other layouts (the grid itself: 0.86), en -> aux (14 cells) at 60% 0.52 against 0.58-0.84 (grid 0.57).
+    # Defaults chosen by benchmarks/adaptive_sim.py on simulated maps (the measurements: benchmarks/RESULTS.md).
     steps: list[float] = checked(default_factory=lambda: [0.1, 0.5, 1.0], rule=_fractions)  # of meta.total_steps
     # Dev items per target scored at the end of each rung (null: eval.dev_max_examples); the first items, so every
-    # rung's items are a prefix of the next's and of the baseline's. All of them from rung 0: 200 or 100 items
-    # cost little less (dev is ~5% of a trial) and ranked worse in the simulation (pairs at 25%: 0.91 vs 0.87).
+    # rung's items are a prefix of the next's and of the baseline's.
     dev_items: list[Optional[int]] = checked(default_factory=lambda: [None, None, None], rule=_per_rung)
     seeds: list[Optional[int]] = checked(default_factory=lambda: [1, 2, None], rule=_per_rung)  # of sweep.seeds
     # Share of a rung's cells that enter the next: 0.4 puts a 225-cell pairs map at ~23% of the grid's compute
-    # (225 -> 90 -> 36 cells); the simulation fitted 0.42 to 25%.
+    # (225 -> 90 -> 36 cells).
     keep: float = checked(0.4, rule=_keep)
     top_k: int = checked(1, rule=positive_int)  # the picks per target the rule protects
     min_keep: int = checked(2, rule=positive_int)  # never fewer cells than this in a rung (if there are as many)
-    # The last rung holds at least per_target x targets cells: with about one cell per target (en -> aux: 14 cells,
-    # 15 targets) the ratio fit for pairs would finish 14 -> 6 -> 3 cells (~20% of the grid, regret 1.0-1.3 points
-    # against the grid's 0.57). The ratio is then raised so the cuts are spread evenly (keep_ratio): 0.4 with 15
-    # targets gives 14 -> 10 -> 7, which the simulation fitted as best at 60% (regret 0.52, 57.5% of the grid),
-    # while cutting to 7 at once (14 -> 7 -> 7) gave 0.72. Pairs maps have far more cells than targets: no effect.
+    # The last rung holds at least per_target x targets cells; the ratio is then raised so the cuts are spread
+    # evenly (keep_ratio): 0.4 with 15 targets takes an en -> aux map of 14 cells 14 -> 10 -> 7. Pairs maps have far
+    # more cells than targets: no effect.
     per_target: float = checked(0.4, rule=non_negative)
     # A z value: also stop a cell whose upper bound is below, for every target it can be judged on, the lower bound
     # of that target's top_k-th cell (paired over dev items). null: the keep counts alone decide.
