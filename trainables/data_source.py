@@ -82,7 +82,7 @@ def needed_sets(cfg: RunConfig, task: Task) -> list[SetKey]:
         keys += [SetKey("dev", lang, m.max_examples, True) for lang in sorted(set(m.support_langs) | set(m.query_langs))]
     if cfg.few_shot.enabled:
         keys += [SetKey("dev", lang, None, True) for lang in e.target_langs]
-    keys += [SetKey("dev", lang, e.dev_max_examples) for lang in e.dev_langs or e.target_langs]  # dev reports
+    keys += [SetKey("dev", lang, e.dev_max_examples) for lang in cfg.dev_langs]  # dev reports
     for split, names in task.extra_eval_names(cfg, e.target_langs).items():
         keys += [SetKey(split, name, e.max_examples) for name in names]
     return list(dict.fromkeys(keys))
