@@ -45,6 +45,19 @@ def normalize(location: str | Path) -> str:
     return text.rstrip("/") if is_uri(text) else str(Path(text).expanduser().resolve())
 
 
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+
+
+def check_name(name: str, what: str = "--name") -> str:
+    """Return `name` when it is a plain experiment name (one path component: letters, digits, '.', '_', '-', not
+    starting with '.'); else raise StorageError saying what was expected (nothing may be written outside the
+    storage the user named)."""
+    if not isinstance(name, str) or not PLAIN_NAME.match(name) or len(name) > 200:
+        raise StorageError(f"{what} {name!r}: expected a plain name (letters, digits, '.', '_' and '-', at most 200, "
+                           f"not starting with '.'), not a path: the experiment goes under --storage")
+    return name
+
+
 def join(location: str, *parts: str) -> str:
     """Return `location` with `parts` appended (a URI with '/', a local path with the OS separator)."""
     if is_uri(location):

@@ -99,7 +99,7 @@ def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address
     URI (a str). Unless `force`, a local storage without room for the trials is one error line before they start;
     a disk that fills during the sweep stops it (resumable) with one error line."""
     root = storage.normalize(storage_location)
-    exp = storage.join(root, name)
+    exp = storage.join(root, storage.check_name(name))
     # Load: a new sweep as given, a resumed one from its record.
     if resume:
         sw = from_record(exp)

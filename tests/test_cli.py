@@ -116,3 +116,25 @@ def test_qa_gxlt_matrix_covers_every_pair_and_its_diagonal_is_the_test_score(tmp
     for lang in ("en", "hi", "zh"):  # a same-language pair is the same-language test set
         assert metrics[f"gxlt/{lang}-{lang}/f1"] == pytest.approx(metrics[f"test/{lang}/f1"])
     assert run_cli("run", "--config", "smoke", "--set", "eval.gxlt=true", "--out", str(tmp_path / "x")) == 2
+
+
+def test_run_refuses_an_earlier_runs_folder_unless_forced(tmp_path, cache, capsys):
+    out = tmp_path / "run"
+    base = ["run", "--config", "smoke", "--set", "eval.target_langs=en,de", "--out", str(out)]
+    assert run_cli(*base) == 0
+    stale = out / "predictions" / "test-hi.tsv"  # as if an earlier run had scored hi too
+    stale.write_text("stale\n")
+    before = (out / "metrics.json").read_text()
+    assert run_cli(*base) == 2
+    assert "not empty" in capsys.readouterr().err and (out / "metrics.json").read_text() == before
+    assert run_cli(*base, "--force") == 0
+    assert not stale.exists() and sorted(p.name for p in (out / "predictions").glob("test-*.tsv")) == [
+        "test-de.items.tsv", "test-de.tsv", "test-en.items.tsv", "test-en.tsv"]
+
+
+@pytest.mark.parametrize("name", ["../x", "/tmp/abs", "a/b", "..", ".hidden", ""])
+def test_a_sweep_name_is_a_plain_name(tmp_path, name, capsys):
+    storage = tmp_path / "storage"
+    assert run_cli("sweep", "--config", "smoke", "--storage", str(storage), "--name", name) == 2
+    assert "expected a plain name" in capsys.readouterr().err
+    assert not storage.exists() and [p.name for p in tmp_path.iterdir()] == ["storage"] * storage.exists()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from xlamaml.trainables.episodes import EpisodeSampler
 from xlamaml.trainables.evaluate import add_averages, evaluate_sets
 from xlamaml.trainables.feature_cache import (CachedSource, FeatureTable, cached_layers, ensure_local_features,
                                       run_from_features, source_sets)
+from xlamaml.trainables.errors import ExistingOutputError
 from xlamaml.trainables.finetune import train_supervised
 from xlamaml.trainables.local_files import write_text_whole
 from xlamaml.trainables.maml import MetaLearner
@@ -170,10 +172,32 @@ def read_features(cfg: RunConfig, model: torch.nn.Module, source: DataSource, fo
     return CachedSource(source, folder, table)
 
 
-def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, float]:
-    """Run the meta stage (unless baseline), few-shot if asked, and evaluation; return and write the metrics."""
-    out = Path(out_dir).resolve()
+RUN_OUTPUTS = ("config.yaml", "metrics.json", "predictions")  # what `run` writes into its folder
+
+
+def claim_output(out: Path, force: bool) -> None:
+    """Make `out` ready for a run: a new or empty folder; with `force`, an earlier run's outputs there are removed
+    first (nothing else in it is touched). Else raise ExistingOutputError: a run never mixes with another's files."""
+    if out.exists() and not out.is_dir():
+        raise ExistingOutputError(f"{out}: a file, not a folder; expected a new or empty folder for --out")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise ExistingOutputError(f"{out}: not empty; expected a new or empty folder for --out (--force replaces "
+                                      f"an earlier run's {', '.join(RUN_OUTPUTS)} there)")
+        for name in RUN_OUTPUTS:
+            path = out / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
     out.mkdir(parents=True, exist_ok=True)
+
+
+def run(cfg: RunConfig, out_dir: str | Path, force: bool = False) -> dict[str, float]:
+    """Run the meta stage (unless baseline), few-shot if asked, and evaluation; return and write the metrics (into a
+    new or empty `out_dir`; `force`: an earlier run's outputs there are replaced)."""
+    out = Path(out_dir).resolve()
+    claim_output(out, force)
     save_config(cfg, out / "config.yaml")
     t0 = time.perf_counter()
     device = setup_torch(cfg)

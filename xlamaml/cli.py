@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     """Run one config (meta stage, few-shot, evaluation) into --out; print its metrics."""
     from xlamaml.trainables.stages import run
 
-    print(json.dumps(run(_config(args), args.out), indent=2))
+    print(json.dumps(run(_config(args), args.out, force=args.force), indent=2))
 
 
 def cmd_model_prepare(args: argparse.Namespace) -> None:
@@ -104,7 +104,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         raise InputError("--resume needs --name: the experiment to continue")
     if not args.resume and not args.config:
         raise InputError("sweep needs --config FILE or --preset NAME (or --resume --name NAME)")
-    name = args.name or f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = args.name if args.name is not None else f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     sw = None if args.resume else load_sweep(preset_path(args.config), args.set)
     print(run_sweep(sw, args.storage, name, address=args.address, resume=args.resume, force=args.force))
 
@@ -182,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for the checkpoint and metrics.json")
     p.set_defaults(func=cmd_finetune)
     p = configured("run", "meta stage (+ few-shot) and evaluation from a base checkpoint")
-    p.add_argument("--out", required=True, help="directory for metrics.json, config.yaml and predictions/")
+    p.add_argument("--out", required=True, help="a new or empty directory for metrics.json, config.yaml and predictions/")
+    p.add_argument("--force", action="store_true", help="replace an earlier run's outputs in --out")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("model", help="the embedded multilingual model")
