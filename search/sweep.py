@@ -20,6 +20,7 @@ from xlamaml.experiment import assets, records, storage
 from xlamaml.experiment.reports import is_final, trial_reports
 from xlamaml.search.adaptive.driver import run_rungs
 from xlamaml.search.faults.full_storage import check_free_space, needed_bytes
+from xlamaml.search.faults.interrupted import SignalWatch, watching_signals
 from xlamaml.search.faults.rebuild import check_rebuildable, rebuilt_cells
 from xlamaml.search.faults.repair import repair_experiment
 from xlamaml.search.plan.counts import plan_counts
@@ -97,7 +98,14 @@ def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address
               resume: bool = False, num_cpus: int | None = None, force: bool = False) -> Path | str:
     """Run (or with `resume`, continue) the sweep `<storage>/<name>`; return the experiment's folder (a Path) or
     URI (a str). Unless `force`, a local storage without room for the trials is one error line before they start;
-    a disk that fills during the sweep stops it (resumable) with one error line."""
+    a disk that fills during the sweep stops it (resumable) with one error line; Ctrl-C or SIGTERM stops it
+    (resumable) with Interrupted, one line giving the resume command."""
+    with watching_signals() as watch:
+        return _run_sweep(sw, storage_location, name, address, resume, num_cpus, force, watch)
+
+
+def _run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address: str | None, resume: bool,
+               num_cpus: int | None, force: bool, watch: SignalWatch) -> Path | str:
     root = storage.normalize(storage_location)
     exp = storage.join(root, storage.check_name(name))
     # Load: a new sweep as given, a resumed one from its record.
@@ -135,12 +143,20 @@ def run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, address
         check_space(sw, exp, resume)
     log.info("sweep %s: %s mode, %d assignments x %d seeds, assets ready after %.0f s", exp, sw.sweep.mode,
              len(sw.assignments), len(sw.sweep.seeds), time.perf_counter() - t0)
-    # Fit: one Tune run (grid, optuna), or one per rung (adaptive).
+    # Fit: one Tune run (grid, optuna), or one per rung (adaptive); a signal ends it there, state saved.
     t_assets, t_fit = time.perf_counter() - t0, time.perf_counter()
+    resume_command = f"xlamaml sweep --resume --name {name} --storage {root}"
+
+    def fit_watched(resume: bool, cells: list[dict[str, Any]] | None) -> Any:
+        with watch.tuning_run():
+            results = fit(sw, root, name, resume=resume, cells=cells)
+        watch.check(exp, resume_command)
+        return results
+
     if sw.sweep.mode == "adaptive":
-        results = run_rungs(sw, root, name, lambda trials: fit(sw, root, name, resume=False, cells=trials))
+        results = run_rungs(sw, root, name, lambda trials: fit_watched(False, trials))
     else:
-        results = fit(sw, root, name, resume=resume, cells=cells)
+        results = fit_watched(resume, cells)
     # Timing, then the errors.
     timing = tune_timing(results, time.perf_counter() - t_fit, min(trial_slots(sw.sweep), len(results)))
     timing["assets_seconds"] = t_assets

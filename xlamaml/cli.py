@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = " ".join(str(e).splitlines())
         print(f"xlamaml: error: {message} (XLAMAML_DEBUG=1 shows the traceback)", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_status", 2)  # an interrupted sweep: 130 (SIGINT) or 143 (SIGTERM)
     return 0
 
 
