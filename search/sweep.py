@@ -21,6 +21,7 @@ from xlamaml.experiment.reports import is_final, trial_reports
 from xlamaml.search.adaptive.driver import run_rungs
 from xlamaml.search.faults.full_storage import check_free_space, needed_bytes
 from xlamaml.search.faults.interrupted import SignalWatch, watching_signals
+from xlamaml.search.faults.ray_state import seal
 from xlamaml.search.faults.rebuild import check_rebuildable, rebuilt_cells
 from xlamaml.search.faults.repair import repair_experiment
 from xlamaml.search.plan.counts import plan_counts
@@ -116,13 +117,16 @@ def _run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, addres
                                   f"another --name")
     assert sw is not None
     storage.check_writable(exp)  # a bad URI, bucket or credential: one line before anything starts
-    # A resume first repairs what a crash cut; an adaptive sweep never restores Ray's state (each rung runs anew
-    # from the trial folders), a grid sweep whose Ray state is damaged is rebuilt from the record.
+    # A resume first repairs what a crash cut. Ray's pickled state is loaded by no grid or adaptive resume: an
+    # adaptive sweep runs each rung anew from its record and trial folders, a grid sweep is rebuilt from its record
+    # and trial folders; only an Optuna sweep restores Ray's state, once its seal is checked (faults/ray_state.py).
     damaged = repair_experiment(exp).damaged_state if resume else None
     if sw.sweep.mode == "adaptive":
         damaged = None
+    elif resume and sw.sweep.mode == "grid":
+        damaged = damaged or "Ray's pickled state is never loaded"
     if damaged:
-        check_rebuildable(sw.sweep.mode, sw.sweep.grid)
+        check_rebuildable(sw.sweep.mode)
     if address and not storage.is_uri(root):
         log.warning("sweep %s: a local storage path with --address: every node must see it at this path (a shared "
                     "file system); else give a URI such as s3://bucket/prefix", root)
@@ -133,7 +137,7 @@ def _run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, addres
     sw = sw.with_run(prepare_assets(sw, storage.join(exp, "assets"), remote=bool(address)))
     if not resume:
         records.write_sweep(exp, sw.to_dict())
-    cells = rebuilt_cells(exp, sw.grid_cells, damaged) if damaged else None
+    cells = rebuilt_cells(exp, sw.grid_cells, damaged, sw.combos) if damaged else None
     if cells == []:
         log.warning("sweep %s: every trial had finished; nothing to run", exp)
         return _returned(exp)
@@ -150,6 +154,8 @@ def _run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, addres
     def fit_watched(resume: bool, cells: list[dict[str, Any]] | None) -> Any:
         with watch.tuning_run():
             results = fit(sw, root, name, resume=resume, cells=cells)
+        if sw.sweep.mode == "optuna":  # the state its resume restores: sealed against this driver's key
+            seal(exp)
         watch.check(exp, resume_command)
         return results
 

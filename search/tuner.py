@@ -15,6 +15,7 @@ from xlamaml.search.cells import reports_per_trial
 from xlamaml.search.faults.full_storage import (FullStorageStop, full_error, full_line, is_full_exception, stopped,
                                                 storage_is_full, watching)
 from xlamaml.search.faults.continued import SeedReports
+from xlamaml.search.faults.ray_state import check_sealed
 from xlamaml.search.faults.rebuild import RestoreFailed, check_rebuildable, rebuilt_cells, refusing_restart
 from xlamaml.search.space import hyper_space
 from xlamaml.search.spec import Sweep
@@ -35,8 +36,11 @@ def param_space(sw: Sweep, cells: list[dict[str, Any]] | None = None) -> dict[st
         space["trial"] = tune.grid_search(list(cells or []))
         return space
     if s.mode == "grid":
+        if cells is not None:  # a rebuilt run: each cell carries its extra axes' values
+            space["trial"] = tune.grid_search(cells)
+            return space
         # One grid axis of (assignment, seed) cells, so a baseline that no seed changes runs once.
-        space["trial"] = tune.grid_search(cells if cells is not None else sw.grid_cells)
+        space["trial"] = tune.grid_search(sw.grid_cells)
         return merge(space, nested({k: tune.grid_search(v) for k, v in s.grid.items()}))
     space["assignment"] = tune.choice(names) if len(names) > 1 else names[0]
     space["seed"] = tune.choice(s.seeds) if len(s.seeds) > 1 else s.seeds[0]
@@ -87,7 +91,8 @@ def make_tuner(sw: Sweep, storage_root: str, name: str, resume: bool = False,
     over only these grid cells, the run rebuilt after its Ray state was damaged)."""
     s = sw.sweep
     trainable = tune.with_resources(XlaMamlTrainable, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
-    if resume:
+    if resume:  # an Optuna sweep (grid and adaptive sweeps never restore Ray's state)
+        check_sealed(storage.join(storage_root, name))  # loading it runs code: only the state this driver sealed
         # The param space again from the sweep's record: Ray's own copy (tuner.pkl) is not trusted to be whole.
         return tune.Tuner.restore(storage.join(storage_root, name), trainable=trainable, resume_errored=True,
                                   param_space=param_space(sw))
@@ -140,8 +145,8 @@ def fit(sw: Sweep, root: str, name: str, resume: bool, cells: list[dict[str, Any
                 with refusing_restart():
                     results = make_tuner(sw, root, name, resume=resume and cells is None, cells=cells).fit()
             except RestoreFailed as e:
-                check_rebuildable(sw.sweep.mode, sw.sweep.grid)
-                cells = rebuilt_cells(exp, sw.grid_cells, str(e))
+                check_rebuildable(sw.sweep.mode)
+                cells = rebuilt_cells(exp, sw.grid_cells, str(e), sw.combos)
                 results = make_tuner(sw, root, name, cells=cells).fit() if cells else []
         except Exception as e:  # Ray's own failure to write its files (or read them back cut) on a full disk
             detail = stopped(exp)

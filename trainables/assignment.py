@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from xlamaml.trainables.config_parsing import merge
 from xlamaml.trainables.errors import InputError
 from xlamaml.trainables.languages import XNLI_LANGS, check_langs
 from xlamaml.trainables.methods import aux_langs, language_rule_error
@@ -90,7 +91,8 @@ def flat_trial(config: dict[str, Any]) -> dict[str, Any]:
     moved to the top level, where a single run keeps them."""
     if not isinstance(config.get("trial"), dict):
         return config
-    return {**{k: v for k, v in config.items() if k != "trial"}, **config["trial"]}
+    # Deep: a rebuilt run's cell also carries its extra grid axes' values ({"meta": {"sampling": "cover"}}).
+    return merge({k: v for k, v in config.items() if k != "trial"}, config["trial"])
 
 
 def folder_prefix(assignment: Any, seed: Any) -> str:

@@ -22,6 +22,7 @@ from xlamaml.experiment.reports import is_final, trial_reports
 from xlamaml.search.faults.continued import set_aside
 from xlamaml.experiment import storage
 from xlamaml.trainables.assignment import flat_trial, folder_prefix
+from xlamaml.trainables.config_parsing import nested
 from xlamaml.trainables.errors import XlamamlError
 
 log = logging.getLogger("xlamaml")
@@ -61,17 +62,35 @@ class RebuildError(XlamamlError):
     """An experiment whose Ray state is damaged and which cannot be rebuilt from its record; the message says why."""
 
 
+Key = tuple  # (assignment, seed, the value of each extra grid axis as JSON)
+
+
+def _value(config: dict[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def cell_key(config: dict[str, Any], axes: list[str]) -> Key | None:
+    """Return the cell a trial config belongs to: its assignment, seed and extra grid axes' values (None: no cell)."""
+    flat = flat_trial(config)
+    if flat.get("assignment") is None:
+        return None
+    return (flat["assignment"], flat.get("seed"), *(json.dumps(_value(flat, k), sort_keys=True) for k in axes))
+
+
 @dataclass(frozen=True)
 class Folder:
-    """A trial folder of the experiment: its name, its cell (assignment, seed) and whether it finished."""
+    """A trial folder of the experiment: its name, its cell and whether it finished."""
 
     name: str
-    cell: tuple[str, Any] | None
+    cell: Key | None
     finished: bool
     reports: int
 
 
-def read_folder(exp: str, name: str) -> Folder:
+def read_folder(exp: str, name: str, axes: list[str]) -> Folder:
     """Return what the trial folder `name` of `exp` holds: its cell (from params.json, else its reports' config)."""
     trial = storage.join(exp, name)
     reports = trial_reports(exp, name)
@@ -84,25 +103,30 @@ def read_folder(exp: str, name: str) -> Folder:
             config = None
     if not isinstance(config, dict):
         config = next((r["config"] for r in reversed(reports) if isinstance(r.get("config"), dict)), None)
-    flat = flat_trial(config) if isinstance(config, dict) else {}
-    cell = (flat["assignment"], flat.get("seed")) if flat.get("assignment") is not None else None
+    cell = cell_key(config, axes) if isinstance(config, dict) else None
     finished = any(is_final(r) for r in reports)
     return Folder(name, cell, finished, len(reports))
 
 
-def rebuilt_cells(exp: str, cells: list[dict[str, Any]], why: str) -> list[dict[str, Any]]:
-    """Return the grid cells still to run, each with its trial folder (`folder`) and the checkpoints to continue from
-    (`resume_from`) when it has one (a folder whose params.json is cut and which reported nothing is known by its
-    name); log one line per folder that is no cell of the sweep, and one that sums up."""
-    folders = [read_folder(exp, n) for n in storage.list_folders(exp) if n != "assets" and not n.startswith(".")]
-    by_cell: dict[tuple[str, Any], Folder] = {}
+def rebuilt_cells(exp: str, cells: list[dict[str, Any]], why: str,
+                  combos: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Return the grid cells (x the extra axes' `combos`) still to run, each with its trial folder (`folder`) and the
+    checkpoints to continue from (`resume_from`) when it has one (a folder whose params.json is cut and which
+    reported nothing is known by its name); log one line per folder that is no cell of the sweep, and one that sums
+    up. A cell of an extra axis carries that axis's value in it (nested, as the trial config holds it)."""
+    combos = combos or [{}]
+    axes = list(combos[0])
+    wanted = [{**c, **nested(combo)} for c in cells for combo in combos]
+    keys = {cell_key(c, axes): c for c in wanted}
+    folders = [read_folder(exp, n, axes) for n in storage.list_folders(exp) if n != "assets" and not n.startswith(".")]
+    by_cell: dict[Key, Folder] = {}
     for f in folders:
         if f.cell is None:  # params.json cut and no report yet: the folder's name says which cell it is
-            named = [c for c in cells if f.name.startswith(folder_prefix(c["assignment"], c["seed"]))]
+            named = [k for k, c in keys.items() if f.name.startswith(folder_prefix(c["assignment"], c["seed"]))]
             if len(named) == 1:
-                f = dataclasses.replace(f, cell=(named[0]["assignment"], named[0]["seed"]))
-        if f.cell is None or f.cell not in {(c["assignment"], c["seed"]) for c in cells}:
-            log.warning("resume: %s: not a trial of this sweep's record (no assignment and seed of it); left out",
+                f = dataclasses.replace(f, cell=named[0])
+        if f.cell is None or f.cell not in keys:
+            log.warning("resume: %s: not a trial of this sweep's record (no cell of it); left out",
                         storage.join(exp, f.name))
             continue
         best = by_cell.get(f.cell)
@@ -110,8 +134,8 @@ def rebuilt_cells(exp: str, cells: list[dict[str, Any]], why: str) -> list[dict[
             by_cell[f.cell] = f
     log.warning("resume: %s; rebuilding the run from %s and the trial folders", why, exp)
     todo = []
-    for cell in cells:
-        f = by_cell.get((cell["assignment"], cell["seed"]))
+    for key, cell in keys.items():
+        f = by_cell.get(key)
         if f is not None and f.finished:
             continue
         if f is None:
@@ -119,14 +143,14 @@ def rebuilt_cells(exp: str, cells: list[dict[str, Any]], why: str) -> list[dict[
             continue
         previous = set_aside(exp, f.name)
         todo.append({**cell, "folder": f.name, "resume_from": previous})
-    log.warning("resume: %d of %d trials finished; %d continue in their folders, %d start", len(cells) - len(todo),
-                len(cells), sum("folder" in c for c in todo), sum("folder" not in c for c in todo))
+    log.warning("resume: %d of %d trials finished; %d continue in their folders, %d start", len(keys) - len(todo),
+                len(keys), sum("folder" in c for c in todo), sum("folder" not in c for c in todo))
     return todo
 
 
-def check_rebuildable(mode: str, grid: dict[str, list]) -> None:
-    """Return None when a sweep of `mode` with the extra axes `grid` can be rebuilt; else raise RebuildError."""
-    if mode != "grid" or grid:
-        raise RebuildError(f"Ray's experiment state is damaged and a {mode} sweep"
-                           f"{' with sweep.grid axes' if grid else ''} cannot be rebuilt from its record; expected a "
-                           f"grid sweep over assignments and seeds (rerun it under another --name)")
+def check_rebuildable(mode: str) -> None:
+    """Return None when a sweep of `mode` can be rebuilt from its record (grid; adaptive sweeps resume rung by rung
+    from theirs); else raise RebuildError."""
+    if mode != "grid":
+        raise RebuildError(f"Ray's experiment state is damaged and a {mode} sweep cannot be rebuilt from its record; "
+                           f"expected a grid sweep (rerun it under another --name)")

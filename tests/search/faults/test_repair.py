@@ -95,7 +95,7 @@ def test_a_rebuild_keeps_finished_trials_and_continues_the_others_in_their_folde
     assert list((exp / "baseline_s0_a").glob("checkpoint_*"))  # a finished trial is left as it is
     assert any("run_sNone_c" in r.getMessage() and "left out" in r.getMessage() for r in caplog.records)
     with pytest.raises(RebuildError, match="optuna sweep cannot be rebuilt"):
-        check_rebuildable("optuna", {})
+        check_rebuildable("optuna")
 
 
 def test_free_space_is_checked_before_launch_in_one_line(tmp_path):
