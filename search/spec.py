@@ -25,7 +25,7 @@ from xlamaml.search.space import AssignmentSpec, assignments, distribution_value
 from xlamaml.trainables.config import RunConfig, config_from_dict
 from xlamaml.trainables.config_parsing import (build_dataclass, check_fields, checked, merge, non_negative,
                                                nested, non_negative_int, one_of, parse_overrides, positive_int,
-                                               positive_number, read_yaml)
+                                               positive_number, read_yaml, seed_value)
 from xlamaml.trainables.data_source import data_key, english_sets, needed_sets
 from xlamaml.trainables.english_stage import english_stage_key
 from xlamaml.trainables.errors import ConfigError
@@ -45,8 +45,9 @@ class SweepConfig:
     # small budget first, then only those likely to be some target's best (search/adaptive/)
     mode: str = checked("grid", rule=one_of(*MODES))
     assignments: AssignmentSpec = field(default_factory=AssignmentSpec)
-    seeds: list[int] = checked(default_factory=lambda: [42],
-                               rule=lambda v: None if v else "expected a non-empty list of integers")
+    seeds: list[int] = checked(default_factory=lambda: [42], rule=lambda v: (
+        "expected a non-empty list of integers" if not v else "expected each seed once" if len(set(v)) < len(v)
+        else next(filter(None, map(seed_value, v)), None)))
     grid: dict[str, list] = field(default_factory=dict)  # more grid axes: {"meta.sampling": [random, cover]}
     cpus_per_trial: float = checked(1.0, rule=positive_number)
     gpus_per_trial: float = checked(0.0, rule=non_negative)  # fractions share a GPU between trials

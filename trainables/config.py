@@ -17,7 +17,7 @@ import yaml
 
 from xlamaml.trainables.config_parsing import (build_dataclass, check_fields, checked, learning_rate, merge, non_negative,
                                        non_negative_int, one_of, open_unit_interval, parse_overrides, positive_int,
-                                       positive_int_or_none, read_yaml, unit_interval)
+                                       positive_int_or_none, read_yaml, seed_value, unit_interval)
 from xlamaml.trainables.errors import ConfigError
 from xlamaml.trainables.local_files import write_text_whole
 from xlamaml.trainables.languages import check_langs
@@ -148,7 +148,7 @@ class EvalConfig:
 class RunConfig:
     task: str = checked("xnli", rule=one_of(*TASKS))
     method: str = checked("xla-maml", rule=one_of(*METHODS))
-    seed: int = 42
+    seed: int = checked(42, rule=seed_value)
     device: str = checked("auto", rule=one_of(*DEVICES))
     threads: int = checked(0, rule=non_negative_int)  # torch intra-op threads; 0 keeps torch's default
     # bf16: forward passes (all stages, evaluation) under torch.autocast, weights and optimizer state fp32;
@@ -206,6 +206,9 @@ class RunConfig:
                 check_langs(value, self.spec.langs, f"config key {key}")
             except ValueError as e:
                 raise ConfigError(str(e)) from None
+            twice = sorted({lang for lang in value if value.count(lang) > 1})
+            if twice:  # an average would weigh that language twice
+                raise ConfigError(f"config key {key}: {twice[0]!r} is listed twice; expected each language once")
         if self.model.tiny.hidden_size % self.model.tiny.num_heads:
             raise ConfigError("config key model.tiny.hidden_size: expected a multiple of model.tiny.num_heads")
         m = self.meta

@@ -8,6 +8,7 @@ carries in its metadata (`checked(...)`), so a range check sits next to the fiel
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import MISSING, field
 from pathlib import Path
 from typing import Any, Callable, Optional, get_args, get_origin, get_type_hints
@@ -40,18 +41,23 @@ def positive_int_or_none(v: Any) -> str | None:
 
 
 def positive_number(v: Any) -> str | None:
-    """Return why `v` is not a number > 0, or None."""
-    return None if v > 0 else f"expected a number > 0, got {v}"
+    """Return why `v` is not a finite number > 0, or None."""
+    return None if 0 < v < math.inf else f"expected a number > 0 (finite), got {v}"
 
 
 def learning_rate(v: Any) -> str | None:
-    """Return why `v` is not a positive learning rate, or None."""
-    return None if v > 0 else f"expected a positive learning rate, got {v}"
+    """Return why `v` is not a positive, finite learning rate, or None."""
+    return None if 0 < v < math.inf else f"expected a positive learning rate (finite), got {v}"
 
 
 def non_negative(v: Any) -> str | None:
-    """Return why `v` is not a number >= 0, or None."""
-    return None if v >= 0 else f"expected a number >= 0, got {v}"
+    """Return why `v` is not a finite number >= 0, or None."""
+    return None if 0 <= v < math.inf else f"expected a number >= 0 (finite), got {v}"
+
+
+def seed_value(v: Any) -> str | None:
+    """Return why `v` is not a seed the RNGs take (an integer from 0 to 2**32 - 1: numpy's range), or None."""
+    return None if 0 <= v < 2**32 else f"expected an integer from 0 to {2**32 - 1}, got {v}"
 
 
 def unit_interval(v: Any) -> str | None:

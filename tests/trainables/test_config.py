@@ -2,7 +2,7 @@
 
 import pytest
 
-from xlamaml.trainables.config import ConfigError, RunConfig, load_config, parse_overrides
+from xlamaml.trainables.config import ConfigError, RunConfig, config_from_dict, load_config, parse_overrides
 from xlamaml.trainables.english_stage import english_stage_key
 from xlamaml.trainables.tasks.registry import get_task
 
@@ -69,3 +69,16 @@ def test_aux_langs_leave_out_english_and_baseline_has_none():
     assert load_config(None, ["meta.query_langs=hi,de"]).aux_langs == ["de", "hi"]
     assert load_config(None, ["method=baseline"]).aux_langs == []
     assert parse_overrides(["a.b=1", "a.c=x"]) == {"a": {"b": 1, "c": "x"}}
+
+
+@pytest.mark.parametrize("values, key", [
+    ({"meta": {"outer_lr": float("inf")}}, "meta.outer_lr"),
+    ({"meta": {"inner_lr": float("nan")}}, "meta.inner_lr"),
+    ({"seed": -1}, "seed"),
+    ({"seed": 2**70}, "seed"),
+    ({"eval": {"target_langs": ["en", "en", "en", "de"]}}, "eval.target_langs"),
+    ({"meta": {"query_langs": ["hi", "hi"]}}, "meta.query_langs"),
+])
+def test_values_the_run_cannot_use_are_refused_naming_the_key(values, key):
+    with pytest.raises(ConfigError, match=rf"config key {key}: .*expected"):
+        config_from_dict(values)
