@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 from xlamaml.experiment import storage
 from xlamaml.trainables.errors import XlamamlError
-from xlamaml.trainables.local_files import exclusive_lock, sha256_of
+from xlamaml.trainables.local_files import exclusive_lock, sha256_of, write_text_whole
 from xlamaml.trainables.paths import cache_dir
 
 log = logging.getLogger("xlamaml")
@@ -65,14 +65,13 @@ def read_manifest(location: str) -> dict[str, Any] | None:
 
 
 def publish(local_dir: Path, location: str, meta: dict[str, Any] | None = None,
-            manifest: dict[str, Any] | None = None, link: bool = True) -> dict[str, Any]:
-    """Copy the local folder `local_dir` to the asset `location`, manifest last; return the manifest.
-
-    `link`: on a local storage, hard-link the files instead of copying them (only for folders the project owns
-    and never rewrites: a user's folder changed in place would change the asset with it)."""
+            manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Copy the local folder `local_dir` to the asset `location`, manifest last; return the manifest. Copies, never
+    links: the storage, the caches and every experiment hold files of their own, so a write into one changes no
+    other."""
     manifest = manifest or make_manifest(local_dir, meta)
     for name in manifest["files"]:  # a copy cut short leaves an asset without a manifest: unfinished
-        storage.upload_file(local_dir / name, storage.join(location, name), link=link)
+        storage.upload_file(local_dir / name, storage.join(location, name))
     storage.write_bytes(storage.join(location, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True).encode())
     return manifest
 
@@ -112,6 +111,29 @@ def _mismatches(folder: Path, manifest: dict[str, Any]) -> list[str]:
     return bad
 
 
+VERIFIED = ".verified.json"  # in a node-local copy: each file's (size, mtime) when it last matched the manifest
+
+
+def _stats(folder: Path, names: list[str]) -> dict[str, list[int]]:
+    return {n: [(folder / n).stat().st_size, (folder / n).stat().st_mtime_ns] for n in names if (folder / n).is_file()}
+
+
+def still_intact(local: Path, manifest: dict[str, Any]) -> bool:
+    """Return whether the node-local copy `local` still matches `manifest`: each file's size and mtime as when it
+    was last checked (cheap), else its sha256 (then the sizes and mtimes are recorded again)."""
+    names = list(manifest["files"])
+    try:
+        recorded = json.loads((local / VERIFIED).read_text())
+    except (OSError, ValueError):
+        recorded = None
+    if recorded == _stats(local, names):
+        return True
+    if _mismatches(local, manifest):
+        return False
+    write_text_whole(local / VERIFIED, json.dumps(_stats(local, names)))
+    return True
+
+
 def fetch(location: str, cache: Path | None = None) -> Path:
     """Return the node-local copy of the asset at `location`, downloading and checking it first if needed."""
     manifest = read_manifest(location)
@@ -122,7 +144,11 @@ def fetch(location: str, cache: Path | None = None) -> Path:
     local = (cache or cache_dir() / "assets") / f"{asset_name(location)}-{manifest_digest(manifest, 12)}"
     with exclusive_lock(local.parent / f".{local.name}.lock"):
         if (local / MANIFEST).is_file():
-            return local  # checked against the manifest when it was fetched
+            if still_intact(local, manifest):
+                return local
+            log.warning("asset %s: the node's copy %s no longer matches the manifest (changed in place?); fetching "
+                        "it again", location, local)
+            shutil.rmtree(local)
         for stale in local.parent.glob(f".{local.name}-*"):  # what a fetch killed mid-download left
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{local.name}-", dir=local.parent))
@@ -139,6 +165,7 @@ def fetch(location: str, cache: Path | None = None) -> Path:
                 raise AssetError(f"{storage.join(location, names[0])}: does not match the sha256 in its asset's "
                                  f"manifest after two downloads; expected an intact upload (publish the asset again)")
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            (tmp / VERIFIED).write_text(json.dumps(_stats(tmp, list(manifest["files"]))))
             os.replace(tmp, local)  # the folder appears whole, manifest included, or not at all
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -131,15 +131,6 @@ def _write_local(path: str, fill: Callable[[str], None]) -> None:
         fill(str(tmp))
 
 
-def _link_or_copy(source: str | Path, tmp: str) -> None:
-    """Fill the temporary file `tmp` with `source`: a hard link when both are on one file system, else a copy."""
-    os.unlink(tmp)
-    try:  # assets are never changed in place, so sharing the inode is safe and saves a copy of the weights
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-
-
 def write_bytes(location: str, data: bytes) -> None:
     """Write `data` to `location` whole or not at all (local: a temporary name, then rename; object stores: one put)."""
     fs, path = filesystem(location)
@@ -175,11 +166,11 @@ def list_folders(location: str) -> list[str]:
 
 
 def copy_file(source: str, target: str) -> None:
-    """Copy the file `source` to `target` on the same storage (server-side on object stores; linked locally)."""
+    """Copy the file `source` to `target` on the same storage (server-side on object stores; a real copy locally)."""
     fs, src = filesystem(source)
     _, dst = filesystem(target)
-    if isinstance(fs, pafs.LocalFileSystem):  # assets are never rewritten in place: a link is a safe copy
-        _guard(target, "write", lambda: _write_local(dst, lambda tmp: _link_or_copy(src, tmp)))
+    if isinstance(fs, pafs.LocalFileSystem):  # a copy, never a link: a write into one must not change the other
+        _guard(target, "write", lambda: _write_local(dst, lambda tmp: shutil.copyfile(src, tmp)))
         return
     _guard(target, "write", lambda: fs.copy_file(src, dst))
 
@@ -202,13 +193,11 @@ def move(source: str, target: str) -> None:
     _guard(target, "move", copy_tree)
 
 
-def upload_file(local_path: str | Path, location: str, link: bool = False) -> None:
-    """Copy the local file `local_path` to `location` (whole or not at all, as `write_bytes`); `link`: hard-link it
-    when `location` is local and on the same file system."""
+def upload_file(local_path: str | Path, location: str) -> None:
+    """Copy the local file `local_path` to `location` (whole or not at all, as `write_bytes`; a copy, never a link)."""
     fs, path = filesystem(location)
     if isinstance(fs, pafs.LocalFileSystem):
-        fill = (lambda tmp: _link_or_copy(local_path, tmp)) if link else (lambda tmp: shutil.copyfile(local_path, tmp))
-        _guard(location, "write", lambda: _write_local(path, fill))
+        _guard(location, "write", lambda: _write_local(path, lambda tmp: shutil.copyfile(local_path, tmp)))
         return
     _guard(location, "write", lambda: pafs.copy_files(str(Path(local_path).resolve()), path,
                                                       source_filesystem=pafs.LocalFileSystem(),
@@ -223,7 +212,7 @@ def download_files(location: str, names: list[str], local_dir: str | Path) -> No
         target.parent.mkdir(parents=True, exist_ok=True)
         source = f"{root.rstrip('/')}/{name}"
         if isinstance(fs, pafs.LocalFileSystem):
-            _guard(join(location, name), "read", lambda: _write_local(str(target), lambda t: _link_or_copy(source, t)))
+            _guard(join(location, name), "read", lambda: _write_local(str(target), lambda t: shutil.copyfile(source, t)))
             continue
         _guard(join(location, name), "read", lambda: pafs.copy_files(source, str(target), source_filesystem=fs,
                                                                      destination_filesystem=pafs.LocalFileSystem()))

@@ -10,11 +10,13 @@ trials on any node and the analysis need nothing but the experiment's storage.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import ray
+import torch
 
 from xlamaml.experiment import assets, records, storage
 from xlamaml.experiment.reports import is_final, trial_reports
@@ -29,7 +31,7 @@ from xlamaml.search.ray_connect import init_ray
 from xlamaml.search.spec import Sweep, from_record
 from xlamaml.search.sweep_assets import prepare_assets
 from xlamaml.search.tuner import fit
-from xlamaml.trainables.errors import ExistingOutputError, XlamamlError
+from xlamaml.trainables.errors import ConfigError, ExistingOutputError, XlamamlError
 
 log = logging.getLogger("xlamaml")
 
@@ -46,6 +48,18 @@ def trial_slots(s: Any) -> int:
     """Return how many trials Ray can run at once: the cluster's CPUs over `cpus_per_trial` (and max_concurrent)."""
     slots = int(ray.cluster_resources().get("CPU", 1) // max(s.cpus_per_trial, 1e-9)) or 1
     return min(slots, s.max_concurrent) if s.max_concurrent else slots
+
+
+def check_resources(s: Any, num_cpus: int | None) -> None:
+    """Return None when one trial's CPUs and GPUs fit in what a local Ray on this machine gets (`num_cpus`, else the
+    CPUs this process may use; the GPUs torch sees); else raise ConfigError: such a sweep would wait forever. Only a
+    local sweep is checked (a cluster may grow)."""
+    have = {"CPU": float(num_cpus or len(os.sched_getaffinity(0))), "GPU": float(torch.cuda.device_count())}
+    for key, want in (("cpus_per_trial", s.cpus_per_trial), ("gpus_per_trial", s.gpus_per_trial)):
+        total = have["CPU" if key.startswith("cpus") else "GPU"]
+        if want > total:
+            raise ConfigError(f"config key sweep.{key}: {want:g} asked for, but a local Ray here has {total:g}; "
+                              f"expected at most {total:g} (or --address to a cluster that has them)")
 
 
 def tune_timing(results: Any, wall: float, slots: int) -> dict[str, float]:
@@ -127,6 +141,8 @@ def _run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, addres
         damaged = damaged or "Ray's pickled state is never loaded"
     if damaged:
         check_rebuildable(sw.sweep.mode)
+    if not address:
+        check_resources(sw.sweep, num_cpus)
     if address and not storage.is_uri(root):
         log.warning("sweep %s: a local storage path with --address: every node must see it at this path (a shared "
                     "file system); else give a URI such as s3://bucket/prefix", root)

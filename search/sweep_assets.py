@@ -132,7 +132,7 @@ def publish_base(sw: Sweep, assets_root: str, *, remote: bool) -> str:
         manifest = assets.make_manifest(folder)
         location = storage.join(assets_root, f"base-{assets.manifest_digest(manifest)}")
         if assets.read_manifest(location) is None:
-            assets.publish(folder, location, manifest=manifest, link=False)
+            assets.publish(folder, location, manifest=manifest)
         return location
     name = f"base-{english_stage_key(cfg, task)}"
     location = storage.join(assets_root, name)

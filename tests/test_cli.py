@@ -138,3 +138,12 @@ def test_a_sweep_name_is_a_plain_name(tmp_path, name, capsys):
     assert run_cli("sweep", "--config", "smoke", "--storage", str(storage), "--name", name) == 2
     assert "expected a plain name" in capsys.readouterr().err
     assert not storage.exists() and [p.name for p in tmp_path.iterdir()] == ["storage"] * storage.exists()
+
+
+def test_a_local_sweep_asking_for_more_cpus_than_exist_is_one_line_before_anything_runs(tmp_path, capsys):
+    storage = tmp_path / "storage"
+    assert run_cli("sweep", "--config", "smoke", "--storage", str(storage), "--name", "big",
+                   "--set", "sweep.cpus_per_trial=4096") == 2
+    err = capsys.readouterr().err
+    assert "config key sweep.cpus_per_trial: 4096 asked for" in err and len(err.strip().splitlines()) == 1
+    assert not (storage / "big" / "xlamaml_sweep.json").exists() and not (storage / "big" / "assets").exists()

@@ -149,3 +149,28 @@ def test_an_unfinished_asset_is_not_fetched(tmp_path, published):
     (tmp_path / "storage" / "assets" / "data-test" / assets.MANIFEST).unlink()
     with pytest.raises(assets.AssetError, match="asset not found or unfinished"):
         assets.fetch(location, tmp_path / "node2")
+
+
+def test_copies_are_copies_and_a_node_copy_changed_in_place_is_fetched_again(tmp_path, caplog):
+    src = tmp_path / "made"
+    src.mkdir()
+    (src / "model.safetensors").write_bytes(os.urandom(8192))
+    first = str(tmp_path / "storage" / "exp1" / "assets" / "base-x")
+    assets.publish(src, first)
+    second = str(tmp_path / "storage" / "exp2" / "assets" / "base-x")
+    assets.copy(first, second)
+    cache = tmp_path / "cache"
+    local = assets.fetch(second, cache)
+    files = [src / "model.safetensors", tmp_path / "storage" / "exp1" / "assets" / "base-x" / "model.safetensors",
+             tmp_path / "storage" / "exp2" / "assets" / "base-x" / "model.safetensors", local / "model.safetensors"]
+    assert len({os.stat(f).st_ino for f in files}) == 4 and all(os.stat(f).st_nlink == 1 for f in files)
+    # Zero 4 KB inside the node's copy, in place: the next trial's fetch sees it and fetches the asset again.
+    with open(local / "model.safetensors", "r+b") as f:
+        f.seek(1024)
+        f.write(b"\0" * 4096)
+    with caplog.at_level("WARNING", logger="xlamaml"):
+        again = assets.fetch(second, cache)
+    assert any("no longer matches the manifest" in r.getMessage() for r in caplog.records)
+    assert sha256_of(again / "model.safetensors") == sha256_of(files[1])
+    # The other experiment's copy and the original are untouched.
+    assert sha256_of(files[2]) == sha256_of(files[1]) == sha256_of(src / "model.safetensors")
