@@ -18,6 +18,7 @@ import pandas as pd
 
 from xlamaml.experiment.records import read_adaptive
 from xlamaml.experiment.reports import Metric, final_metrics, has_split, read_reports
+from xlamaml.analysis.aggregate import VARIANT
 from xlamaml.analysis.trial_info import KNOWN_LANGS, TrialInfo, trial_info
 from xlamaml.trainables.assignment import parse_assignment
 from xlamaml.trainables.errors import InputError, MissingFileError
@@ -133,4 +134,21 @@ def load_results(exp_dir: str | Path) -> pd.DataFrame:
             df[col] = df[col].astype("Int64")
         except (TypeError, ValueError):  # a hand-written config with, say, a string seed stays as it is
             pass
-    return df
+    return once_per_seed(df, str(exp_dir))
+
+
+def once_per_seed(df: pd.DataFrame, exp: str) -> pd.DataFrame:
+    """Return `df` with each (variant, seed) from one trial only: two trials of the same cell and seed (two drivers
+    on one experiment, a copied folder) are one piece of evidence, not two seeds. The trial kept is a finished one,
+    then the first by folder name; one warning line names what was left out."""
+    key = [c for c in (*VARIANT, "seed") if c in df.columns]
+    if df.empty or not key:
+        return df
+    trials = df.drop_duplicates("trial_dir").assign(_unfinished=lambda t: t["status"] != "done")
+    trials = trials.sort_values(["_unfinished", "trial_dir"], kind="stable")
+    repeated = trials[trials.duplicated(key, keep="first")]
+    if repeated.empty:
+        return df
+    log.warning("%s: %d trial(s) repeat a variant and seed already counted (%s); each variant and seed is counted "
+                "once", exp, len(repeated), ", ".join(Path(str(d)).name for d in repeated["trial_dir"][:3]))
+    return df[~df["trial_dir"].isin(set(repeated["trial_dir"]))].reset_index(drop=True)

@@ -19,6 +19,7 @@ import ray
 import torch
 
 from xlamaml.experiment import assets, records, storage
+from xlamaml.experiment.lock import acquire
 from xlamaml.experiment.reports import is_final, trial_reports
 from xlamaml.search.adaptive.driver import run_rungs
 from xlamaml.search.faults.full_storage import check_free_space, needed_bytes
@@ -131,6 +132,15 @@ def _run_sweep(sw: Sweep | None, storage_location: str | Path, name: str, addres
                                   f"another --name")
     assert sw is not None
     storage.check_writable(exp)  # a bad URI, bucket or credential: one line before anything starts
+    lease = acquire(exp, resume)  # one driver per experiment (experiment/lock.py)
+    try:
+        return _run_held(sw, root, exp, name, address, resume, num_cpus, force, watch)
+    finally:
+        lease.release()
+
+
+def _run_held(sw: Sweep, root: str, exp: str, name: str, address: str | None, resume: bool, num_cpus: int | None,
+              force: bool, watch: SignalWatch) -> Path | str:
     # A resume first repairs what a crash cut. Ray's pickled state is loaded by no grid or adaptive resume: an
     # adaptive sweep runs each rung anew from its record and trial folders, a grid sweep is rebuilt from its record
     # and trial folders; only an Optuna sweep restores Ray's state, once its seal is checked (faults/ray_state.py).

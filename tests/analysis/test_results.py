@@ -141,3 +141,15 @@ def test_trial_id_from_a_ray_folder_name_when_nothing_was_reported(tmp_path):
                 config("xla-maml:en>de", 1), None, error="boom")
     df = load_results(tmp_path)
     assert (df["trial_id"].item(), df["status"].item()) == ("abb19_00002", "error")
+
+
+def test_a_repeated_cell_and_seed_counts_once(exp, caplog):
+    import shutil
+
+    before = load_results(exp)
+    first = exp / "T_xla_hi_1"
+    shutil.copytree(first, exp / "T_xla_hi_1_copy")  # a second driver's trial of the same cell and seed
+    with caplog.at_level("WARNING", logger="xlamaml"):
+        after = load_results(exp)
+    assert len(after) == len(before) and set(after["trial_dir"]) == set(before["trial_dir"])
+    assert any("repeat a variant and seed" in r.getMessage() for r in caplog.records)
