@@ -147,3 +147,14 @@ def test_a_local_sweep_asking_for_more_cpus_than_exist_is_one_line_before_anythi
     err = capsys.readouterr().err
     assert "config key sweep.cpus_per_trial: 4096 asked for" in err and len(err.strip().splitlines()) == 1
     assert not (storage / "big" / "xlamaml_sweep.json").exists() and not (storage / "big" / "assets").exists()
+
+
+def test_a_loss_that_becomes_nan_stops_the_run_naming_the_stage_and_caches_nothing(tmp_path, cache, capsys):
+    assert run_cli("run", "--config", "smoke", "--set", "meta.outer_lr=1e6", "--set", "meta.steps_per_query_lang=20",
+                   "--out", str(tmp_path / "meta")) == 2
+    assert "meta stage: query loss nan at meta step" in capsys.readouterr().err
+    assert not (tmp_path / "meta" / "metrics.json").exists()
+    stages = set((cache / "base").iterdir()) if (cache / "base").is_dir() else set()
+    assert run_cli("run", "--config", "smoke", "--set", "english.lr=1e8", "--out", str(tmp_path / "english")) == 2
+    assert "English stage: loss nan at step" in capsys.readouterr().err
+    assert (set((cache / "base").iterdir()) if (cache / "base").is_dir() else set()) == stages  # nothing cached

@@ -26,3 +26,7 @@ class ExistingOutputError(XlamamlError, FileExistsError):
 
 class ConfigError(XlamamlError, ValueError):
     """A config key that does not exist, or a value that is not what the key expects (the key is named)."""
+
+
+class NonFiniteLossError(XlamamlError, ArithmeticError):
+    """A training loss that became NaN or infinite: the run stops there (naming the stage and step), caching nothing."""

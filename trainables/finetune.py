@@ -9,6 +9,7 @@ import time
 import numpy as np
 import torch
 
+from xlamaml.trainables.errors import NonFiniteLossError
 from xlamaml.trainables.maml import linear_schedule
 from xlamaml.trainables.models import train_mode
 from xlamaml.trainables.precision import autocast
@@ -46,6 +47,9 @@ def train_supervised(task: Task, model: torch.nn.Module, enc, *, epochs: float, 
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        if not math.isfinite(losses[-1]):  # nothing after this is worth training or caching
+            raise NonFiniteLossError(f"{what}: loss {losses[-1]} at step {step + 1} of {total}; expected finite "
+                                     f"losses (a smaller learning rate than {lr:g}?)")
         if (step + 1) % report_every == 0 or step + 1 == total:
             rate = (time.perf_counter() - t0) / (step + 1)
             log.info("%s step %d/%d  loss %.4f  %.2f s/step  eta %.0f s", what, step + 1, total,

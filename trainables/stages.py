@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from xlamaml.trainables.episodes import EpisodeSampler
 from xlamaml.trainables.evaluate import add_averages, evaluate_sets
 from xlamaml.trainables.feature_cache import (CachedSource, FeatureTable, cached_layers, ensure_local_features,
                                       run_from_features, source_sets)
-from xlamaml.trainables.errors import ExistingOutputError
+from xlamaml.trainables.errors import ExistingOutputError, NonFiniteLossError
 from xlamaml.trainables.finetune import train_supervised
 from xlamaml.trainables.local_files import write_text_whole
 from xlamaml.trainables.maml import MetaLearner
@@ -99,6 +100,10 @@ def advance_meta(cfg: RunConfig, task: Task, state: MetaState, *, count: int, de
                    for ep in episodes]
         state.query_losses.append(state.learner.step(batches)["query_loss"])
         step = state.learner.steps_done
+        if not math.isfinite(state.query_losses[-1]):  # the weights are lost: stop before any score or checkpoint
+            raise NonFiniteLossError(f"meta stage: query loss {state.query_losses[-1]} at meta step {step} of "
+                                     f"{state.total}; expected finite losses (smaller meta.outer_lr or "
+                                     f"meta.inner_lr than {cfg.meta.outer_lr:g} and {cfg.meta.inner_lr:g}?)")
         if step % every == 0 or step == state.total:
             rate = (state.seconds + time.perf_counter() - t0) / max(1, len(state.query_losses))
             log.info("meta step %d/%d  query loss %.4f  %.2f s/step  eta %.0f s", step, state.total,
