@@ -158,3 +158,17 @@ def test_a_loss_that_becomes_nan_stops_the_run_naming_the_stage_and_caches_nothi
     assert run_cli("run", "--config", "smoke", "--set", "english.lr=1e8", "--out", str(tmp_path / "english")) == 2
     assert "English stage: loss nan at step" in capsys.readouterr().err
     assert (set((cache / "base").iterdir()) if (cache / "base").is_dir() else set()) == stages  # nothing cached
+
+
+def test_a_missing_target_file_is_named_before_any_stage_runs(tmp_path, data_dir, capsys):
+    import shutil
+    from pathlib import Path
+
+    data = tmp_path / "data"
+    shutil.copytree(Path(data_dir) / "xnli", data / "xnli")
+    (data / "xnli" / "test" / "de.tsv.gz").unlink()
+    assert run_cli("run", "--config", "smoke", "--set", f"data.dir={data}", "--set", "eval.target_langs=en,de",
+                   "--out", str(tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert "de" in err and "xnli" in err and len(err.strip().splitlines()) == 1
+    assert not list((tmp_path / "run").glob("metrics.json"))

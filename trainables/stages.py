@@ -198,11 +198,25 @@ def claim_output(out: Path, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def check_inputs(cfg: RunConfig, task: Task) -> None:
+    """Return None once every data file the run scores (its targets' test sets, their dev sets for the few-shot
+    stage, the task's extra sets) can be read; else the reader's one-line error naming the file, before any stage
+    has run (the readers keep what they read, so this costs nothing later)."""
+    targets = list(cfg.eval.target_langs)
+    task.load(cfg, "test", targets)
+    if cfg.few_shot.enabled or cfg.eval.dev:
+        task.load(cfg, "dev", targets)
+    for split, names in task.extra_eval_names(cfg, targets).items():
+        for name in names:
+            task.extra_eval_data(cfg, split, name)
+
+
 def run(cfg: RunConfig, out_dir: str | Path, force: bool = False) -> dict[str, float]:
     """Run the meta stage (unless baseline), few-shot if asked, and evaluation; return and write the metrics (into a
     new or empty `out_dir`; `force`: an earlier run's outputs there are replaced)."""
     out = Path(out_dir).resolve()
     claim_output(out, force)
+    check_inputs(cfg, get_task(cfg.task))
     save_config(cfg, out / "config.yaml")
     t0 = time.perf_counter()
     device = setup_torch(cfg)
