@@ -51,6 +51,7 @@ class Options:
     # Power per target when set; the value, if positive, is a gain in display units (percentage points for accuracy)
     # whose needed items and seeds are reported too.
     power: float | None = None
+    data_dir: str | None = None  # where the data is when the recorded folder is not (an experiment moved elsewhere)
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
@@ -197,7 +198,7 @@ def _write_selections(df: pd.DataFrame, sig: pd.DataFrame, opts: Options, out: P
 
 def _significance(df: pd.DataFrame, opts: Options, out: Path) -> tuple[pd.DataFrame, dict[str, Path], list[Cell]]:
     """Return (the significance rows, {'significance.csv': path} when any, the test cells), logging each gap once."""
-    outcomes, notes = load_outcomes(df, ("test",))
+    outcomes, notes = load_outcomes(df, ("test",), opts.data_dir)
     try:
         sig, cell_notes = significance(df, outcomes, "test", resamples=opts.resamples,
                                        correction=opts.correction, seed=opts.seed)

@@ -19,6 +19,7 @@ import pandas as pd
 from xlamaml.analysis.langs import AVERAGES
 from xlamaml.analysis.results import read_params
 from xlamaml.trainables.errors import XlamamlError
+from xlamaml.trainables.paths import default_data_dir
 from xlamaml.trainables.tasks.outcomes import SUFFIX, read_outcomes
 
 SPLITS: tuple[str, ...] = ("dev", "test")
@@ -53,15 +54,18 @@ class OutcomeNotes:
         return out
 
 
-def load_outcomes(df: pd.DataFrame, splits: tuple[str, ...] = SPLITS) -> tuple[Outcomes, OutcomeNotes]:
-    """Return the per-item outcomes of every finished trial's (split, lang) in the tidy table, and notes on gaps."""
+def load_outcomes(df: pd.DataFrame, splits: tuple[str, ...] = SPLITS,
+                  data_dir: str | None = None) -> tuple[Outcomes, OutcomeNotes]:
+    """Return the per-item outcomes of every finished trial's (split, lang) in the tidy table, and notes on gaps.
+    `data_dir`: where the data is when the folder a trial's params.json names is not there (an experiment moved to
+    another machine; default: XLAMAML_DATA_DIR, else ../shared/data): old XNLI trials are scored against it."""
     done = df[(df["status"] == "done") & df["split"].isin(splits) & ~df["lang"].isin(AVERAGES)]
     wanted = done[["trial_dir", "split", "lang"]].drop_duplicates()
     outcomes: Outcomes = {}
     missing: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     reported = done.groupby(["trial_dir", "split", "lang", "metric"])["value"].first().to_dict()
     for trial_dir, split, lang in wanted.itertuples(index=False, name=None):
-        got, cause = _trial_outcomes(Path(trial_dir), split, lang, reported)
+        got, cause = _trial_outcomes(Path(trial_dir), split, lang, reported, data_dir)
         if got is None:
             missing[cause].append((Path(trial_dir).name, split, lang))
         else:
@@ -69,8 +73,8 @@ def load_outcomes(df: pd.DataFrame, splits: tuple[str, ...] = SPLITS) -> tuple[O
     return outcomes, OutcomeNotes(dict(missing))
 
 
-def _trial_outcomes(trial: Path, split: str, lang: str,
-                    reported: dict) -> tuple[ItemOutcomes | None, str]:
+def _trial_outcomes(trial: Path, split: str, lang: str, reported: dict,
+                    data_dir: str | None = None) -> tuple[ItemOutcomes | None, str]:
     """Return (outcomes, '') of one set, or (None, the cause of their absence)."""
     path = trial / "predictions" / f"{split}-{lang}{SUFFIX}"
     if path.is_file():
@@ -85,7 +89,7 @@ def _trial_outcomes(trial: Path, split: str, lang: str,
     if not legacy.is_file():
         return None, f"no per-item outcomes (predictions/{split}-<lang>{SUFFIX}; a trial from before they were kept)"
     try:
-        got = _legacy_xnli(trial, split, lang, legacy)
+        got = _legacy_xnli(trial, split, lang, legacy, data_dir)
     except (XlamamlError, OSError, ValueError, KeyError) as e:
         return None, f"predictions without per-item outcomes, and their labels could not be read ({e})"
     if got is None:
@@ -96,14 +100,22 @@ def _trial_outcomes(trial: Path, split: str, lang: str,
     return got, ""
 
 
-def _legacy_xnli(trial: Path, split: str, lang: str, predictions: Path) -> ItemOutcomes | None:
-    """Return the outcomes of an XNLI prediction file scored against the data's labels, or None for another task."""
+def _legacy_xnli(trial: Path, split: str, lang: str, predictions: Path,
+                 data_dir: str | None = None) -> ItemOutcomes | None:
+    """Return the outcomes of an XNLI prediction file scored against the data's labels, or None for another task.
+    The data is the folder params.json names, else (moved to another machine) `data_dir` or the default data
+    folder; the reported accuracy checks that it is the same data either way."""
     params = read_params(trial / "params.json")
     if params.get("task", "xnli") != "xnli":
         return None
     data, ev = params.get("data") or {}, params.get("eval") or {}
     limit = ev.get("max_examples") if split == "test" else ev.get("dev_max_examples")
-    uids, labels = _xnli_labels(str(data.get("xnli", "auto")), split, lang, data.get("dir"), limit)
+    folder, source = data.get("dir"), str(data.get("xnli", "auto"))
+    if not folder or not Path(folder).is_dir():
+        folder = data_dir or default_data_dir()
+        if Path(source).is_absolute() and not Path(source).exists():  # a file of the other machine
+            source = "auto"
+    uids, labels = _xnli_labels(source, split, lang, folder, limit)
     from xlamaml.trainables.data.xnli import LABEL_IDS  # the data readers load only for old experiments
 
     words = predictions.read_text(encoding="utf-8").split()

@@ -41,7 +41,20 @@ def trial_dirs(exp_dir: Path) -> list[Path]:
     dirs = sorted(p for p in exp_dir.iterdir() if p.is_dir() and (p / "params.json").is_file())
     if not dirs:
         raise MissingFileError(f"{exp_dir}: no trials in this directory (no subfolder holds a params.json)")
+    if not any(is_xlamaml_trial(d) for d in dirs):
+        raise InputError(f"{exp_dir}: not an xlamaml experiment (no trial's params.json holds a run config: task, "
+                         f"method, meta, eval); expected a folder written by `xlamaml sweep`")
     return dirs
+
+
+def is_xlamaml_trial(trial: Path) -> bool:
+    """Return whether the trial folder's params.json holds an xlamaml run config (another program's Ray Tune trial
+    does not)."""
+    try:
+        params = json.loads((trial / "params.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True  # cut: repaired or reported elsewhere, not a reason to refuse the experiment
+    return isinstance(params, dict) and {"task", "method", "meta", "eval"} <= set(params)
 
 
 def folder_trial_id(name: str) -> str:

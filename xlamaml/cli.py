@@ -127,7 +127,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     from xlamaml.analysis.analyze import Options, analyze
 
     opts = Options(correction=args.correction, resamples=args.resamples, rank_on="test" if args.rank_on_test else "dev",
-                   power=args.power)
+                   power=args.power, data_dir=args.data_dir)
     written = analyze(args.exp_dir, args.out, opts)
     for path in written.values():
         print(path)
@@ -230,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="p-value adjustment across the cells of each table or figure (default: holm; bh: "
                         "Benjamini-Hochberg)")
     p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default: 10000)")
+    p.add_argument("--data-dir", help="the data folder, when the one the experiment recorded is not on this machine "
+                                      "(default: XLAMAML_DATA_DIR, else ../shared/data)")
     p.add_argument("--rank-on-test", action="store_true",
                    help="rank best_pairs/best_per_target on test (labelled so) instead of dev")
     p.add_argument("--power", type=float, nargs="?", const=0.0, default=None, metavar="GAIN",

@@ -206,3 +206,40 @@ def test_mlqa_gxlt_heatmap_of_the_top_pick(tmp_path):
     paths = analyze(exp, tmp_path / "out", Options(resamples=100))
     svg = paths["gxlt-heatmap.svg"].read_text()
     assert "context language" in svg and "question language" in svg and ">5.0<" in svg and ">0.0<" in svg
+
+
+def test_a_moved_experiment_finds_its_data_through_data_dir(tmp_path, data_dir):
+    # The same old experiment, recorded on a machine whose data folder is not here: --data-dir (or
+    # XLAMAML_DATA_DIR) points at this machine's copy, and the reported accuracy checks that it is the same data.
+    from xlamaml.analysis.outcomes import _xnli_labels
+    from xlamaml.analysis.outcomes import load_outcomes as load
+    from xlamaml.trainables.data.xnli import LABELS
+
+    exp = tmp_path / "old"
+    shutil.copytree(OLD_DEMO, exp)
+    trial = exp / "baseline_s42_9c59d_00000"
+    params = (trial / "params.json").read_text()
+    gone = tmp_path / "elsewhere" / "data"
+    (trial / "params.json").write_text(params.replace('"task": "xnli"', f'"task": "xnli", "data": {{"dir": "{gone}"}}'))
+    uids, labels = _xnli_labels("auto", "test", "de", str(data_dir), 150)
+    kept = (trial / "predictions" / "test-de.items.tsv")
+    correct = [line.split("\t")[1] == "1.0" for line in kept.read_text().splitlines()[1:]]
+    kept.unlink()
+    (trial / "predictions" / "test-de.tsv").write_text(
+        "".join((LABELS[g] if ok else LABELS[(g + 1) % 3]) + "\n" for g, ok in zip(labels, correct)))
+    df = load_results(exp)
+    outcomes, notes = load(df, ("test",), str(data_dir))
+    assert notes.missing == {}
+    assert outcomes[(str(trial), "test", "de")].values["acc"].tolist() == [float(c) for c in correct]
+
+
+def test_another_programs_ray_experiment_is_refused_in_one_line(tmp_path):
+    from xlamaml.cli import main
+
+    exp = tmp_path / "foreign"
+    trial = exp / "train_fn_abc12_00000"
+    trial.mkdir(parents=True)
+    (trial / "params.json").write_text('{"lr": 0.1, "layers": 2}')
+    (trial / "result.json").write_text('{"loss": 0.5, "training_iteration": 1}\n')
+    assert main(["-q", "analyze", str(exp), "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
