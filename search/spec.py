@@ -76,6 +76,13 @@ class SweepConfig:
         """Return self after checking the section's own values; raise ConfigError naming the key (Sweep.validate
         runs this first, then the checks that need the run config too)."""
         check_fields(self, "sweep.")
+        for key in ("grid", "space"):
+            if not isinstance(getattr(self, key), dict):
+                example = "{meta.sampling: [random, cover]}" if key == "grid" else \
+                    "{meta.inner_lr: {loguniform: [1.0e-6, 1.0e-3]}}"
+                raise ConfigError(f"config key sweep.{key}: expected a mapping of config keys to "
+                                  f"{'lists of values' if key == 'grid' else 'distributions'}, e.g. {example}; got "
+                                  f"{type(getattr(self, key)).__name__}")
         for key, values in self.grid.items():
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"config key sweep.grid.{key}: expected a non-empty list of values")

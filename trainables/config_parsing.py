@@ -160,8 +160,14 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             value = raw
         node = out
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):  # `--set model=tiny --set model.name=x`
+                raise ConfigError(f"--set {pair!r}: {'.'.join(parts[:i + 1])} was set to a value by another --set; "
+                                  f"expected either the section's keys or one value for it")
+        if isinstance(node.get(parts[-1]), dict) and not isinstance(value, dict):
+            raise ConfigError(f"--set {pair!r}: {key.strip()} is a section another --set gave keys of; expected "
+                              f"either the section's keys or one value for it")
         node[parts[-1]] = value
     return out
 
@@ -184,6 +190,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found")
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 (byte {e.object[e.start]:#04x}); expected a UTF-8 text file") \
+            from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

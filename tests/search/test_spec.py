@@ -80,3 +80,9 @@ def test_a_space_over_learning_rates_is_accepted(tmp_path):
 def test_a_bad_value_in_a_space_names_the_key(tmp_path):
     with pytest.raises(ConfigError, match=r"sweep\.space\.meta\.inner_steps: the value -1"):
         load_sweep(preset_with_space(tmp_path, {"meta.inner_steps": {"choice": [1, -1]}}))
+
+
+@pytest.mark.parametrize("key", ["sweep.grid=[1,2]", "sweep.space=[1]"])
+def test_a_grid_or_space_that_is_not_a_mapping_is_one_line(key):
+    with pytest.raises(ConfigError, match=rf"config key {key.split('=')[0]}: expected a mapping"):
+        load_sweep(preset_path("smoke"), [key])

@@ -82,3 +82,16 @@ def test_aux_langs_leave_out_english_and_baseline_has_none():
 def test_values_the_run_cannot_use_are_refused_naming_the_key(values, key):
     with pytest.raises(ConfigError, match=rf"config key {key}: .*expected"):
         config_from_dict(values)
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line_naming_its_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"task: xnli\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"latin1.yaml:2: not UTF-8"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("sets", [["model=tiny", "model.name=x"], ["model.name=x", "model=tiny"]])
+def test_a_key_set_both_as_a_value_and_as_a_section_is_refused(sets):
+    with pytest.raises(ConfigError, match=r"--set 'model.*expected either the section's keys or one value"):
+        parse_overrides(sets)
