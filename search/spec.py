@@ -104,7 +104,7 @@ def prepared_by_driver(cfg: RunConfig, task: Task) -> tuple:
     cannot be searched by `sweep.space` (the driver prepares assets before the search samples a value)."""
     features = feature_key(cfg, task, "base") if cached_layers(cfg) is not None else None
     return (data_key(cfg, task), tuple(needed_sets(cfg, task)), tuple(english_sets(cfg)), features,
-            english_stage_key(cfg, task))
+            english_stage_key(cfg, task, content=False))
 
 
 @dataclass(eq=False)

@@ -106,7 +106,7 @@ def _scratch() -> Path:
     return path
 
 
-def english_stage_from_assets(run: dict[str, Any], assets_root: str, location: str) -> str:
+def english_stage_from_assets(run: dict[str, Any], assets_root: str, location: str, key: str) -> str:
     """Build (or find in this node's cache) the English stage of `run` from the data asset, publish it; return where.
     It may run as a Ray task on a worker: a process of its own, so it resolves its task itself."""
     cfg = config_from_dict(run)
@@ -115,8 +115,8 @@ def english_stage_from_assets(run: dict[str, Any], assets_root: str, location: s
     data = storage.join(assets_root, f"english-{data_key(cfg, task)}")
     folder = assets.fetch(data)
     source = AssetSource(cfg, task, folder, assets.local_manifest(folder)["meta"], data)
-    out = english_stage(cfg, task, source=source)
-    assets.publish(out, location, {"english_stage_key": english_stage_key(cfg, task)})
+    out = english_stage(cfg, task, source=source, key=key)
+    assets.publish(out, location, {"english_stage_key": key})
     return location
 
 
@@ -134,7 +134,8 @@ def publish_base(sw: Sweep, assets_root: str, *, remote: bool) -> str:
         if assets.read_manifest(location) is None:
             assets.publish(folder, location, manifest=manifest)
         return location
-    name = f"base-{english_stage_key(cfg, task)}"
+    key = english_stage_key(cfg, task)  # the config and the content of its English data, read here on the driver
+    name = f"base-{key}"
     location = storage.join(assets_root, name)
     if assets.read_manifest(location) is not None:
         return location
@@ -146,8 +147,8 @@ def publish_base(sw: Sweep, assets_root: str, *, remote: bool) -> str:
     if remote:  # on a worker: the head needs no GPU, and the task reads the data asset, not the head's files
         task = ray.remote(english_stage_from_assets).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
         # torch uses as many threads as the task holds CPUs (Ray sets OMP_NUM_THREADS=1 otherwise).
-        return _remote_result(task.remote(merge(run, {"threads": max(1, int(cpus))}), assets_root, location))
-    return english_stage_from_assets(run, assets_root, location)
+        return _remote_result(task.remote(merge(run, {"threads": max(1, int(cpus))}), assets_root, location, key))
+    return english_stage_from_assets(run, assets_root, location, key)
 
 
 def features_from_assets(run: dict[str, Any], assets_root: str, location: str, keys: list[SetKey]) -> str:

@@ -8,6 +8,7 @@ of a sweep starts from it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -15,7 +16,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import torch
 
 from xlamaml.trainables.config import RunConfig, save_config
@@ -35,8 +38,34 @@ from xlamaml.trainables.tasks.base import Task
 log = logging.getLogger("xlamaml")
 
 
-def english_stage_key(cfg: RunConfig, task: Task) -> str:
-    """Return a short hash of everything the English stage's result depends on."""
+def _frame_digest(ds: Any) -> str:
+    """Return the sha256 of a dataset's rows (its columns' values, in order)."""
+    frame = ds.to_pandas() if hasattr(ds, "to_pandas") else pd.DataFrame(ds)
+    frame = frame[sorted(frame.columns)].astype(str)
+    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values.tobytes()).hexdigest()
+
+
+@functools.lru_cache(maxsize=32)
+def _english_data_digest(task_name: str, values: str) -> str:
+    from xlamaml.trainables.config import config_from_dict
+    from xlamaml.trainables.tasks.registry import get_task
+
+    cfg = config_from_dict(json.loads(values))
+    task = get_task(task_name)
+    train, _ = task.english_data(cfg)
+    parts = [_frame_digest(train)] + [_frame_digest(task.load(cfg, split, ["en"])["en"]) for split in ("dev", "test")]
+    return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
+
+
+def english_data_digest(cfg: RunConfig, task: Task) -> str:
+    """Return a short hash of the content of the English stage's data: the rows it trains on and the en dev and
+    test rows that score it (read through the task's own readers, so a relabelled file changes it)."""
+    return _english_data_digest(task.name, json.dumps(cfg.to_dict(), sort_keys=True))
+
+
+def english_stage_key(cfg: RunConfig, task: Task, content: bool = True) -> str:
+    """Return a short hash of everything the English stage's result depends on: its config and (`content`) what its
+    data holds (english_data_digest); without `content`, the config's part alone."""
     relevant = {
         "task": cfg.task,
         "seed": cfg.seed,
@@ -51,16 +80,18 @@ def english_stage_key(cfg: RunConfig, task: Task) -> str:
     }
     if cfg.precision != "fp32":  # bf16 forward passes train other weights (fp32 keys stay as they were)
         relevant["precision"] = cfg.precision
+    if content:  # the data's own content: the same file names can hold other rows
+        relevant["english_data_sha256"] = english_data_digest(cfg, task)
     if english_cached_layers(cfg):  # trained on stored features: their precision matters
         relevant["feature_dtype"] = cfg.meta.feature_dtype
     blob = json.dumps(relevant, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def english_stage_dir(cfg: RunConfig, task: Task) -> Path:
-    """Return the cache directory the English stage of `cfg` is written to."""
+def english_stage_dir(cfg: RunConfig, task: Task, key: str | None = None) -> Path:
+    """Return the cache directory the English stage of `cfg` (key `key`, computed when None) is written to."""
     slug = Path(cfg.model.name).name.replace("/", "--") or "model"
-    return cache_dir() / "base" / f"{cfg.task}-{slug}-{english_stage_key(cfg, task)}"
+    return cache_dir() / "base" / f"{cfg.task}-{slug}-{key or english_stage_key(cfg, task)}"
 
 
 def read_stage_metrics(out: Path) -> dict | None:
@@ -72,12 +103,13 @@ def read_stage_metrics(out: Path) -> dict | None:
 
 
 def english_stage(cfg: RunConfig, task: Task, out_dir: str | Path | None = None,
-                  source: DataSource | None = None) -> Path:
+                  source: DataSource | None = None, key: str | None = None) -> Path:
     """Return a base checkpoint directory for `cfg`: found in the cache, or trained on English and saved.
 
-    The data comes from `source` (a sweep's data asset), else it is read and tokenized here."""
-    key = english_stage_key(cfg, task)
-    out = Path(out_dir).resolve() if out_dir else english_stage_dir(cfg, task)
+    The data comes from `source` (a sweep's data asset), else it is read and tokenized here; `key` is the stage's
+    english_stage_key (computed here when None; a worker without the data files is given the driver's)."""
+    key = key or english_stage_key(cfg, task)
+    out = Path(out_dir).resolve() if out_dir else english_stage_dir(cfg, task, key)
     # One process trains, others with the same key wait for it and reuse its result.
     with exclusive_lock(cache_dir() / "locks" / f"english-{key}.lock"):
         return _english_stage(cfg, task, key, out, source)

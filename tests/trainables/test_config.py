@@ -95,3 +95,23 @@ def test_a_config_file_that_is_not_utf8_is_one_line_naming_its_line(tmp_path):
 def test_a_key_set_both_as_a_value_and_as_a_section_is_refused(sets):
     with pytest.raises(ConfigError, match=r"--set 'model.*expected either the section's keys or one value"):
         parse_overrides(sets)
+
+
+def test_english_stage_key_follows_the_content_of_its_data(tmp_path, data_dir):
+    import gzip
+    import shutil
+    from pathlib import Path
+
+    copy, relabelled = tmp_path / "copy", tmp_path / "relabelled"
+    for folder in (copy, relabelled):
+        shutil.copytree(Path(data_dir) / "xnli", folder / "xnli")
+    en = relabelled / "xnli" / "dev" / "en.tsv.gz"
+    lines = gzip.decompress(en.read_bytes()).decode().splitlines(keepends=True)
+    row = lines[1].rstrip("\n").split("\t")
+    lines[1] = "\t".join(row[:-1] + [str((int(row[-1]) + 1) % 3)]) + "\n"  # one English label changed
+    en.write_bytes(gzip.compress("".join(lines).encode()))
+    xnli = get_task("xnli")
+    keys = {name: english_stage_key(load_config(None, ["task=xnli", f"data.dir={folder}"]), xnli)
+            for name, folder in (("shared", data_dir), ("copy", copy), ("relabelled", relabelled))}
+    assert keys["copy"] == keys["shared"]  # the same rows elsewhere: the same stage
+    assert keys["relabelled"] != keys["shared"]  # other rows under the same names: another stage
