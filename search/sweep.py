@@ -19,6 +19,7 @@ import ray
 import torch
 
 from xlamaml.experiment import assets, records, storage
+from xlamaml.experiment.storage import StorageFullError
 from xlamaml.experiment.lock import acquire
 from xlamaml.experiment.reports import is_final, trial_reports
 from xlamaml.search.adaptive.driver import run_rungs
@@ -160,7 +161,14 @@ def _run_held(sw: Sweep, root: str, exp: str, name: str, address: str | None, re
     t0 = time.perf_counter()
     if address:  # the English stage runs as a Ray task on the cluster; locally it runs here, before Ray starts
         init_ray(address)
-    sw = sw.with_run(prepare_assets(sw, storage.join(exp, "assets"), remote=bool(address)))
+    try:
+        sw = sw.with_run(prepare_assets(sw, storage.join(exp, "assets"), remote=bool(address)))
+    except StorageFullError as e:
+        if resume:
+            raise
+        # No record yet: the sweep has not started, so the next step is the same command, not --resume.
+        raise StorageFullError(f"{str(e).split('; free space')[0]}; free space, then run the same `xlamaml sweep` "
+                               f"command again (the sweep had not started: nothing to resume)") from None
     if not resume:
         records.write_sweep(exp, sw.to_dict())
     cells = rebuilt_cells(exp, sw.grid_cells, damaged, sw.combos) if damaged else None

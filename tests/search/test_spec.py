@@ -86,3 +86,18 @@ def test_a_bad_value_in_a_space_names_the_key(tmp_path):
 def test_a_grid_or_space_that_is_not_a_mapping_is_one_line(key):
     with pytest.raises(ConfigError, match=rf"config key {key.split('=')[0]}: expected a mapping"):
         load_sweep(preset_path("smoke"), [key])
+
+
+def test_a_full_disk_before_the_sweep_started_suggests_the_same_command_not_a_resume(tmp_path, monkeypatch):
+    from xlamaml.experiment import records
+    from xlamaml.experiment.storage import StorageFullError
+    from xlamaml.search import sweep as sweep_module
+
+    def full(*args, **kwargs):
+        raise StorageFullError(f"{tmp_path}/x: cannot write, no space left on the device ([Errno 28]); free space, "
+                               f"then run again (a sweep: `xlamaml sweep --resume --name NAME`)")
+
+    monkeypatch.setattr(sweep_module, "prepare_assets", full)
+    with pytest.raises(StorageFullError, match=r"run the same `xlamaml sweep` command again") as err:
+        sweep_module.run_sweep(load_sweep(preset_path("smoke")), tmp_path / "runs", "full")
+    assert "--resume" not in str(err.value) and not records.sweep_recorded(str(tmp_path / "runs" / "full"))
