@@ -28,7 +28,8 @@ from xlamaml.search.faults.interrupted import SignalWatch, watching_signals
 from xlamaml.search.faults.ray_state import seal
 from xlamaml.search.faults.rebuild import check_rebuildable, rebuilt_cells
 from xlamaml.search.faults.repair import repair_experiment
-from xlamaml.search.plan.counts import plan_counts
+from xlamaml.search.plan.counts import DataSizes, plan_counts
+from xlamaml.search.plan.storage_estimate import storage as storage_estimate
 from xlamaml.search.ray_connect import init_ray
 from xlamaml.search.spec import Sweep, from_record
 from xlamaml.search.sweep_assets import prepare_assets
@@ -97,6 +98,23 @@ def checkpoint_bytes(run: dict[str, Any]) -> int:
     return sum(f["bytes"] for n, f in files.items() if n.endswith((".safetensors", ".bin", ".pt", ".pth")))
 
 
+def check_space_first(sw: Sweep, exp: str, num_cpus: int | None) -> None:
+    """Return None when a new local sweep's storage has room for its assets and trials, estimated from the model's
+    shape as `xlamaml plan` prints them (or it cannot tell: an object store, a model of unknown shape); else raise
+    StorageFullError: checked before anything is written, so a refused sweep leaves nothing behind."""
+    s = sw.sweep
+    trials = planned_trials(sw)
+    slots = max(1, int((num_cpus or len(os.sched_getaffinity(0))) // max(s.cpus_per_trial, 1e-9)))
+    running = min(trials, min(slots, s.max_concurrent) if s.max_concurrent else slots)
+    mode = "adaptive" if s.mode == "adaptive" else "grid"  # an Optuna search is counted as its grid at most
+    estimate = storage_estimate(sw, {mode: plan_counts(sw, mode)}, running, DataSizes())
+    if estimate is None:
+        return
+    need = estimate.assets_bytes + needed_bytes(trials, running, estimate.base_bytes, s.keep_checkpoints,
+                                                s.keep_final_checkpoint)
+    check_free_space(exp, need, f"this sweep's assets and its {trials} trial(s) (estimated as `xlamaml plan` does)")
+
+
 def check_space(sw: Sweep, exp: str, resume: bool) -> None:
     """Return None when the experiment's storage has room for the trials still to run (or cannot tell: an object
     store); else raise StorageFullError naming the path, the bytes needed and free."""
@@ -157,7 +175,10 @@ def _run_held(sw: Sweep, root: str, exp: str, name: str, address: str | None, re
     if address and not storage.is_uri(root):
         log.warning("sweep %s: a local storage path with --address: every node must see it at this path (a shared "
                     "file system); else give a URI such as s3://bucket/prefix", root)
-    # Assets, then the record: the trials read nothing but these.
+    # Assets, then the record: the trials read nothing but these. A new local sweep first checks that they and the
+    # trials fit, before anything is written.
+    if not resume and not force and not address:
+        check_space_first(sw, exp, num_cpus)
     t0 = time.perf_counter()
     if address:  # the English stage runs as a Ray task on the cluster; locally it runs here, before Ray starts
         init_ray(address)

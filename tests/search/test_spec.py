@@ -101,3 +101,16 @@ def test_a_full_disk_before_the_sweep_started_suggests_the_same_command_not_a_re
     with pytest.raises(StorageFullError, match=r"run the same `xlamaml sweep` command again") as err:
         sweep_module.run_sweep(load_sweep(preset_path("smoke")), tmp_path / "runs", "full")
     assert "--resume" not in str(err.value) and not records.sweep_recorded(str(tmp_path / "runs" / "full"))
+
+
+def test_a_storage_too_small_for_the_sweep_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    from xlamaml.experiment import records
+    from xlamaml.experiment.storage import StorageFullError
+    from xlamaml.search.faults import full_storage
+    from xlamaml.search.sweep import run_sweep
+
+    monkeypatch.setattr(full_storage, "free_bytes", lambda location: 1000)
+    exp = tmp_path / "runs" / "small"
+    with pytest.raises(StorageFullError, match=r"0.0 MB free, this sweep's assets and its 3 trial\(s\)"):
+        run_sweep(load_sweep(preset_path("smoke")), tmp_path / "runs", "small")
+    assert not records.sweep_recorded(str(exp)) and not (exp / "assets").exists()
