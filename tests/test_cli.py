@@ -27,6 +27,7 @@ def test_smoke_run_writes_metrics_config_and_predictions(tmp_path, cache, data_d
     assert metrics["test/avg/acc"] == pytest.approx(sum(metrics[f"test/{l}/acc"] for l in ("en", "de", "hi")) / 3)
     assert metrics["test/avg_excl_aux/acc"] == pytest.approx((metrics["test/en/acc"] + metrics["test/de/acc"]) / 2)
     assert metrics["meta/steps"] == 4
+    assert metrics["english_stage_key"] in metrics["base_checkpoint"]  # which base: the key of its config and data
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["meta"]["query_langs"] == ["hi"] and resolved["model"]["name"] == "tiny"
     # The English stage was built once into the cache, under its config hash.

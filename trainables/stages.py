@@ -26,7 +26,7 @@ import torch
 
 from xlamaml.trainables.config import RunConfig, save_config
 from xlamaml.trainables.data_source import DataSource, SetKey, TokenizingSource, needed_sets
-from xlamaml.trainables.english_stage import english_stage
+from xlamaml.trainables.english_stage import english_stage, read_stage_metrics
 from xlamaml.trainables.episodes import EpisodeSampler
 from xlamaml.trainables.evaluate import add_averages, evaluate_sets
 from xlamaml.trainables.feature_cache import (CachedSource, FeatureTable, cached_layers, ensure_local_features,
@@ -249,7 +249,11 @@ def run(cfg: RunConfig, out_dir: str | Path, force: bool = False) -> dict[str, f
                                "dev", targets, aux_langs=cfg.aux_langs, names=task.metrics)
     metrics["eval/seconds"] = time.perf_counter() - t_eval
     metrics["run/seconds"] = time.perf_counter() - t0
-    write_text_whole(out / "metrics.json", json.dumps({"base_checkpoint": str(base), **metrics}, indent=2))
+    # Which base: its folder, and (an English stage) the key naming its config and the content of its data.
+    stage = read_stage_metrics(base) or {}
+    provenance = {"base_checkpoint": str(base), **({"english_stage_key": stage["english_stage_key"]}
+                                                   if "english_stage_key" in stage else {})}
+    write_text_whole(out / "metrics.json", json.dumps({**provenance, **metrics}, indent=2))
     m = task.metrics[0]
     log.info("test %s: %s  (avg %.4f, avg excl. aux %.4f)", m,
              " ".join(f"{lang} {metrics[f'test/{lang}/{m}']:.3f}" for lang in targets),
