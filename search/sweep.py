@@ -107,7 +107,10 @@ def check_space_first(sw: Sweep, exp: str, num_cpus: int | None) -> None:
     slots = max(1, int((num_cpus or len(os.sched_getaffinity(0))) // max(s.cpus_per_trial, 1e-9)))
     running = min(trials, min(slots, s.max_concurrent) if s.max_concurrent else slots)
     mode = "adaptive" if s.mode == "adaptive" else "grid"  # an Optuna search is counted as its grid at most
-    estimate = storage_estimate(sw, {mode: plan_counts(sw, mode)}, running, DataSizes())
+    try:
+        estimate = storage_estimate(sw, {mode: plan_counts(sw, mode)}, running, DataSizes())
+    except ConfigError:  # a cell whose config is bad errors alone later; the check after the assets still runs
+        return
     if estimate is None:
         return
     need = estimate.assets_bytes + needed_bytes(trials, running, estimate.base_bytes, s.keep_checkpoints,

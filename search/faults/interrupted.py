@@ -36,6 +36,7 @@ class SignalWatch:
     def __init__(self) -> None:
         self.received: list[int] = []
         self.tuning = False
+        self.signals: tuple[int, ...] = ()  # those this watch handles (not the ones the process ignores)
 
     def handle(self, signum: int, frame: object) -> None:
         """Remember `signum`; pass the first to Tune as its graceful stop, else stop at once."""
@@ -52,7 +53,7 @@ class SignalWatch:
         """Mark the block as Tune's run: a signal there stops Tune gracefully."""
         if threading.current_thread() is threading.main_thread():
             # Again: `ray.init` installs its own SIGTERM handler (it ends the driver at once, without a state).
-            for s in (signal.SIGINT, signal.SIGTERM):
+            for s in self.signals:
                 signal.signal(s, self.handle)
         self.tuning = True
         try:
@@ -76,9 +77,12 @@ def watching_signals() -> Iterator[SignalWatch]:
     if threading.current_thread() is not threading.main_thread():
         yield watch
         return
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # A signal the process was started ignoring (nohup, a background job) stays ignored.
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(s) is not signal.SIG_IGN}
     tune_handler = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    watch.signals = tuple(previous)
     for s in previous:
         signal.signal(s, watch.handle)
     try:

@@ -29,6 +29,9 @@ def reports(folder: Path) -> list[dict]:
 def test_a_signal_outside_tune_stops_at_once_and_inside_asks_tune_to_stop():
     seen = []
     previous = signal.signal(signal.SIGUSR1, lambda s, f: seen.append(s))
+    # Run in the background, a process may start with SIGINT ignored: this test needs it handled.
+    before = {s: signal.signal(s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)
+              for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with watching_signals() as watch:
             with pytest.raises(KeyboardInterrupt):
@@ -48,6 +51,8 @@ def test_a_signal_outside_tune_stops_at_once_and_inside_asks_tune_to_stop():
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGUSR1, previous)
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 def interrupt(cmd: list[str], exp: Path, signum: int, ready) -> subprocess.CompletedProcess:
