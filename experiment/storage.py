@@ -12,6 +12,7 @@ import errno
 import functools
 import os
 import re
+import secrets
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -221,7 +222,8 @@ def download_files(location: str, names: list[str], local_dir: str | Path) -> No
 def check_writable(location: str) -> None:
     """Return None once a probe file could be written to, read from and deleted in `location`; else StorageError."""
     fs, path = filesystem(location)
-    probe = f"{path.rstrip('/')}/.xlamaml-write-probe"
+    # A name of its own: two drivers probing one experiment at once must not delete each other's probe.
+    probe = f"{path.rstrip('/')}/.xlamaml-write-probe-{os.getpid()}-{secrets.token_hex(4)}"
     _guard(location, "create the folder", lambda: fs.create_dir(path, recursive=True))
 
     def round_trip() -> None:

@@ -58,8 +58,10 @@ def test_a_signal_outside_tune_stops_at_once_and_inside_asks_tune_to_stop():
 def interrupt(cmd: list[str], exp: Path, signum: int, ready) -> subprocess.CompletedProcess:
     """Run the sweep `cmd`, send `signum` to the driver once `ready(exp)`, and return how it ended."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # A test run in the background starts its children with SIGINT ignored (and a sweep keeps an ignored signal
+    # ignored, as nohup expects): this one is a foreground Ctrl-C.
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None:
