@@ -47,17 +47,27 @@ class ErroredTrialsError(XlamamlError):
         self.exp = exp
 
 
-def trial_slots(s: Any) -> int:
-    """Return how many trials Ray can run at once: the cluster's CPUs over `cpus_per_trial` (and max_concurrent)."""
-    slots = int(ray.cluster_resources().get("CPU", 1) // max(s.cpus_per_trial, 1e-9)) or 1
+def slots_for(cpus: float, s: Any) -> int:
+    """Return how many trials `cpus` CPUs run at once: over `cpus_per_trial`, at least 1, at most max_concurrent."""
+    slots = int(cpus // max(s.cpus_per_trial, 1e-9)) or 1
     return min(slots, s.max_concurrent) if s.max_concurrent else slots
+
+
+def trial_slots(s: Any) -> int:
+    """Return how many trials Ray can run at once: the cluster's CPUs (slots_for)."""
+    return slots_for(ray.cluster_resources().get("CPU", 1), s)
+
+
+def local_cpus(num_cpus: int | None) -> int:
+    """Return the CPUs a local Ray started here gets: `num_cpus`, else those this process may use."""
+    return int(num_cpus or len(os.sched_getaffinity(0)))
 
 
 def check_resources(s: Any, num_cpus: int | None) -> None:
     """Return None when one trial's CPUs and GPUs fit in what a local Ray on this machine gets (`num_cpus`, else the
     CPUs this process may use; the GPUs torch sees); else raise ConfigError: such a sweep would wait forever. Only a
     local sweep is checked (a cluster may grow)."""
-    have = {"CPU": float(num_cpus or len(os.sched_getaffinity(0))), "GPU": float(torch.cuda.device_count())}
+    have = {"CPU": float(local_cpus(num_cpus)), "GPU": float(torch.cuda.device_count())}
     for key, want in (("cpus_per_trial", s.cpus_per_trial), ("gpus_per_trial", s.gpus_per_trial)):
         total = have["CPU" if key.startswith("cpus") else "GPU"]
         if want > total:
@@ -104,8 +114,7 @@ def check_space_first(sw: Sweep, exp: str, num_cpus: int | None) -> None:
     StorageFullError: checked before anything is written, so a refused sweep leaves nothing behind."""
     s = sw.sweep
     trials = planned_trials(sw)
-    slots = max(1, int((num_cpus or len(os.sched_getaffinity(0))) // max(s.cpus_per_trial, 1e-9)))
-    running = min(trials, min(slots, s.max_concurrent) if s.max_concurrent else slots)
+    running = min(trials, slots_for(local_cpus(num_cpus), s))
     mode = "adaptive" if s.mode == "adaptive" else "grid"  # an Optuna search is counted as its grid at most
     try:
         estimate = storage_estimate(sw, {mode: plan_counts(sw, mode)}, running, DataSizes())

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from xlamaml.trainables.config import RunConfig, save_config
+from xlamaml.trainables.config import RunConfig, config_from_dict, save_config
 from xlamaml.trainables.data_source import DataSource, TokenizingSource, english_sets
 from xlamaml.trainables.embedded import converter_key
 from xlamaml.trainables.errors import ExistingOutputError
@@ -34,6 +34,7 @@ from xlamaml.trainables.models import apply_freezing, pick_device
 from xlamaml.trainables.paths import cache_dir
 from xlamaml.trainables.precision import autocast_dtype
 from xlamaml.trainables.tasks.base import Task
+from xlamaml.trainables.tasks.registry import get_task
 
 log = logging.getLogger("xlamaml")
 
@@ -47,9 +48,6 @@ def _frame_digest(ds: Any) -> str:
 
 @functools.lru_cache(maxsize=32)
 def _english_data_digest(task_name: str, values: str) -> str:
-    from xlamaml.trainables.config import config_from_dict
-    from xlamaml.trainables.tasks.registry import get_task
-
     cfg = config_from_dict(json.loads(values))
     task = get_task(task_name)
     train, _ = task.english_data(cfg)
