@@ -40,7 +40,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -81,10 +81,14 @@ LAYOUTS: list[tuple[list[float], list[Optional[int]], list[Optional[int]]]] = [
 ]
 
 
-def search(gmap: GainMap, cost: Cost, noise: Noise, fraction: float, reps: int, base: AdaptiveConfig) -> str:
-    """Return a markdown table of adaptive layouts (and bounds) at one compute fraction, for choosing defaults."""
-    tau, _ = calibrate_tau(gmap, noise.rank_corr)
-    grid_s = run_grid(World(gmap, noise, tau, 0), cost).seconds
+def search(gmap: GainMap, cost: Cost, noise: Noise, fraction: float, reps: int, base: AdaptiveConfig,
+           make_world: Optional[Callable[[int], World]] = None) -> str:
+    """Return a markdown table of adaptive layouts (and bounds) at one compute fraction, for choosing defaults
+    (`make_world`: rep -> world, a recorded map's replay instead of the simulated World)."""
+    if make_world is None:
+        tau, _ = calibrate_tau(gmap, noise.rank_corr)
+        make_world = lambda rep: World(gmap, noise, tau, rep)  # noqa: E731
+    grid_s = run_grid(make_world(0), cost).seconds
     lines = [f"adaptive layouts on {gmap.name} at {fraction:.0%} of the grid's compute ({reps} reps)", "",
              "| steps | dev items | seeds | bound | keep | compute | regret | true best in set | set size |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -97,7 +101,7 @@ def search(gmap: GainMap, cost: Cost, noise: Noise, fraction: float, reps: int, 
                 continue
             s = Score()
             for rep in range(reps):
-                world = World(gmap, noise, tau, rep)
+                world = make_world(rep)
                 run = run_adaptive(world, cost, a)
                 score(world, run, cost, s)
                 s.fraction.append(run.seconds / grid_s)

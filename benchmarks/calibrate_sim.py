@@ -2,6 +2,7 @@
 
     python benchmarks/calibrate_sim.py GRID_EXP [--adaptive ADAPTIVE_EXP] [--out gains.csv] [--fit-reps 10]
     python benchmarks/calibrate_sim.py --smoke-test          # a synthetic experiment written to a temp dir: seconds
+    python benchmarks/calibrate_sim.py --map benchmarks/maps/pairs.npz [--map-fraction 0.1]   # a recorded map
 
     # e.g. after `python benchmarks/adaptive_vs_grid.py` (6 languages, 36 pair cells x seeds 42, 43 + a baseline):
     python benchmarks/calibrate_sim.py runs/adaptive-vs-grid-small-grid \\
@@ -253,10 +254,20 @@ def main() -> None:
     parser.add_argument("--rung-seed", type=int, help="rung 0's seed (default: the record's, else the grid's first)")
     parser.add_argument("--fit-reps", type=int, default=10, help="simulated repetitions per candidate in the fit")
     parser.add_argument("--allow-unfinished", action="store_true", help="use the trials that finished so far")
+    parser.add_argument("--map", help="a recorded map (benchmarks/maps/*.npz) instead of experiment folders: its "
+                        "trials as the grid, its dev at --map-fraction with the first seed as rung 0")
+    parser.add_argument("--map-fraction", type=float, default=0.1, help="the map's fraction that is rung 0")
     parser.add_argument("--smoke-test", action="store_true", help="a small fake experiment: seconds")
     args = parser.parse_args()
     t0 = time.perf_counter()
     tmp = None
+    if args.map:
+        from benchmarks.map_experiment import write_experiments
+        from benchmarks.recorded_map import read_map
+
+        tmp = tempfile.TemporaryDirectory()
+        grid, adaptive = write_experiments(read_map(args.map), Path(tmp.name), args.map_fraction)
+        args.grid, args.adaptive = str(grid), str(adaptive)
     if args.smoke_test:
         tmp = tempfile.TemporaryDirectory()
         root = Path(tmp.name) / "grid"

@@ -262,13 +262,16 @@ def methods(gmap: GainMap, cost: Cost, noise: Noise, adaptive: AdaptiveConfig, g
 
 
 def simulate(gmap: GainMap, cost: Cost, noise: Noise, adaptive: AdaptiveConfig, fractions: list[float], reps: int,
-             tpe: bool = True) -> dict[tuple[str, float], Score]:
-    """Return (method, fraction) -> its scores over `reps` repetitions, the grid under ('grid', 1.0)."""
-    tau, achieved = calibrate_tau(gmap, noise.rank_corr)
-    grid_s = run_grid(World(gmap, noise, tau, 0), cost).seconds
+             tpe: bool = True, make_world: Optional[Callable[[int], World]] = None) -> dict[tuple[str, float], Score]:
+    """Return (method, fraction) -> its scores over `reps` repetitions, the grid under ('grid', 1.0). `make_world`
+    (rep -> world) replaces the simulated World: benchmarks/replay.py passes one that replays a recorded map."""
+    if make_world is None:
+        tau, _ = calibrate_tau(gmap, noise.rank_corr)
+        make_world = lambda rep: World(gmap, noise, tau, rep)  # noqa: E731
+    grid_s = run_grid(make_world(0), cost).seconds
     table: dict[tuple[str, float], Score] = {}
     for rep in range(reps):
-        world = World(gmap, noise, tau, rep)
+        world = make_world(rep)
         run = run_grid(world, cost)
         cell = table.setdefault(("grid", 1.0), Score())
         score(world, run, cost, cell)

@@ -1,0 +1,226 @@
+"""What a recorded map says (benchmarks/maps/*.npz): whether languages matter in it, how well a short run ranks its
+cells, how much of it simple structure explains, and how noisy it is.
+
+    python benchmarks/map_stats.py                         # every map in benchmarks/maps/
+    python benchmarks/map_stats.py --map benchmarks/maps/pairs.npz
+    python benchmarks/map_stats.py --smoke-test            # the smallest map: seconds
+
+Sections, per map (gains in points over the baseline; a cell is judged only on targets it did not train on):
+1. Do languages matter: per target, the best cell (by its test gain) minus the median cell, with a 95% interval
+   paired over test items plus the seeds' variance (as the adaptive rule's bound computes it); the same with the best
+   cell chosen on dev (full budget, every seed), which carries no selection bias; and the spread (max - min) of
+   the target's test gains.
+2. Ranking by budget: per target, Spearman of the dev gains at each recorded fraction of the meta steps (one seed,
+   as an adaptive rung 0 runs, and every seed) with the final test gains; mean, sd and range over targets.
+3. Structure: the share of the test-gain variance (judged (target, cell) pairs) that main effects explain (target,
+   then support, then query; en -> aux maps: target then auxiliary language), the noise floor of the gains, and the
+   singular values of the target x cell matrix (double-centred, its missing pairs filled by the main effects) against
+   those of pure noise of the measured size.
+4. Noise: seed sd of a run's accuracy (pooled over judged pairs), the item noise of one run, and the paired
+   disagreement of a run's per-item outcomes with the baseline's (dev and test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.recorded_map import RecordedMap, read_map  # noqa: E402
+from benchmarks.simulation import spearman_rows  # noqa: E402
+from xlamaml.search.adaptive.rule import paired_difference  # noqa: E402
+from xlamaml.trainables.assignment import parse_assignment  # noqa: E402
+
+Z95 = 1.959964
+MAPS = Path(__file__).resolve().parent / "maps"
+
+
+def test_rows(m: RecordedMap) -> list[int]:
+    """Return, per dev language, its row among the test languages."""
+    return [m.test_langs.index(t) for t in m.dev_langs]
+
+
+def seed_var(m: RecordedMap, ti: int) -> float:
+    """Return the pooled variance over seeds of a run's test accuracy on target `ti` (fraction units), judged cells."""
+    acc = m.test[:, :, test_rows(m)[ti], :].mean(axis=2)  # (cells, seeds)
+    acc = acc[m.judged[ti]]
+    return float(((acc - acc.mean(axis=1, keepdims=True)) ** 2).sum() / (acc.shape[0] * (acc.shape[1] - 1)))
+
+
+def languages_matter(m: RecordedMap) -> tuple[list[dict], str]:
+    """Return per target {target, best, median, diff, lo, hi, dev_best, dev_diff, dev_lo, dev_hi, spread}, and a
+    table of them."""
+    rows, truth, dev = [], m.test_gains, m.dev_gains()
+    for ti, t in enumerate(m.dev_langs):
+        judged = np.flatnonzero(m.judged[ti])
+        order = judged[np.argsort(truth[ti, judged])]
+        best, median = order[-1], order[len(order) // 2]
+        dev_best = judged[int(np.argmax(dev[ti, judged]))]
+        x = m.test[:, :, test_rows(m)[ti], :]  # (cells, seeds, items)
+        sv = seed_var(m, ti)
+        d, se = paired_difference(x[best], x[median], sv)
+        dd, dse = paired_difference(x[dev_best], x[median], sv)
+        rows.append({"target": t, "best": m.cells[best], "median": m.cells[median], "diff": 100 * d,
+                     "lo": 100 * (d - Z95 * se), "hi": 100 * (d + Z95 * se), "dev_best": m.cells[dev_best],
+                     "dev_diff": 100 * dd, "dev_lo": 100 * (dd - Z95 * dse), "dev_hi": 100 * (dd + Z95 * dse),
+                     "spread": float(np.ptp(truth[ti, judged]))})
+    lines = ["| target | best (test) | - median, 95% CI | best on dev | its test - median, 95% CI | spread |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['target']} | {r['best']} | {r['diff']:+.2f} [{r['lo']:+.2f}, {r['hi']:+.2f}] | "
+                     f"{r['dev_best']} | {r['dev_diff']:+.2f} [{r['dev_lo']:+.2f}, {r['dev_hi']:+.2f}] | "
+                     f"{r['spread']:.2f} |")
+    clear = sum(r["lo"] > 0 for r in rows)
+    dev_clear = sum(r["dev_lo"] > 0 for r in rows)
+    lines.append(f"\nbest > median clear of zero: {clear} of {len(rows)} targets (best on test), {dev_clear} of "
+                 f"{len(rows)} (best chosen on dev); spread of test gains: median "
+                 f"{np.median([r['spread'] for r in rows]):.2f}, min {min(r['spread'] for r in rows):.2f} points")
+    return rows, "\n".join(lines)
+
+
+def ranking_by_fraction(m: RecordedMap) -> tuple[dict[float, tuple[np.ndarray, np.ndarray]], str]:
+    """Return fraction -> (per-target Spearman with one seed, with every seed) and a table."""
+    truth = m.test_gains
+    base = m.base_dev.mean(axis=1)  # (dev langs,)
+    lines = ["| fraction (steps) | Spearman, 1 seed: mean ± sd [min, max] | every seed: mean ± sd [min, max] |",
+             "|---|---|---|"]
+    out = {}
+    for i, (f, steps) in enumerate(zip(m.fractions, m.steps)):
+        one = (m.dev[:, 0, i].mean(axis=2).T - base[:, None])  # (targets, cells)
+        every = (m.dev[:, :, i].mean(axis=(1, 3)).T - base[:, None])
+        r1 = spearman_rows(one, truth, m.judged)
+        ra = spearman_rows(every, truth, m.judged)
+        out[f] = (r1, ra)
+        cell = lambda r: f"{np.nanmean(r):.2f} ± {np.nanstd(r):.2f} [{np.nanmin(r):.2f}, {np.nanmax(r):.2f}]"  # noqa
+        lines.append(f"| {f:g} ({steps}) | {cell(r1)} | {cell(ra)} |")
+    return out, "\n".join(lines)
+
+
+def effects_design(m: RecordedMap) -> list[tuple[str, list[str]]]:
+    """Return the main-effect factors [(name, the level of every (target, cell) pair, target-major)]."""
+    pairs = [(ti, ci) for ti in range(len(m.dev_langs)) for ci in range(len(m.cells))]
+    parsed = [parse_assignment(c) for c in m.cells]
+    factors = [("target", [m.dev_langs[ti] for ti, _ in pairs])]
+    # X-MAML draws support and query from its one language: the diagonal of a pairs map.
+    supports = ["+".join(parsed[ci].support or parsed[ci].query) for _, ci in pairs]
+    queries = ["+".join(parsed[ci].query) for _, ci in pairs]
+    if len(set(supports)) > 1 and supports != queries:
+        factors.append(("support", supports))
+    factors.append(("query" if len(factors) > 1 else "auxiliary", queries))
+    return factors
+
+
+def one_hot(levels: list[str]) -> np.ndarray:
+    """Return the (rows, distinct levels - 1) dummy columns of a factor (its first level the reference)."""
+    names = sorted(set(levels))
+    return np.array([[lv == n for n in names[1:]] for lv in levels], dtype=float).reshape(len(levels), -1)
+
+
+def fit_share(y: np.ndarray, x: np.ndarray, rows: np.ndarray) -> tuple[float, np.ndarray]:
+    """Return (R^2 on `rows`, the fit at every row) of least squares of y[rows] on the columns of x (with intercept)."""
+    x = np.column_stack([np.ones(len(x)), x])
+    coef, *_ = np.linalg.lstsq(x[rows], y[rows], rcond=None)
+    fit = x @ coef
+    r = y[rows] - fit[rows]
+    return 1 - float((r ** 2).sum() / ((y[rows] - y[rows].mean()) ** 2).sum()), fit
+
+
+def structure(m: RecordedMap, noise_reps: int = 200) -> str:
+    """Return the variance shares of the main effects, the noise floor and the singular values against noise."""
+    factors = effects_design(m)
+    rows = m.judged.ravel()
+    y = np.nan_to_num(m.test_gains.ravel())
+    lines, cols, prev = [], [], 0.0
+    for name, levels in factors:
+        cols.append(one_hot(levels))
+        r2, fit = fit_share(y, np.column_stack(cols), rows)
+        lines.append(f"+ {name}: R^2 {r2:.2f} (adds {r2 - prev:.2f})")
+        prev = r2
+    # The truth is itself a mean of seeds x items: its noise variance per judged (target, cell) pair, in points^2.
+    trow = test_rows(m)
+    pairs = [(ti, ci) for ti in range(len(m.dev_langs)) for ci in range(len(m.cells)) if m.judged[ti, ci]]
+    noise_var = np.array([100 ** 2 * (seed_var(m, ti) / len(m.seeds)
+                                      + m.test[ci, :, trow[ti], :].mean(axis=0).var() / m.test.shape[-1])
+                          for ti, ci in pairs])
+    total = float(y[rows].var())
+    residual = float(((y - fit)[rows] ** 2).mean())
+    lines.append(f"variance of the judged test gains {total:.2f} points^2 (sd {math.sqrt(total):.2f}); residual "
+                 f"after the main effects {residual:.2f}; the gains' own noise (seeds and items of the truth) "
+                 f"{noise_var.mean():.2f}, so main effects explain {prev:.0%} of the variance and at most "
+                 f"{min(1.0, noise_var.mean() / total):.0%} of it is noise")
+    # Singular values: target x cell, pairs not judged filled by the main-effect fit, double-centred.
+    mat = np.where(m.judged, m.test_gains, fit.reshape(m.test_gains.shape))
+    mat = mat - mat.mean(axis=0, keepdims=True) - mat.mean(axis=1, keepdims=True) + mat.mean()
+    sv = np.linalg.svd(mat, compute_uv=False)
+    rng = np.random.default_rng(0)
+    sd = math.sqrt(noise_var.mean())
+    noise_sv = []
+    for _ in range(noise_reps):
+        e = rng.normal(0, sd, mat.shape)
+        e = e - e.mean(axis=0, keepdims=True) - e.mean(axis=1, keepdims=True) + e.mean()
+        noise_sv.append(np.linalg.svd(e, compute_uv=False))
+    q95 = np.quantile(np.array(noise_sv), 0.95, axis=0)
+    above = int(np.sum(sv > q95))
+    share = sv ** 2 / (sv ** 2).sum()
+    lines.append(f"target x cell matrix ({mat.shape[0]} x {mat.shape[1]}, double-centred): singular values "
+                 f"{', '.join(f'{v:.1f}' for v in sv[:5])} (variance shares "
+                 f"{', '.join(f'{s:.0%}' for s in share[:5])});"
+                 f" pure noise of the gains' sd gives at most {', '.join(f'{v:.1f}' for v in q95[:5])} (95%): "
+                 f"rank above noise {above}")
+    return "\n".join(lines)
+
+
+def noise(m: RecordedMap) -> str:
+    """Return the seed sd, the item noise and the paired disagreement with the baseline."""
+    rows = test_rows(m)
+    seed_sd = math.sqrt(np.mean([seed_var(m, ti) for ti in range(len(m.dev_langs))])) * 100
+    p = float(m.base_test.mean())
+    item_sd = 100 * math.sqrt(p * (1 - p) / m.test.shape[-1])
+    dis_dev = float(np.mean([(m.dev[ci, :, -1, ti] != m.base_dev[ti]).mean()
+                             for ti in range(len(m.dev_langs)) for ci in np.flatnonzero(m.judged[ti])]))
+    dis_test = float(np.mean([(m.test[ci, :, rows[ti]] != m.base_test[rows[ti]]).mean()
+                              for ti in range(len(m.dev_langs)) for ci in np.flatnonzero(m.judged[ti])]))
+    seed_pair = float(np.mean([(m.test[ci, 0, rows[ti]] != m.test[ci, 1, rows[ti]]).mean()
+                               for ti in range(len(m.dev_langs)) for ci in np.flatnonzero(m.judged[ti])]))
+    return (f"seed sd of a run's test accuracy {seed_sd:.2f} points (pooled; it holds the item draws of "
+            f"{m.test.shape[-1]} items, binomial sd {item_sd:.2f} if they were independent); baseline accuracy dev "
+            f"{100 * m.base_dev.mean():.1f}, test {100 * p:.1f}; paired disagreement with the baseline: dev "
+            f"{dis_dev:.3f}, test {dis_test:.3f}; between two seeds of a cell (test) {seed_pair:.3f}")
+
+
+def report(m: RecordedMap, name: str) -> str:
+    """Return every section for one map."""
+    _, matter = languages_matter(m)
+    _, ranking = ranking_by_fraction(m)
+    gains = m.test_gains
+    return "\n\n".join([
+        f"## {name}: {len(m.cells)} cells x {len(m.seeds)} seeds, {len(m.dev_langs)} targets, "
+        f"{m.dev.shape[-1]} dev / {m.test.shape[-1]} test items per target; test gains mean {np.nanmean(gains):+.2f}, "
+        f"range [{np.nanmin(gains):+.2f}, {np.nanmax(gains):+.2f}] points",
+        "### 1. do languages matter (test, points)\n\n" + matter,
+        "### 2. how dev at each fraction of the meta steps ranks the cells (Spearman with the final test gain, per "
+        "target)\n\n" + ranking,
+        "### 3. structure\n\n" + structure(m),
+        "### 4. noise\n\n" + noise(m)])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the statistics of every recorded map; return None."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--map", action="append", help="a recorded map (.npz); default: every map in benchmarks/maps/")
+    p.add_argument("--smoke-test", action="store_true", help="the smallest map: seconds")
+    args = p.parse_args(argv)
+    paths = [Path(x) for x in args.map] if args.map else sorted(MAPS.glob("*.npz"))
+    if args.smoke_test and paths:
+        paths = [min(paths, key=lambda q: q.stat().st_size)]
+    for path in paths:
+        print(report(read_map(path), path.stem) + "\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
