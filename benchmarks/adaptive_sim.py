@@ -59,7 +59,8 @@ def markdown(table: dict[tuple[str, float], Score]) -> str:
     for (name, f), s in sorted(table.items(), key=lambda kv: (kv[0][0] != "grid", kv[0][0], kv[0][1])):
         # ± : standard error over targets x repetitions taken as independent (they are not quite): a scale only.
         se = np.std(s.regret, ddof=1) / math.sqrt(len(s.regret)) if len(s.regret) > 1 else 0.0
-        knob = "; ".join(dict.fromkeys(n for n in s.notes if n))
+        notes = list(dict.fromkeys(n for n in s.notes if n))
+        knob = "; ".join(notes[:2]) + (f"; ... ({len(notes)} settings over the repetitions)" if len(notes) > 2 else "")
         target = f"{f:.0%}" if f else "defaults"
         lines.append(f"| {name} | {target} | {np.mean(s.fraction):.1%} | {np.mean(s.regret):.2f} ± {se:.2f} | "
                      f"{np.mean(s.best_in_set):.0%} | {np.mean(s.set_size):.1f} | {knob} |")

@@ -18,6 +18,7 @@ Sections, per map (gains in points over the baseline; a cell is judged only on t
    those of pure noise of the measured size.
 4. Noise: seed sd of a run's accuracy (pooled over judged pairs), the item noise of one run, and the paired
    disagreement of a run's per-item outcomes with the baseline's (dev and test).
+5. Cost: where a recorded trial's seconds went, and the recording's wall time.
 """
 
 from __future__ import annotations
@@ -130,6 +131,34 @@ def fit_share(y: np.ndarray, x: np.ndarray, rows: np.ndarray) -> tuple[float, np
     return 1 - float((r ** 2).sum() / ((y[rows] - y[rows].mean()) ** 2).sum()), fit
 
 
+def gain_matrix(m: RecordedMap, seeds: np.ndarray | slice = slice(None), items: np.ndarray | slice = slice(None),
+                ) -> np.ndarray:
+    """Return the (targets, cells) test gains over the baseline, points, from some seeds and test items, double-centred
+    (what is left to tell cells apart within targets); NaN where not judged."""
+    rows = test_rows(m)
+    x = m.test[:, seeds][:, :, rows][..., items].mean(axis=(1, 3)).T  # (targets, cells)
+    g = 100 * (x - m.base_test[rows][..., items].mean(axis=1)[:, None])
+    g = np.where(m.judged, g, np.nan)
+    g = g - np.nanmean(g, axis=1, keepdims=True)
+    return g - np.nanmean(g, axis=0, keepdims=True) + np.nanmean(g)
+
+
+def truth_noise(m: RecordedMap, draws: int = 50) -> float:
+    """Return the noise variance (points^2) of one judged entry of the double-centred truth: the seeds' part (the
+    spread of one-seed matrices, over the number of seeds) plus the test items' part (half-split differences of the
+    all-seed matrix: var(half1 - half2) / 4 is the variance of the mean over all items)."""
+    n_s, n_i = len(m.seeds), m.test.shape[-1]
+    per_seed = np.stack([gain_matrix(m, np.array([s])) for s in range(n_s)])
+    seed_part = float(np.nanmean(np.nanvar(per_seed, axis=0, ddof=1))) / n_s
+    rng = np.random.default_rng(0)
+    item_part = []
+    for _ in range(draws):
+        order = rng.permutation(n_i)
+        d = gain_matrix(m, items=order[: n_i // 2]) - gain_matrix(m, items=order[n_i // 2:])
+        item_part.append(float(np.nanmean(d ** 2)) / 4)
+    return seed_part + float(np.mean(item_part))
+
+
 def structure(m: RecordedMap, noise_reps: int = 200) -> str:
     """Return the variance shares of the main effects, the noise floor and the singular values against noise."""
     factors = effects_design(m)
@@ -141,31 +170,26 @@ def structure(m: RecordedMap, noise_reps: int = 200) -> str:
         r2, fit = fit_share(y, np.column_stack(cols), rows)
         lines.append(f"+ {name}: R^2 {r2:.2f} (adds {r2 - prev:.2f})")
         prev = r2
-    # The truth is itself a mean of seeds x items: its noise variance per judged (target, cell) pair, in points^2.
-    trow = test_rows(m)
-    pairs = [(ti, ci) for ti in range(len(m.dev_langs)) for ci in range(len(m.cells)) if m.judged[ti, ci]]
-    noise_var = np.array([100 ** 2 * (seed_var(m, ti) / len(m.seeds)
-                                      + m.test[ci, :, trow[ti], :].mean(axis=0).var() / m.test.shape[-1])
-                          for ti, ci in pairs])
+    noise_var = truth_noise(m)
     total = float(y[rows].var())
     residual = float(((y - fit)[rows] ** 2).mean())
     lines.append(f"variance of the judged test gains {total:.2f} points^2 (sd {math.sqrt(total):.2f}); residual "
                  f"after the main effects {residual:.2f}; the gains' own noise (seeds and items of the truth) "
-                 f"{noise_var.mean():.2f}, so main effects explain {prev:.0%} of the variance and at most "
-                 f"{min(1.0, noise_var.mean() / total):.0%} of it is noise")
+                 f"{noise_var:.2f} (within-target contrasts: seeds and test items), so main effects explain "
+                 f"{prev:.0%} of the variance and noise about {min(1.0, noise_var / total):.0%}")
     # Singular values: target x cell, pairs not judged filled by the main-effect fit, double-centred.
     mat = np.where(m.judged, m.test_gains, fit.reshape(m.test_gains.shape))
     mat = mat - mat.mean(axis=0, keepdims=True) - mat.mean(axis=1, keepdims=True) + mat.mean()
     sv = np.linalg.svd(mat, compute_uv=False)
     rng = np.random.default_rng(0)
-    sd = math.sqrt(noise_var.mean())
+    sd = math.sqrt(noise_var)
     noise_sv = []
     for _ in range(noise_reps):
         e = rng.normal(0, sd, mat.shape)
         e = e - e.mean(axis=0, keepdims=True) - e.mean(axis=1, keepdims=True) + e.mean()
         noise_sv.append(np.linalg.svd(e, compute_uv=False))
     q95 = np.quantile(np.array(noise_sv), 0.95, axis=0)
-    above = int(np.sum(sv > q95))
+    above = int(np.argmin(np.append(sv > q95, False)))  # leading singular values above noise's
     share = sv ** 2 / (sv ** 2).sum()
     lines.append(f"target x cell matrix ({mat.shape[0]} x {mat.shape[1]}, double-centred): singular values "
                  f"{', '.join(f'{v:.1f}' for v in sv[:5])} (variance shares "
@@ -193,6 +217,22 @@ def noise(m: RecordedMap) -> str:
             f"{dis_dev:.3f}, test {dis_test:.3f}; between two seeds of a cell (test) {seed_pair:.3f}")
 
 
+def cost(m: RecordedMap) -> str:
+    """Return where a recorded trial's seconds went (set-up, meta steps, dev at every fraction, test) and the
+    recording's wall time."""
+    parts = {"set-up": m.setup_s.mean(), "meta steps": m.meta_s.sum(axis=2).mean(),
+             f"dev ({len(m.fractions)} fractions)": m.dev_s.sum(axis=2).mean(), "test": m.test_s.mean()}
+    total = sum(parts.values())
+    grid = m.setup_s + m.meta_s.sum(axis=2) + m.dev_s[:, :, -1] + m.test_s  # a grid trial scores dev once
+    v = m.info.get("versions", {})
+    shares = ", ".join(f"{k} {x:.1f} s ({x / total:.0%})" for k, x in parts.items())
+    return (f"a recorded trial {total:.1f} s: {shares}"
+            f"; a grid trial (dev once) {grid.mean():.1f} s; {m.meta_s.sum(axis=2).mean() / m.steps[-1]:.3f} s per "
+            f"meta step; recording {m.info.get('wall_s', 0) / 60:.1f} min on {m.info.get('workers', '?')} workers "
+            f"(English stage and feature cache {m.info.get('prepare_s', 0):.0f} s of it) on {v.get('cpu', '?')} "
+            f"({v.get('cpu_flags', '')}), {m.info.get('run', {}).get('precision', '?')} precision")
+
+
 def report(m: RecordedMap, name: str) -> str:
     """Return every section for one map."""
     _, matter = languages_matter(m)
@@ -206,7 +246,8 @@ def report(m: RecordedMap, name: str) -> str:
         "### 2. how dev at each fraction of the meta steps ranks the cells (Spearman with the final test gain, per "
         "target)\n\n" + ranking,
         "### 3. structure\n\n" + structure(m),
-        "### 4. noise\n\n" + noise(m)])
+        "### 4. noise\n\n" + noise(m),
+        "### 5. cost\n\n" + cost(m)])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -129,3 +129,14 @@ def test_record_map_smoke_test_writes_a_map_and_resumes(tmp_path, cache, data_di
     assert again.returncode == 0 and "9 done, 0 to run" in again.stdout, again.stdout + again.stderr[-2000:]
     changed = subprocess.run(cmd + ["--set", "meta.k=2"], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert changed.returncode != 0 and "holds trials of another config" in changed.stderr
+
+
+def test_calibrate_sim_reads_a_recorded_map(tmp_path):
+    path = make_map(tmp_path / "m.npz", noise=0.03)
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "calibrate_sim.py"), "--map", str(path),
+                          "--map-fraction", "0.5", "--fit-reps", "1"], capture_output=True, text=True, timeout=600,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "9 cells x seeds [42, 43, 44]" in out.stdout
+    assert "rung 0: 50% of the meta steps, seed 42, 200 dev items" in out.stdout
+    assert "flags for adaptive_sim.py: --disagree" in out.stdout
