@@ -79,6 +79,10 @@ LAYOUTS: list[tuple[list[float], list[Optional[int]], list[Optional[int]]]] = [
     ([0.1, 0.5, 1.0], [200, None, None], [1, 1, None]),
     ([0.1, 0.5, 1.0], [500, None, None], [1, 1, None]),
     ([0.1, 0.5, 1.0], [500, None, None], [1, 2, None]),
+    # Every seed from rung 0: where seeds move a run more than languages do (the recorded maps, benchmarks/maps/).
+    ([0.1, 1.0], [500, None], [None, None]),
+    ([0.1, 0.5, 1.0], [500, None, None], [None, None, None]),
+    ([0.05, 0.5, 1.0], [500, None, None], [None, None, None]),
 ]
 
 

@@ -7,15 +7,15 @@ cells, how much of it simple structure explains, and how noisy it is.
 
 Sections, per map (gains in points over the baseline; a cell is judged only on targets it did not train on):
 1. Do languages matter: per target, the best cell (by its test gain) minus the median cell, with a 95% interval
-   paired over test items plus the seeds' variance (as the adaptive rule's bound computes it); the same with the best
+   paired over test items plus the two cells' own seed variances (`cell_difference`); the same with the best
    cell chosen on dev (full budget, every seed), which carries no selection bias; and the spread (max - min) of
    the target's test gains.
 2. Ranking by budget: per target, Spearman of the dev gains at each recorded fraction of the meta steps (one seed,
    as an adaptive rung 0 runs, and every seed) with the final test gains; mean, sd and range over targets.
 3. Structure: the share of the test-gain variance (judged (target, cell) pairs) that main effects explain (target,
-   then support, then query; en -> aux maps: target then auxiliary language), the noise floor of the gains, and the
-   singular values of the target x cell matrix (double-centred, its missing pairs filled by the main effects) against
-   those of pure noise of the measured size.
+   then method (X-MAML or XLA-MAML), support and query; en -> aux maps: target then auxiliary language), the noise
+   floor of the gains, and the singular values of the target x cell matrix (double-centred, its missing pairs filled
+   by the main effects) against those of pure noise of the measured size.
 4. Noise: seed sd of a run's accuracy (pooled over judged pairs), the item noise of one run, and the paired
    disagreement of a run's per-item outcomes with the baseline's (dev and test).
 5. Cost: where a recorded trial's seconds went, and the recording's wall time.
@@ -34,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.recorded_map import RecordedMap, read_map  # noqa: E402
 from benchmarks.simulation import spearman_rows  # noqa: E402
-from xlamaml.search.adaptive.rule import paired_difference  # noqa: E402
 from xlamaml.trainables.assignment import parse_assignment  # noqa: E402
 
 Z95 = 1.959964
@@ -53,6 +52,14 @@ def seed_var(m: RecordedMap, ti: int) -> float:
     return float(((acc - acc.mean(axis=1, keepdims=True)) ** 2).sum() / (acc.shape[0] * (acc.shape[1] - 1)))
 
 
+def cell_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Return (mean difference of two cells' (seeds, items) outcomes, its standard error): paired over items, plus
+    the two cells' own seed variances of their per-seed accuracies (seeds of different cells are not paired)."""
+    d = a.mean(axis=0) - b.mean(axis=0)
+    seeds = a.mean(axis=1).var(ddof=1) / len(a) + b.mean(axis=1).var(ddof=1) / len(b)
+    return float(d.mean()), float(np.sqrt(d.var(ddof=1) / d.size + seeds))
+
+
 def languages_matter(m: RecordedMap) -> tuple[list[dict], str]:
     """Return per target {target, best, median, diff, lo, hi, dev_best, dev_diff, dev_lo, dev_hi, spread}, and a
     table of them."""
@@ -63,9 +70,8 @@ def languages_matter(m: RecordedMap) -> tuple[list[dict], str]:
         best, median = order[-1], order[len(order) // 2]
         dev_best = judged[int(np.argmax(dev[ti, judged]))]
         x = m.test[:, :, test_rows(m)[ti], :]  # (cells, seeds, items)
-        sv = seed_var(m, ti)
-        d, se = paired_difference(x[best], x[median], sv)
-        dd, dse = paired_difference(x[dev_best], x[median], sv)
+        d, se = cell_difference(x[best], x[median])
+        dd, dse = cell_difference(x[dev_best], x[median])
         rows.append({"target": t, "best": m.cells[best], "median": m.cells[median], "diff": 100 * d,
                      "lo": 100 * (d - Z95 * se), "hi": 100 * (d + Z95 * se), "dev_best": m.cells[dev_best],
                      "dev_diff": 100 * dd, "dev_lo": 100 * (dd - Z95 * dse), "dev_hi": 100 * (dd + Z95 * dse),
@@ -107,6 +113,9 @@ def effects_design(m: RecordedMap) -> list[tuple[str, list[str]]]:
     pairs = [(ti, ci) for ti in range(len(m.dev_langs)) for ci in range(len(m.cells))]
     parsed = [parse_assignment(c) for c in m.cells]
     factors = [("target", [m.dev_langs[ti] for ti, _ in pairs])]
+    methods = [parsed[ci].method for _, ci in pairs]
+    if len(set(methods)) > 1:  # a pairs map: X-MAML on the diagonal, XLA-MAML elsewhere
+        factors.append(("method", methods))
     # X-MAML draws support and query from its one language: the diagonal of a pairs map.
     supports = ["+".join(parsed[ci].support or parsed[ci].query) for _, ci in pairs]
     queries = ["+".join(parsed[ci].query) for _, ci in pairs]
@@ -148,14 +157,14 @@ def truth_noise(m: RecordedMap, draws: int = 50) -> float:
     spread of one-seed matrices, over the number of seeds) plus the test items' part (half-split differences of the
     all-seed matrix: var(half1 - half2) / 4 is the variance of the mean over all items)."""
     n_s, n_i = len(m.seeds), m.test.shape[-1]
-    per_seed = np.stack([gain_matrix(m, np.array([s])) for s in range(n_s)])
-    seed_part = float(np.nanmean(np.nanvar(per_seed, axis=0, ddof=1))) / n_s
+    per_seed = np.stack([gain_matrix(m, np.array([s])) for s in range(n_s)])[:, m.judged]  # (seeds, judged pairs)
+    seed_part = float(np.mean(np.var(per_seed, axis=0, ddof=1))) / n_s
     rng = np.random.default_rng(0)
     item_part = []
     for _ in range(draws):
         order = rng.permutation(n_i)
         d = gain_matrix(m, items=order[: n_i // 2]) - gain_matrix(m, items=order[n_i // 2:])
-        item_part.append(float(np.nanmean(d ** 2)) / 4)
+        item_part.append(float(np.mean(d[m.judged] ** 2)) / 4)
     return seed_part + float(np.mean(item_part))
 
 

@@ -100,12 +100,16 @@ def describe(m: RecordedMap, name: str) -> str:
     """Return a few lines on what the map is and what a trial of it cost."""
     cost = recorded_cost(m)
     v = m.info.get("versions", {})
+    g = m.test_gains
+    chance = float(np.mean(np.nanmax(g, axis=1) - np.nanmean(g, axis=1)))
+    spread = float(np.mean(np.nanmax(g, axis=1) - np.nanmin(g, axis=1)))
     return (f"## {name}: {len(m.cells)} cells x {len(m.seeds)} seeds, {len(m.dev_langs)} targets, "
             f"{m.dev.shape[-1]} dev / {m.test.shape[-1]} test items per target, {m.steps[-1]} meta steps; "
             f"recorded {m.info.get('recorded', '?')} on {v.get('cpu', '?')} ({v.get('cpu_flags', '')}) in "
             f"{m.info.get('wall_s', 0) / 60:.1f} min\ncost: {cost.step_s:.3f} s per meta step, "
             f"{1000 * cost.item_s:.2f} ms per scored item, set-up {float(np.mean(m.setup_s)):.1f} s per trial "
-            f"(not charged); a grid trial {m.trial_seconds():.1f} s")
+            f"(not charged); a grid trial {m.trial_seconds():.1f} s\ntruth: per target, best minus worst cell "
+            f"{spread:.2f} points on average; a cell picked at random has a regret of {chance:.2f}")
 
 
 def main(argv: list[str] | None = None) -> None:
