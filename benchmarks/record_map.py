@@ -37,6 +37,7 @@ from benchmarks.recorded_map import write_map  # noqa: E402
 from xlamaml.cli import preset_path  # noqa: E402
 from xlamaml.search.schedule import rung_steps  # noqa: E402
 from xlamaml.search.spec import Sweep, load_sweep  # noqa: E402
+from xlamaml.trainables.errors import XlamamlError  # noqa: E402
 
 FRACTIONS = [0.05, 0.1, 0.25, 0.5, 1.0]
 MAPS = Path(__file__).resolve().parent / "maps"
@@ -314,7 +315,11 @@ def main(argv: list[str] | None = None) -> None:
     sets = list(args.sets)
     name = args.preset.removeprefix("map-")
     if args.full:
-        kind = load_sweep(str(preset_path(args.preset)), sets).sweep.assignments.kind
+        try:
+            kind = load_sweep(str(preset_path(args.preset)), sets).sweep.assignments.kind
+        except XlamamlError as e:
+            print(f"record_map: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
         langs = [x for x in ALL if kind != "en-aux" or x != "en"]
         sets, name = FULL + [f"sweep.assignments.langs=[{','.join(langs)}]"] + sets, name + "-full"
     if args.smoke_test:
@@ -324,7 +329,11 @@ def main(argv: list[str] | None = None) -> None:
     fractions = [float(x) for x in args.fractions.split(",")]
     if fractions[-1] != 1.0 or any(b <= a for a, b in zip(fractions, fractions[1:])):
         raise SystemExit(f"--fractions {args.fractions}: expected increasing fractions ending with 1")
-    record(str(preset_path(args.preset)), sets, out, fractions, args.workers, args.fresh)
+    try:
+        record(str(preset_path(args.preset)), sets, out, fractions, args.workers, args.fresh)
+    except XlamamlError as e:  # a bad preset or key: one line naming it
+        print(f"record_map: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

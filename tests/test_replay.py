@@ -127,8 +127,11 @@ def test_record_map_smoke_test_writes_a_map_and_resumes(tmp_path, cache, data_di
     assert m.info["versions"]["torch"] and m.info["run"]["model"]["name"] == "tiny"
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert again.returncode == 0 and "9 done, 0 to run" in again.stdout, again.stdout + again.stderr[-2000:]
-    changed = subprocess.run(cmd + ["--set", "meta.k=2"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    changed = subprocess.run(cmd + ["--set", "meta.inner_lr=2e-3"], capture_output=True, text=True, timeout=600,
+                             cwd=ROOT)
     assert changed.returncode != 0 and "holds trials of another config" in changed.stderr
+    bad = subprocess.run(cmd + ["--set", "meta.k=2"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "meta.k" in bad.stderr
 
 
 def test_calibrate_sim_reads_a_recorded_map(tmp_path):
