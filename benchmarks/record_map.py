@@ -193,8 +193,11 @@ def prepare(sw: Sweep) -> tuple[str, str | None]:
 
 
 def fingerprint(sw: Sweep, fractions: list[float]) -> str:
-    """Return a digest of everything a trial's outcomes depend on (the parts of another config never mix)."""
-    text = json.dumps({"sweep": sw.to_dict(), "fractions": fractions}, sort_keys=True, default=str)
+    """Return a digest of everything a trial's outcomes depend on (the parts of another config never mix). The seed
+    list is left out: each part names its seed, so more seeds reuse the trials already recorded."""
+    d = sw.to_dict()
+    d["sweep"] = {k: v for k, v in d["sweep"].items() if k != "seeds"}
+    text = json.dumps({"sweep": d, "fractions": fractions}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

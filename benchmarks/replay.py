@@ -19,6 +19,9 @@ item (dev and test; the baseline's are left out), so a method pays its meta step
 once a trial finishes the full budget (benchmarks/sim_methods.py, as in the simulator). The table is the simulator's
 (benchmarks/adaptive_sim.py): regret of each target's top pick on dev (true gain of the true best minus the pick's,
 points), how often the true best is in the returned set and its size, at each fraction of the grid's compute.
+
+A new strategy is a function (world, fraction, rep) -> Run in benchmarks/sim_methods.py's `methods()`: the simulator
+and this replay then both run it, on the same table.
 """
 
 from __future__ import annotations

@@ -127,6 +127,10 @@ def test_record_map_smoke_test_writes_a_map_and_resumes(tmp_path, cache, data_di
     assert m.info["versions"]["torch"] and m.info["run"]["model"]["name"] == "tiny"
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert again.returncode == 0 and "9 done, 0 to run" in again.stdout, again.stdout + again.stderr[-2000:]
+    more = subprocess.run(cmd + ["--set", "sweep.seeds=[0,1,2]"], capture_output=True, text=True, timeout=600,
+                          cwd=ROOT)  # more seeds reuse the trials recorded
+    assert more.returncode == 0 and "9 done, 4 to run" in more.stdout, more.stdout + more.stderr[-2000:]
+    assert read_map(out).dev.shape == (4, 3, 5, 3, 16)
     changed = subprocess.run(cmd + ["--set", "meta.inner_lr=2e-3"], capture_output=True, text=True, timeout=600,
                              cwd=ROOT)
     assert changed.returncode != 0 and "holds trials of another config" in changed.stderr
