@@ -239,8 +239,10 @@ def record(preset: str, sets: list[str], out: Path, fractions: list[float], work
     parts = out.with_name(out.name + ".parts")
     key = fingerprint(sw, fractions)
     spec_file = parts / "spec.json"
+    earlier_s = 0.0  # the wall time of earlier invocations that recorded trials of these parts
     if parts.is_dir() and not fresh:
-        held = json.loads(spec_file.read_text()).get("key") if spec_file.is_file() else None
+        spec = json.loads(spec_file.read_text()) if spec_file.is_file() else {}
+        held, earlier_s = spec.get("key"), float(spec.get("wall_s", 0.0))
         if held != key:
             raise SystemExit(f"{parts}: holds trials of another config (key {held}, this one {key}); "
                              f"pass --fresh to start over")
@@ -248,7 +250,8 @@ def record(preset: str, sets: list[str], out: Path, fractions: list[float], work
         for f in parts.iterdir():
             f.unlink()
     parts.mkdir(parents=True, exist_ok=True)
-    spec_file.write_text(json.dumps({"key": key, "sweep": sw.to_dict(), "fractions": fractions}, default=str))
+    spec_file.write_text(json.dumps({"key": key, "sweep": sw.to_dict(), "fractions": fractions, "wall_s": earlier_s},
+                                    default=str))
     t0 = time.perf_counter()
     base, features = prepare(sw)
     prepare_s = time.perf_counter() - t0
@@ -272,9 +275,10 @@ def record(preset: str, sets: list[str], out: Path, fractions: list[float], work
             print(f"record_map: {i}/{len(todo)} {a} seed {s}: dev {100 * r['dev'][-1].mean():.1f} test "
                   f"{100 * r['test'].mean():.1f}  ({elapsed:.0f} s, eta {elapsed / i * (len(todo) - i):.0f} s)",
                   flush=True)
-    return assemble(sw, parts, out, fractions, {"prepare_s": prepare_s, "workers": workers,
-                                               "wall_s": time.perf_counter() - t_start, "preset": Path(preset).stem,
-                                               "sets": sets})
+    wall = earlier_s + time.perf_counter() - t_start  # every invocation's, so a resumed map states its whole cost
+    spec_file.write_text(json.dumps({**json.loads(spec_file.read_text()), "wall_s": wall}, default=str))
+    return assemble(sw, parts, out, fractions, {"prepare_s": prepare_s, "workers": workers, "wall_s": wall,
+                                               "preset": Path(preset).stem, "sets": sets})
 
 
 def assemble(sw: Sweep, parts: Path, out: Path, fractions: list[float], run_info: dict[str, Any]) -> Path:
