@@ -7,7 +7,8 @@ cells, how much of it simple structure explains, and how noisy it is.
 
 Sections, per map (gains in points over the baseline; a cell is judged only on targets it did not train on):
 1. Do languages matter: per target, the best cell (by its test gain) minus the median cell, with a 95% interval
-   paired over test items plus the two cells' own seed variances (`cell_difference`); the same with the best
+   paired over test items plus the two cells' own seed variances (`cell_difference`), and with the seeds paired
+   across cells (`seed_paired_difference`: a grid gives every cell the same seeds); the same with the best
    cell chosen on dev (full budget, every seed), which carries no selection bias; and the spread (max - min) of
    the target's test gains.
 2. Ranking by budget: per target, Spearman of the dev gains at each recorded fraction of the meta steps (one seed,
@@ -60,6 +61,17 @@ def cell_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(d.mean()), float(np.sqrt(d.var(ddof=1) / d.size + seeds))
 
 
+# Two-sided 95% quantiles of Student's t by degrees of freedom (seeds - 1), for seed-paired intervals.
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def seed_paired_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Return (mean difference, 95% half-width) of two cells' (seeds, items) outcomes with the seeds paired (a grid
+    gives every cell the same seeds, and a seed moves all of its runs alike): t over the per-seed mean differences."""
+    d = (a - b).mean(axis=1)
+    return float(d.mean()), T975.get(len(d) - 1, Z95) * float(d.std(ddof=1)) / math.sqrt(len(d))
+
+
 def languages_matter(m: RecordedMap) -> tuple[list[dict], str]:
     """Return per target {target, best, median, diff, lo, hi, dev_best, dev_diff, dev_lo, dev_hi, spread}, and a
     table of them."""
@@ -71,11 +83,12 @@ def languages_matter(m: RecordedMap) -> tuple[list[dict], str]:
         dev_best = judged[int(np.argmax(dev[ti, judged]))]
         x = m.test[:, :, test_rows(m)[ti], :]  # (cells, seeds, items)
         d, se = cell_difference(x[best], x[median])
+        _, half = seed_paired_difference(x[best], x[median])
         dd, dse = cell_difference(x[dev_best], x[median])
         rows.append({"target": t, "best": m.cells[best], "median": m.cells[median], "diff": 100 * d,
                      "lo": 100 * (d - Z95 * se), "hi": 100 * (d + Z95 * se), "dev_best": m.cells[dev_best],
                      "dev_diff": 100 * dd, "dev_lo": 100 * (dd - Z95 * dse), "dev_hi": 100 * (dd + Z95 * dse),
-                     "spread": float(np.ptp(truth[ti, judged]))})
+                     "spread": float(np.ptp(truth[ti, judged])), "paired_lo": 100 * (d - half)})
     lines = ["| target | best (test) | - median, 95% CI | best on dev | its test - median, 95% CI | spread |",
              "|---|---|---|---|---|---|"]
     for r in rows:
@@ -83,9 +96,11 @@ def languages_matter(m: RecordedMap) -> tuple[list[dict], str]:
                      f"{r['dev_best']} | {r['dev_diff']:+.2f} [{r['dev_lo']:+.2f}, {r['dev_hi']:+.2f}] | "
                      f"{r['spread']:.2f} |")
     clear = sum(r["lo"] > 0 for r in rows)
+    paired = sum(r["paired_lo"] > 0 for r in rows)
     dev_clear = sum(r["dev_lo"] > 0 for r in rows)
     lines.append(f"\nbest > median clear of zero: {clear} of {len(rows)} targets (best on test), {dev_clear} of "
-                 f"{len(rows)} (best chosen on dev); spread of test gains: median "
+                 f"{len(rows)} (best chosen on dev), {paired} of {len(rows)} with the seeds paired across cells "
+                 f"(t over per-seed differences); spread of test gains: median "
                  f"{np.median([r['spread'] for r in rows]):.2f}, min {min(r['spread'] for r in rows):.2f} points")
     return rows, "\n".join(lines)
 
