@@ -41,14 +41,9 @@ Z95 = 1.959964
 MAPS = Path(__file__).resolve().parent / "maps"
 
 
-def test_rows(m: RecordedMap) -> list[int]:
-    """Return, per dev language, its row among the test languages."""
-    return [m.test_langs.index(t) for t in m.dev_langs]
-
-
 def seed_var(m: RecordedMap, ti: int) -> float:
     """Return the pooled variance over seeds of a run's test accuracy on target `ti` (fraction units), judged cells."""
-    acc = m.test[:, :, test_rows(m)[ti], :].mean(axis=2)  # (cells, seeds)
+    acc = m.test[:, :, m.test_rows[ti], :].mean(axis=2)  # (cells, seeds)
     acc = acc[m.judged[ti]]
     return float(((acc - acc.mean(axis=1, keepdims=True)) ** 2).sum() / (acc.shape[0] * (acc.shape[1] - 1)))
 
@@ -81,7 +76,7 @@ def languages_matter(m: RecordedMap) -> tuple[list[dict], str]:
         order = judged[np.argsort(truth[ti, judged])]
         best, median = order[-1], order[len(order) // 2]
         dev_best = judged[int(np.argmax(dev[ti, judged]))]
-        x = m.test[:, :, test_rows(m)[ti], :]  # (cells, seeds, items)
+        x = m.test[:, :, m.test_rows[ti], :]  # (cells, seeds, items)
         d, se = cell_difference(x[best], x[median])
         _, half = seed_paired_difference(x[best], x[median])
         dd, dse = cell_difference(x[dev_best], x[median])
@@ -157,12 +152,9 @@ def fit_share(y: np.ndarray, x: np.ndarray, rows: np.ndarray) -> tuple[float, np
 
 def gain_matrix(m: RecordedMap, seeds: np.ndarray | slice = slice(None), items: np.ndarray | slice = slice(None),
                 ) -> np.ndarray:
-    """Return the (targets, cells) test gains over the baseline, points, from some seeds and test items, double-centred
-    (what is left to tell cells apart within targets); NaN where not judged."""
-    rows = test_rows(m)
-    x = m.test[:, seeds][:, :, rows][..., items].mean(axis=(1, 3)).T  # (targets, cells)
-    g = 100 * (x - m.base_test[rows][..., items].mean(axis=1)[:, None])
-    g = np.where(m.judged, g, np.nan)
+    """Return the map's test gains from some seeds and test items, double-centred (what is left to tell cells apart
+    within targets); NaN where not judged."""
+    g = m.gains(seeds, items)
     g = g - np.nanmean(g, axis=1, keepdims=True)
     return g - np.nanmean(g, axis=0, keepdims=True) + np.nanmean(g)
 
@@ -225,7 +217,7 @@ def structure(m: RecordedMap, noise_reps: int = 200) -> str:
 
 def noise(m: RecordedMap) -> str:
     """Return the seed sd, the item noise and the paired disagreement with the baseline."""
-    rows = test_rows(m)
+    rows = m.test_rows
     seed_sd = math.sqrt(np.mean([seed_var(m, ti) for ti in range(len(m.dev_langs))])) * 100
     p = float(m.base_test.mean())
     item_sd = 100 * math.sqrt(p * (1 - p) / m.test.shape[-1])

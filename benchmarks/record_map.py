@@ -37,6 +37,7 @@ from benchmarks.recorded_map import write_map  # noqa: E402
 from xlamaml.cli import preset_path  # noqa: E402
 from xlamaml.search.schedule import rung_steps  # noqa: E402
 from xlamaml.search.spec import Sweep, load_sweep  # noqa: E402
+from xlamaml.trainables.data_source import DataSource  # noqa: E402
 from xlamaml.trainables.errors import XlamamlError  # noqa: E402
 
 FRACTIONS = [0.05, 0.1, 0.25, 0.5, 1.0]
@@ -66,6 +67,7 @@ class _Worker:
 
         from xlamaml.trainables.data_source import TokenizingSource
         from xlamaml.trainables.feature_cache import CachedSource, FeatureTable
+        from xlamaml.trainables.models import load_tokenizer
 
         torch.set_num_threads(threads)
         logging.getLogger("xlamaml").setLevel(logging.WARNING)
@@ -74,8 +76,8 @@ class _Worker:
         self.sw = load_sweep(preset, sets)
         self.task, self.base = self.sw.task, base
         cfg = self.sw.cfg
-        _, tokenizer = self.task.load_model(cfg.model, base, cfg.seed)
-        source = TokenizingSource(cfg, self.task, tokenizer)
+        # The model name's tokenizer, as sweeps tokenize (prepare() encodes the same sets with it).
+        source = TokenizingSource(cfg, self.task, load_tokenizer(cfg.model))
         self.table = None
         if features is not None:
             self.table = FeatureTable(transformers.AutoConfig.from_pretrained(base).hidden_size)
@@ -84,8 +86,6 @@ class _Worker:
 
     def run(self, assignment: str, seed: Any, fractions: list[float]) -> dict[str, Any]:
         """Return one trial's outcomes and seconds (dev at every fraction, test at the end)."""
-        import torch
-
         from xlamaml.trainables.feature_cache import cached_layers, run_from_features
         from xlamaml.trainables.models import apply_freezing
         from xlamaml.trainables.precision import autocast, autocast_dtype
@@ -105,9 +105,9 @@ class _Worker:
         amp = autocast_dtype(cfg.precision, device)
 
         def outcomes(sets: dict) -> np.ndarray:
-            """Return the (langs, items) 0/1 outcomes of `model` on `sets`."""
+            """Return the (langs, items) 0/1 outcomes of `model` on `sets` (as evaluate_sets scores them)."""
             rows = []
-            with autocast(amp, device), torch.no_grad():
+            with autocast(amp, device):
                 for enc in sets.values():
                     rows.append(predict(model, enc, cfg.eval.batch_size, device) == enc.labels)
             return np.stack(rows).astype(np.int8)
@@ -134,24 +134,26 @@ class _Worker:
         return out
 
 
-class _Memo:
+class _Memo(DataSource):
     """A DataSource that encodes (and attaches the features of) each set once per worker."""
 
-    def __init__(self, inner: Any):
+    def __init__(self, inner: DataSource):
+        super().__init__(inner.cfg, inner.task)
         self.inner, self.memo = inner, {}
 
     def get(self, key: Any) -> Any:
+        """Return the encoded set `key`, encoded on first use."""
         if key not in self.memo:
             self.memo[key] = self.inner.get(key)
         return self.memo[key]
 
-    def sets(self, split: str, langs: Any, max_examples: int | None = None, train: bool = False) -> dict[str, Any]:
-        from xlamaml.trainables.data_source import SetKey
+    def english(self) -> tuple[Any, str]:
+        """Return the inner source's English data."""
+        return self.inner.english()
 
-        return {lang: self.get(SetKey(split, lang, max_examples, train)) for lang in langs}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+    def extra_names(self, langs: list[str]) -> dict[str, list[str]]:
+        """Return the inner source's extra sets."""
+        return self.inner.extra_names(langs)
 
 
 _WORKER: _Worker | None = None
@@ -175,6 +177,7 @@ def prepare(sw: Sweep) -> tuple[str, str | None]:
     from xlamaml.trainables.data_source import TokenizingSource, needed_sets
     from xlamaml.trainables.english_stage import english_stage
     from xlamaml.trainables.feature_cache import cached_layers, ensure_local_features, source_sets
+    from xlamaml.trainables.models import load_tokenizer
     from xlamaml.trainables.stages import setup_torch
 
     cfg, task = sw.cfg, sw.task
@@ -183,10 +186,11 @@ def prepare(sw: Sweep) -> tuple[str, str | None]:
     layers = cached_layers(cfg)
     if layers is None:
         return str(base), None
-    model, tokenizer = task.load_model(cfg.model, str(base), cfg.seed)
+    model, _ = task.load_model(cfg.model, str(base), cfg.seed, tokenizer=False)
     keys = list(dict.fromkeys(k for a in sw.assignments for k in needed_sets(sw.trial_config(a, sw.sweep.seeds[0]),
                                                                                task)))
-    folder = ensure_local_features(model.to(device), source_sets(TokenizingSource(cfg, task, tokenizer), keys),
+    folder = ensure_local_features(model.to(device), source_sets(TokenizingSource(cfg, task, load_tokenizer(cfg.model)),
+                                                                 keys),
                                    layers=layers, dtype=cfg.meta.feature_dtype, batch_size=cfg.eval.batch_size,
                                    device=device)
     return str(base), str(folder)
@@ -211,18 +215,19 @@ def versions() -> dict[str, str]:
     import torch
     import transformers
 
+    from xlamaml.search.plan.measure import hardware
+
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
                                 cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
-    cpu, flags = platform.processor(), []
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        cpu = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
-        flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in text]
-    except (OSError, StopIteration):
-        pass
+    cpu = hardware(torch.device("cpu"), torch.get_num_threads()).removeprefix("CPU ").rsplit(",", 1)[0]
+    try:  # the instruction sets bf16 speed depends on (trainables.precision reads the same file)
+        have = set(Path("/proc/cpuinfo").read_text().split())
+        flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in have]
+    except OSError:
+        flags = []
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "xlamaml_commit": commit, "cpu": cpu, "cpu_flags": " ".join(flags), "cpus": str(os.cpu_count()),

@@ -95,14 +95,24 @@ class RecordedMap:
         """Return the (dev langs, cells) mask of pairs judged: a cell is not judged on a language it trained on."""
         return np.array([[not parse_assignment(c).trained_on(t) for c in self.cells] for t in self.dev_langs])
 
+    @property
+    def test_rows(self) -> list[int]:
+        """Return, per dev language, its row among the test languages (each dev language must be one)."""
+        return [self.test_langs.index(t) for t in self.dev_langs]
+
+    def gains(self, seeds: np.ndarray | slice = slice(None), items: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Return (dev langs, cells) test gains over the baseline in points, the mean over the given seeds and test
+        items (all by default); NaN where not judged."""
+        rows = self.test_rows
+        acc = self.test[:, seeds][:, :, rows][..., items].mean(axis=(1, 3)).T  # (dev langs, cells)
+        gains = 100 * (acc - self.base_test[rows][..., items].mean(axis=1)[:, None])
+        return np.where(self.judged, gains, np.nan)
+
     @cached_property
     def test_gains(self) -> np.ndarray:
-        """Return the truth: (dev langs, cells) full-budget test gains over the baseline, mean over seeds and items,
-        in points; NaN where not judged (each dev language must be a test language)."""
-        rows = [self.test_langs.index(t) for t in self.dev_langs]
-        acc = self.test[:, :, rows, :].mean(axis=(1, 3)).T  # (dev langs, cells)
-        gains = 100 * (acc - self.base_test[rows].mean(axis=1)[:, None])
-        return np.where(self.judged, gains, np.nan)
+        """Return the truth: (dev langs, cells) full-budget test gains over the baseline, the mean over every seed and
+        test item, in points; NaN where not judged."""
+        return self.gains()
 
     def dev_gains(self, fraction_index: int = -1) -> np.ndarray:
         """Return (dev langs, cells) dev gains at a fraction (the last by default), mean over seeds, in points."""

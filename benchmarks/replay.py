@@ -30,6 +30,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -89,14 +90,18 @@ class ReplayWorld:
         return x.transpose(1, 0, 2)
 
 
+def replay_inputs(m: RecordedMap, name: str) -> tuple[GainMap, Cost, Noise, Callable[[int], ReplayWorld]]:
+    """Return what the simulator's functions take for a recorded map: its truth, cost, design and worlds."""
+    gmap = truth_map(m, name)
+    noise = Noise(dev_items=m.dev.shape[-1], test_items=m.test.shape[-1], seeds=len(m.seeds))
+    return gmap, recorded_cost(m), noise, lambda rep: ReplayWorld(m, gmap, rep)
+
+
 def replay(m: RecordedMap, name: str, fractions: list[float], reps: int, tpe: bool,
            adaptive: AdaptiveConfig) -> dict:
     """Return the simulator's table (method, fraction) -> Score, replayed `reps` times on the recorded map."""
-    gmap = truth_map(m, name)
-    cost = recorded_cost(m)
-    noise = Noise(dev_items=m.dev.shape[-1], test_items=m.test.shape[-1], seeds=len(m.seeds))
-    return simulate(gmap, cost, noise, adaptive, fractions, reps, tpe=tpe,
-                    make_world=lambda rep: ReplayWorld(m, gmap, rep))
+    gmap, cost, noise, worlds = replay_inputs(m, name)
+    return simulate(gmap, cost, noise, adaptive, fractions, reps, tpe=tpe, make_world=worlds)
 
 
 def describe(m: RecordedMap, name: str) -> str:
@@ -142,11 +147,9 @@ def main(argv: list[str] | None = None) -> None:
         print(paired_table(table, len(m.dev_langs)))
         print("\n" + goal_lines(table, 0.25 if "pairs" in name else 0.60))
         if args.search:
-            gmap, cost = truth_map(m, name), recorded_cost(m)
-            noise = Noise(dev_items=m.dev.shape[-1], test_items=m.test.shape[-1], seeds=len(m.seeds))
+            gmap, cost, noise, worlds = replay_inputs(m, name)
             for goal in (0.25, 0.60):
-                print("\n" + search(gmap, cost, noise, goal, args.reps, AdaptiveConfig(),
-                                    make_world=lambda rep: ReplayWorld(m, gmap, rep)))
+                print("\n" + search(gmap, cost, noise, goal, args.reps, AdaptiveConfig(), make_world=worlds))
         print(f"\n({time.perf_counter() - t0:.1f} s)\n", flush=True)
 
 
