@@ -1,0 +1,266 @@
+"""A model of a transfer map: every cell's gain on every target as structured effects, fitted to the dev estimates a
+sweep has paid for, with a posterior mean and standard deviation for every judged (target, cell), run or not.
+
+The latent gain of cell c on target t, in points over the baseline:
+
+    g[t, c] = intercept + target[t] + method[m] + support[s] + query[q] + cell[c]
+              + target x support[t, s] + target x query[t, q] + side . beta + r[t, c]
+
+m, s, q are the cell's method and its support and query languages (`trainables.assignment`; an en -> aux map has one
+support, English, so its auxiliary language is the query). Every group of effects is a random effect, normal with
+mean 0 and a variance of its own (fitted: type-II maximum likelihood by EM), so a group the data do not support
+shrinks to nothing; `side` are per-(target, cell) covariates from side information (standardised URIEL+ distances,
+the encoder's similarity of the two languages), with a fixed normal prior. r is the part no structure explains.
+
+An observation is a dev estimate of g[t, c] from s seeds after a fraction f of the meta steps:
+    y = a_f * g[t, c] + e,   var(e) = v (items and seeds, measured) + tau_f^2 (what a short run adds)
+A short run sees a shrunk, noisier view of the full-budget gain: (a_f, tau_f) is the learning curve (`Curve`),
+measured on the recorded maps or on the sweep's own runs that passed two budgets. Only the highest fraction
+observed for a (t, c) is used: a run's later estimate supersedes its earlier one.
+
+Given the observations the effects' posterior is normal (ridge regression with per-observation noise), and for one
+observed (t, c) the residual r has a closed-form posterior given the effects, so every (t, c) gets an exact mean and
+variance without a column per residual. Numpy only: the sweep, the replay and the simulator call the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from xlamaml.trainables.assignment import parse_assignment
+
+GROUPS = ("target", "method", "support", "query", "cell", "target x support", "target x query")
+# Prior sd (points) of the intercept and of a side-information slope per standardised unit: wide, not fitted.
+INTERCEPT_SD = 10.0
+SIDE_SD = 2.0
+VAR_FLOOR = 1e-4  # points^2: a group's variance never reaches 0 (EM would stay there)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """What a run stopped at fraction f of the meta steps sees of the full-budget gain: y = scale * g + extra noise."""
+
+    scale: Mapping[float, float] = field(default_factory=dict)  # fraction -> a_f (1 at the full budget)
+    extra_var: Mapping[float, float] = field(default_factory=dict)  # fraction -> tau_f^2, points^2
+
+    def at(self, f: float) -> tuple[float, float]:
+        """Return (a_f, tau_f^2) at fraction f: the recorded fraction at or below it, (1, 0) at the full budget,
+        the simulator's prior (f ** 0.5, 4 (1 - f) / f points^2) where nothing was measured."""
+        if f >= 1 - 1e-9:
+            return 1.0, 0.0
+        known = [x for x in self.scale if x <= f + 1e-9]
+        if not known:
+            return f ** 0.5, 4.0 * (1 - f) / f
+        x = max(known)
+        return float(self.scale[x]), float(self.extra_var.get(x, 0.0))
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One dev estimate of a (target, cell) gain, points: its value, its measured variance and its fraction."""
+
+    target: str
+    cell: str
+    value: float
+    var: float
+    fraction: float = 1.0
+
+
+@dataclass
+class Posterior:
+    """The fitted map: posterior mean and sd (targets, cells) of the full-budget gains, NaN where not judged."""
+
+    targets: list[str]
+    cells: list[str]
+    mean: np.ndarray
+    sd: np.ndarray
+    variances: dict[str, float]  # group -> fitted variance (points^2), "residual" included
+    observed: np.ndarray  # bool (targets, cells): an observation informed this entry directly
+
+    def interval(self, z: float = 1.645) -> tuple[np.ndarray, np.ndarray]:
+        """Return the (lower, upper) bounds mean -/+ z sd (z = 1.645: a 90% interval)."""
+        return self.mean - z * self.sd, self.mean + z * self.sd
+
+
+def cell_levels(cell: str) -> dict[str, str]:
+    """Return a cell's method, support and query labels (x-maml: support and query are its one language)."""
+    a = parse_assignment(cell)
+    query = "+".join(a.query)
+    support = "+".join(a.support) if a.method != "x-maml" else query
+    return {"method": a.method, "support": support, "query": query, "cell": cell}
+
+
+def _levels(targets: Sequence[str], cells: Sequence[str]) -> dict[str, np.ndarray]:
+    """Return group -> (targets, cells) array of level labels."""
+    per_cell = [cell_levels(c) for c in cells]
+    out = {}
+    for g in GROUPS:
+        rows = []
+        for t in targets:
+            if g == "target":
+                rows.append([t] * len(cells))
+            elif " x " in g:
+                part = g.split(" x ")[1]
+                rows.append([f"{t}|{lv[part]}" for lv in per_cell])
+            else:
+                rows.append([lv[g] for lv in per_cell])
+        out[g] = np.array(rows, dtype=object)
+    return out
+
+
+@dataclass
+class Design:
+    """The columns of the effects for every (target, cell): one-hot per group level, then side covariates."""
+
+    targets: list[str]
+    cells: list[str]
+    x: np.ndarray  # (targets * cells, columns), row t * len(cells) + c
+    group_of: np.ndarray  # (columns,) group index into GROUPS; -1 the intercept, -2 a side covariate
+
+    @classmethod
+    def build(cls, targets: Sequence[str], cells: Sequence[str], side: np.ndarray | None = None) -> "Design":
+        """Return the design of a map; `side` is (targets, cells, k) covariates (standardised here) or None."""
+        levels = _levels(targets, cells)
+        cols, groups = [np.ones((len(targets) * len(cells), 1))], [-1]
+        seen: set[tuple[int, ...]] = set()
+        for gi, g in enumerate(GROUPS):
+            lv = levels[g].ravel()
+            names = list(dict.fromkeys(lv))
+            # A group with one level is the intercept; one that splits the (target, cell) entries exactly as an
+            # earlier group does (an en -> aux map: query is cell, target x support is target) would only split its
+            # variance in two: both are left out.
+            idx = {n: i for i, n in enumerate(names)}
+            partition = tuple(idx[v] for v in lv)  # level codes in order of first appearance: label-free
+            if len(names) < 2 or partition in seen:
+                continue
+            seen.add(partition)
+            onehot = np.zeros((lv.size, len(names)))
+            onehot[np.arange(lv.size), [idx[v] for v in lv]] = 1
+            cols.append(onehot)
+            groups += [gi] * len(names)
+        if side is not None and side.size:
+            s = side.reshape(len(targets) * len(cells), -1).astype(float)
+            sd = s.std(axis=0)
+            keep = sd > 0
+            cols.append((s[:, keep] - s[:, keep].mean(axis=0)) / sd[keep])
+            groups += [-2] * int(keep.sum())
+        return cls(list(targets), list(cells), np.hstack(cols), np.array(groups))
+
+
+def fit(design: Design, observations: Sequence[Observation], curve: Curve = Curve(),
+        start: Mapping[str, float] | None = None, iterations: int = 50, judged: np.ndarray | None = None,
+        offset_var: Mapping[str, float] | None = None) -> Posterior:
+    """Return the posterior of every (target, cell) gain given the observations (EM on the groups' variances,
+    from `start` or 1 point^2 each; stops early once they settle).
+
+    `offset_var` (target -> points^2): the part of the dev estimates' error that every cell of a target shares (the
+    same dev items against the same baseline outcomes; `shared_item_var` measures it). It does not move a target's
+    ranking, but an absolute gain is only known up to it: it enters as a per-target offset of the observations with
+    that known variance, outside the latent gains."""
+    n_t, n_c = len(design.targets), len(design.cells)
+    tix = {t: i for i, t in enumerate(design.targets)}
+    cix = {c: i for i, c in enumerate(design.cells)}
+    best: dict[tuple[int, int], Observation] = {}
+    for o in observations:  # the highest fraction of each (t, c); at equal fractions the lowest variance
+        key = (tix[o.target], cix[o.cell])
+        if key not in best or (o.fraction, -o.var) > (best[key].fraction, -best[key].var):
+            best[key] = o
+    keys = sorted(best)
+    rows = np.array([t * n_c + c for t, c in keys], dtype=int)
+    obs = [best[k] for k in keys]
+    a = np.array([curve.at(o.fraction)[0] for o in obs])
+    y = np.array([o.value for o in obs])
+    v = np.array([o.var + curve.at(o.fraction)[1] for o in obs])
+    present = [g for i, g in enumerate(GROUPS) if (design.group_of == i).any()]
+    variances = {g: 1.0 for g in present} | {"residual": 1.0} | {k: val for k, val in (start or {}).items()
+                                                                  if k in present or k == "residual"}
+    # Parameters: the design's effects, then one dev offset per target (known prior variance; observations only).
+    p = design.x.shape[1]
+    offsets = np.array([float((offset_var or {}).get(t, 0.0)) for t in design.targets])
+    e_t = np.zeros((len(obs), n_t))
+    e_t[np.arange(len(obs)), [t for t, _ in keys]] = 1
+    z = np.hstack([design.x[rows] * a[:, None], e_t])  # (observations, p + targets): y = z theta + a r + e
+    gi = np.concatenate([design.group_of, np.full(n_t, -3)])
+
+    def solve(var: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (theta's posterior mean, covariance, each observation's total noise) under the variances."""
+        prior = _prior_var(gi, var, offsets)
+        noise = a ** 2 * var["residual"] + v
+        return *_effects_posterior(z, y, noise, prior), noise
+
+    for _ in range(max(1, iterations)):
+        m, cov, noise = solve(variances)
+        new = dict(variances)
+        for g_index, g in enumerate(GROUPS):
+            cols = gi == g_index
+            if cols.any():
+                new[g] = max(VAR_FLOOR, float((m[cols] ** 2 + np.diag(cov)[cols]).sum() / cols.sum()))
+        if len(obs):
+            k = a * variances["residual"] / noise  # E[r | y, theta] = k (y - z theta)
+            r_mean = k * (y - z @ m)
+            r_var = variances["residual"] * (1 - k * a) + k ** 2 * np.einsum("ij,jk,ik->i", z, cov, z)
+            new["residual"] = max(VAR_FLOOR, float(np.mean(r_mean ** 2 + r_var)))
+        settled = all(abs(np.log(new[g] / variances[g])) < 1e-3 for g in new)
+        variances = new
+        if settled:
+            break
+    m, cov, noise = solve(variances)
+    mean = design.x @ m[:p]
+    var = np.einsum("ij,jk,ik->i", design.x, cov[:p, :p], design.x) + variances["residual"]
+    observed = np.zeros(n_t * n_c, dtype=bool)
+    if len(obs):
+        # g = x beta + r and E[r | theta, y] = k (y - z theta): g = w theta + k y with w = [x, 0] - k z.
+        k = a * variances["residual"] / noise
+        w = np.hstack([design.x[rows], np.zeros((len(obs), n_t))]) - k[:, None] * z
+        mean[rows] = w @ m + k * y
+        var[rows] = np.einsum("ij,jk,ik->i", w, cov, w) + variances["residual"] * (1 - k * a)
+        observed[rows] = True
+    mean, sd = mean.reshape(n_t, n_c), np.sqrt(np.maximum(var, 0)).reshape(n_t, n_c)
+    if judged is not None:
+        mean, sd = np.where(judged, mean, np.nan), np.where(judged, sd, np.nan)
+    return Posterior(design.targets, design.cells, mean, sd, variances, observed.reshape(n_t, n_c))
+
+
+def _prior_var(group_of: np.ndarray, variances: Mapping[str, float], offsets: np.ndarray) -> np.ndarray:
+    """Return each parameter's prior variance: its group's, the intercept's, a side slope's or a dev offset's."""
+    out = np.empty(group_of.size)
+    for i, g in enumerate(group_of):
+        out[i] = INTERCEPT_SD ** 2 if g == -1 else SIDE_SD ** 2 if g == -2 else variances[GROUPS[g]] if g >= 0 else 0
+    out[group_of == -3] = np.maximum(offsets, VAR_FLOOR)
+    return out
+
+
+def _effects_posterior(x: np.ndarray, y: np.ndarray, noise: np.ndarray, prior: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Return the effects' posterior mean and covariance: y = x b + e, e ~ N(0, diag(noise)), b ~ N(0, diag(prior))."""
+    if not len(y):
+        return np.zeros(prior.size), np.diag(prior)
+    precision = (x.T / noise) @ x + np.diag(1 / prior)
+    chol = np.linalg.cholesky(precision)
+    inv_chol = np.linalg.solve(chol, np.eye(prior.size))
+    cov = inv_chol.T @ inv_chol
+    return cov @ (x.T @ (y / noise)), cov
+
+
+def dev_observation(target: str, cell: str, outcomes: np.ndarray, base: np.ndarray, seed_var: float,
+                    fraction: float = 1.0, scale: float = 100.0) -> Observation:
+    """Return the Observation of a cell's per-item dev outcomes (seeds, items) against the baseline's (items): the
+    seed-mean gain in points, its variance over items plus `seed_var` (points^2) over the seeds."""
+    x = np.atleast_2d(np.asarray(outcomes, dtype=float))
+    d = scale * (x.mean(axis=0) - np.asarray(base, dtype=float))
+    item_var = float(d.var(ddof=1)) / d.size if d.size > 1 else 0.0
+    return Observation(target, cell, float(d.mean()), item_var + seed_var / len(x), fraction)
+
+
+def shared_item_var(outcomes: Sequence[np.ndarray], base: np.ndarray, scale: float = 100.0) -> float:
+    """Return the error variance (points^2) that the dev gains of different cells of one target share: the mean
+    covariance over items of two cells' per-item gains (seed means minus the baseline), over the items' count."""
+    d = np.stack([scale * (np.atleast_2d(np.asarray(x, float)).mean(axis=0) - base) for x in outcomes])
+    if len(d) < 2 or d.shape[1] < 2:
+        return 0.0
+    c = np.cov(d)
+    n = len(d)
+    return max(0.0, float((c.sum() - np.trace(c)) / (n * (n - 1)))) / d.shape[1]
