@@ -19,17 +19,21 @@ held-out sd, and the group sds fitted on the whole grid.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: BLAS threads only contend
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.recorded_map import RecordedMap, read_map  # noqa: E402
 from xlamaml.search.predictive.map_model import (Design, Posterior, dev_observation, fit,  # noqa: E402
                                                  shared_item_var)
+from xlamaml.search.predictive.side_info import cell_distances  # noqa: E402
 
 MAPS = Path(__file__).resolve().parent / "maps"
 Z90 = 1.644854
@@ -73,12 +77,14 @@ def coverage(post: Posterior, truth: np.ndarray, truth_var: np.ndarray, mask: np
     return float(hit[mask].mean())
 
 
-def check(m: RecordedMap, name: str, draws: int) -> str:
-    """Return the coverage table of one map over `draws` random designs of each kind."""
+def check(m: RecordedMap, name: str, draws: int, side: bool = False) -> str:
+    """Return the coverage table of one map over `draws` random designs of each kind (`side`: with the URIEL+
+    distances of target and cell languages as covariates)."""
     truth, tvar = m.test_gains, truth_variance(m)
-    design = Design.build(m.dev_langs, m.cells)
+    design = Design.build(m.dev_langs, m.cells, cell_distances(m.dev_langs, m.cells) if side else None)
     n_c, n_s = len(m.cells), len(m.seeds)
-    lines = [f"## {name}: {n_c} cells x {n_s} seeds, {len(m.dev_langs)} targets; {draws} draws per design",
+    lines = [f"## {name}: {n_c} cells x {n_s} seeds, {len(m.dev_langs)} targets; {draws} draws per design"
+             + (", URIEL+ distances as covariates" if side else ""),
              "", "| design | held-out 90% coverage | observed 90% coverage | held-out sd (points) | residual sd |",
              "|---|---|---|---|---|"]
     rng = np.random.default_rng(0)
@@ -111,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--map", action="append", help="a recorded map (.npz); default: every map in benchmarks/maps/")
     p.add_argument("--draws", type=int, default=50, help="random designs of each kind per map")
+    p.add_argument("--side", action="store_true", help="URIEL+ distances as covariates of the model")
     p.add_argument("--smoke-test", action="store_true", help="the smallest map, 3 draws: seconds")
     args = p.parse_args(argv)
     paths = [Path(x) for x in args.map] if args.map else sorted(MAPS.glob("*.npz"))
@@ -118,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         paths, args.draws = [min(paths, key=lambda q: q.stat().st_size)], 3
     for path in paths:
         t0 = time.perf_counter()
-        print(check(read_map(path), path.stem, args.draws))
+        print(check(read_map(path), path.stem, args.draws, args.side))
         print(f"\n({time.perf_counter() - t0:.1f} s)\n", flush=True)
 
 

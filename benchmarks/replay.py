@@ -1,6 +1,7 @@
 """Replay every search strategy on recorded maps (benchmarks/maps/*.npz, written by benchmarks/record_map.py): the grid,
-random cells, ASHA, Optuna TPE and the adaptive rule (xlamaml.search.schedule and xlamaml.search.adaptive.rule, the
-code the sweep runs), each seeing only the outcomes it paid for and charged the recorded cost.
+random cells, ASHA, Optuna TPE, the adaptive rule (xlamaml.search.schedule and xlamaml.search.adaptive.rule, the
+code the sweep runs) and the predictive search (xlamaml.search.predictive, through benchmarks/sim_predictive.py), each
+seeing only the outcomes it paid for and charged the recorded cost.
 
     python benchmarks/replay.py                                # every map in benchmarks/maps/, 200 replays each
     python benchmarks/replay.py --map benchmarks/maps/pairs.npz --reps 50 --fractions 0.1 0.25
@@ -27,16 +28,19 @@ and this replay then both run it, on the same table.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the map model's small matrices: BLAS threads only contend
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.adaptive_sim import goal_lines, markdown, paired_table, search  # noqa: E402
+from benchmarks.adaptive_sim import goal_lines, markdown, paired_table, predictive_lines, search  # noqa: E402
 from benchmarks.recorded_map import RecordedMap, read_map  # noqa: E402
 from benchmarks.sim_methods import simulate  # noqa: E402
 from benchmarks.simulation import Cost, GainMap, Noise  # noqa: E402
@@ -65,7 +69,7 @@ class ReplayWorld:
     returns recorded dev outcomes, the seeds in this replay's order and the items in its bootstrap draw."""
 
     def __init__(self, m: RecordedMap, gmap: GainMap, rep: int, resample: bool = True):
-        self.map, self.rec = gmap, m
+        self.map, self.rec, self.rep = gmap, m, rep
         rng = np.random.default_rng([rep, 7])
         n_s, d = len(m.seeds), m.dev.shape[-1]
         self.seed_order = rng.permutation(n_s) if resample else np.arange(n_s)
@@ -98,10 +102,10 @@ def replay_inputs(m: RecordedMap, name: str) -> tuple[GainMap, Cost, Noise, Call
 
 
 def replay(m: RecordedMap, name: str, fractions: list[float], reps: int, tpe: bool,
-           adaptive: AdaptiveConfig) -> dict:
+           adaptive: AdaptiveConfig, predictive: bool = True) -> dict:
     """Return the simulator's table (method, fraction) -> Score, replayed `reps` times on the recorded map."""
     gmap, cost, noise, worlds = replay_inputs(m, name)
-    return simulate(gmap, cost, noise, adaptive, fractions, reps, tpe=tpe, make_world=worlds)
+    return simulate(gmap, cost, noise, adaptive, fractions, reps, tpe=tpe, make_world=worlds, predictive=predictive)
 
 
 def describe(m: RecordedMap, name: str) -> str:
@@ -127,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reps", type=int, default=200, help="replays per map (seed order and dev items resampled)")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.10, 0.25, 0.40, 0.60])
     p.add_argument("--no-tpe", action="store_true", help="leave out Optuna TPE (the slowest method)")
+    p.add_argument("--no-predictive", action="store_true", help="leave out the predictive search")
     p.add_argument("--search", action="store_true", help="also compare adaptive layouts at 25%% and 60%% of the grid")
     p.add_argument("--smoke-test", action="store_true", help="the smallest map, 2 replays, no TPE: seconds")
     args = p.parse_args(argv)
@@ -141,11 +146,15 @@ def main(argv: list[str] | None = None) -> None:
         m = read_map(path)
         name = path.stem
         print(describe(m, name) + f"\nreplays: {args.reps}\n")
-        table = replay(m, name, sorted(args.fractions), args.reps, not args.no_tpe, AdaptiveConfig())
+        table = replay(m, name, sorted(args.fractions), args.reps, not args.no_tpe, AdaptiveConfig(),
+                       not args.no_predictive)
         print(markdown(table))
         print("\nadaptive's regret minus the others' (paired over replays; negative: adaptive better)\n")
         print(paired_table(table, len(m.dev_langs)))
         print("\n" + goal_lines(table, 0.25 if "pairs" in name else 0.60))
+        if not args.no_predictive:
+            print("\npredictive's regret minus the others'\n\n"
+                  + predictive_lines(table, len(m.dev_langs), 0.10 if "pairs" in name else 0.25))
         if args.search:
             gmap, cost, noise, worlds = replay_inputs(m, name)
             for goal in (0.25, 0.60):

@@ -25,6 +25,8 @@ class Run:
     seconds: float = 0.0
     finished: dict[int, list[int]] = field(default_factory=dict)  # cell -> seed indices finished at full budget
     note: str = ""  # the budget knob the method was set to
+    picks: Optional[dict[int, int]] = None  # target index -> cell index, where the method picks by its own rule
+    contenders: Optional[dict[int, list[int]]] = None  # target index -> the cells it returns as possibly best
 
 
 def trial_seconds(cost: Cost, n_targets: int, noise: Noise) -> float:
@@ -217,6 +219,13 @@ def score(world: World, run: Run, cost: Cost, into: Score) -> None:
             into.best_in_set.append(False)
             into.set_size.append(0)
             continue
+        if run.picks is not None:  # the method's own pick and set (a model's posterior, not the raw dev means)
+            pick = run.picks.get(ti)
+            returned = (run.contenders or {}).get(ti, [] if pick is None else [pick])
+            into.regret.append(float(world.true[ti, best] - (world.true[ti, pick] if pick is not None else 0.0)))
+            into.best_in_set.append(best in returned)
+            into.set_size.append(len(returned))
+            continue
         arrays = [world.outcomes(c, cost.total_steps, cost.total_steps)[ti, run.finished[c]] for c in cells]
         means = np.stack([x.mean(axis=0) for x in arrays])  # (cells, items): seed means
         seeds = np.array([len(x) for x in arrays])
@@ -262,9 +271,13 @@ def methods(gmap: GainMap, cost: Cost, noise: Noise, adaptive: AdaptiveConfig, g
 
 
 def simulate(gmap: GainMap, cost: Cost, noise: Noise, adaptive: AdaptiveConfig, fractions: list[float], reps: int,
-             tpe: bool = True, make_world: Optional[Callable[[int], World]] = None) -> dict[tuple[str, float], Score]:
+             tpe: bool = True, make_world: Optional[Callable[[int], World]] = None,
+             predictive: bool = True) -> dict[tuple[str, float], Score]:
     """Return (method, fraction) -> its scores over `reps` repetitions, the grid under ('grid', 1.0). `make_world`
-    (rep -> world) replaces the simulated World: benchmarks/replay.py passes one that replays a recorded map."""
+    (rep -> world) replaces the simulated World: benchmarks/replay.py passes one that replays a recorded map.
+    `predictive` adds the predictive search (benchmarks/sim_predictive.py) at each fraction and at its own stop, and
+    the model's picks on the grid's outcomes."""
+    from benchmarks.sim_predictive import grid_model_picks, run_predictive  # it imports this module
     if make_world is None:
         tau, _ = calibrate_tau(gmap, noise.rank_corr)
         make_world = lambda rep: World(gmap, noise, tau, rep)  # noqa: E731
@@ -279,6 +292,11 @@ def simulate(gmap: GainMap, cost: Cost, noise: Noise, adaptive: AdaptiveConfig, 
         runs = [("adaptive (defaults)", 0.0, run_adaptive(world, cost, adaptive))]
         runs += [(name, f, method(world, f, rep)) for name, method in methods(gmap, cost, noise, adaptive,
                                                                              grid_s).items() for f in fractions]
+        if predictive:  # one sequential run per repetition, read off at each fraction and where it stops itself
+            per = trial_seconds(cost, len(gmap.targets), noise)
+            snaps, own = run_predictive(world, cost, [f * grid_s for f in fractions] + [grid_s], per)
+            runs += [("predictive", f, r) for f, r in zip(fractions, snaps)]
+            runs += [("predictive (own stop)", 0.0, own), ("grid, model's picks", 1.0, grid_model_picks(world, cost))]
         if tpe:  # one run per repetition, read off at each fraction
             runs += [("tpe", f, r) for f, r in zip(fractions, run_tpe(world, cost, [f * grid_s for f in fractions],
                                                                        seed=rep))]

@@ -10,7 +10,8 @@ m, s, q are the cell's method and its support and query languages (`trainables.a
 support, English, so its auxiliary language is the query). Every group of effects is a random effect, normal with
 mean 0 and a variance of its own (fitted: type-II maximum likelihood by EM), so a group the data do not support
 shrinks to nothing; `side` are per-(target, cell) covariates from side information (standardised URIEL+ distances,
-the encoder's similarity of the two languages), with a fixed normal prior. r is the part no structure explains.
+the encoder's similarity of the two languages), whose slopes are one more such group (side information that does
+not predict the gains shrinks away). r is the part no structure explains.
 
 An observation is a dev estimate of g[t, c] from s seeds after a fraction f of the meta steps:
     y = a_f * g[t, c] + e,   var(e) = v (items and seeds, measured) + tau_f^2 (what a short run adds)
@@ -33,9 +34,8 @@ import numpy as np
 from xlamaml.trainables.assignment import parse_assignment
 
 GROUPS = ("target", "method", "support", "query", "cell", "target x support", "target x query")
-# Prior sd (points) of the intercept and of a side-information slope per standardised unit: wide, not fitted.
-INTERCEPT_SD = 10.0
-SIDE_SD = 2.0
+EFFECTS = (*GROUPS, "side")  # the groups, then the side-information slopes (one variance for them all, fitted too)
+INTERCEPT_SD = 10.0  # prior sd (points) of the intercept: wide, not fitted
 VAR_FLOOR = 1e-4  # points^2: a group's variance never reaches 0 (EM would stay there)
 
 
@@ -79,10 +79,22 @@ class Posterior:
     sd: np.ndarray
     variances: dict[str, float]  # group -> fitted variance (points^2), "residual" included
     observed: np.ndarray  # bool (targets, cells): an observation informed this entry directly
+    # For covariances: g = u theta + (known) + an independent part; theta ~ N(., cov).
+    u: np.ndarray | None = None  # (targets * cells, parameters)
+    cov: np.ndarray | None = None  # (parameters, parameters)
+    own_var: np.ndarray | None = None  # (targets * cells,) variance of the independent part (the residual's)
 
     def interval(self, z: float = 1.645) -> tuple[np.ndarray, np.ndarray]:
         """Return the (lower, upper) bounds mean -/+ z sd (z = 1.645: a 90% interval)."""
         return self.mean - z * self.sd, self.mean + z * self.sd
+
+    def covariance(self, t: int, c: int) -> np.ndarray:
+        """Return the (cells,) posterior covariance of target t's gains with g[t, c] (points^2)."""
+        n_c = len(self.cells)
+        rows = slice(t * n_c, (t + 1) * n_c)
+        out = self.u[rows] @ (self.cov @ self.u[t * n_c + c])
+        out[c] += self.own_var[t * n_c + c]
+        return out
 
 
 def cell_levels(cell: str) -> dict[str, str]:
@@ -118,7 +130,7 @@ class Design:
     targets: list[str]
     cells: list[str]
     x: np.ndarray  # (targets * cells, columns), row t * len(cells) + c
-    group_of: np.ndarray  # (columns,) group index into GROUPS; -1 the intercept, -2 a side covariate
+    group_of: np.ndarray  # (columns,) group index into EFFECTS (the last: a side covariate); -1 the intercept
 
     @classmethod
     def build(cls, targets: Sequence[str], cells: Sequence[str], side: np.ndarray | None = None) -> "Design":
@@ -146,7 +158,7 @@ class Design:
             sd = s.std(axis=0)
             keep = sd > 0
             cols.append((s[:, keep] - s[:, keep].mean(axis=0)) / sd[keep])
-            groups += [-2] * int(keep.sum())
+            groups += [len(GROUPS)] * int(keep.sum())
         return cls(list(targets), list(cells), np.hstack(cols), np.array(groups))
 
 
@@ -174,11 +186,10 @@ def fit(design: Design, observations: Sequence[Observation], curve: Curve = Curv
     a = np.array([curve.at(o.fraction)[0] for o in obs])
     y = np.array([o.value for o in obs])
     v = np.array([o.var + curve.at(o.fraction)[1] for o in obs])
-    present = [g for i, g in enumerate(GROUPS) if (design.group_of == i).any()]
+    present = [g for i, g in enumerate(EFFECTS) if (design.group_of == i).any()]
     variances = {g: 1.0 for g in present} | {"residual": 1.0} | {k: val for k, val in (start or {}).items()
                                                                   if k in present or k == "residual"}
     # Parameters: the design's effects, then one dev offset per target (known prior variance; observations only).
-    p = design.x.shape[1]
     offsets = np.array([float((offset_var or {}).get(t, 0.0)) for t in design.targets])
     e_t = np.zeros((len(obs), n_t))
     e_t[np.arange(len(obs)), [t for t, _ in keys]] = 1
@@ -194,7 +205,7 @@ def fit(design: Design, observations: Sequence[Observation], curve: Curve = Curv
     for _ in range(max(1, iterations)):
         m, cov, noise = solve(variances)
         new = dict(variances)
-        for g_index, g in enumerate(GROUPS):
+        for g_index, g in enumerate(EFFECTS):
             cols = gi == g_index
             if cols.any():
                 new[g] = max(VAR_FLOOR, float((m[cols] ** 2 + np.diag(cov)[cols]).sum() / cols.sum()))
@@ -203,32 +214,37 @@ def fit(design: Design, observations: Sequence[Observation], curve: Curve = Curv
             r_mean = k * (y - z @ m)
             r_var = variances["residual"] * (1 - k * a) + k ** 2 * np.einsum("ij,jk,ik->i", z, cov, z)
             new["residual"] = max(VAR_FLOOR, float(np.mean(r_mean ** 2 + r_var)))
-        settled = all(abs(np.log(new[g] / variances[g])) < 1e-3 for g in new)
+        # Settled: every variance within 0.1% of its last value, or too small to matter (shrinking to the floor).
+        settled = all(abs(np.log(new[g] / variances[g])) < 1e-3 or max(new[g], variances[g]) < 1e-3 for g in new)
         variances = new
         if settled:
             break
     m, cov, noise = solve(variances)
-    mean = design.x @ m[:p]
-    var = np.einsum("ij,jk,ik->i", design.x, cov[:p, :p], design.x) + variances["residual"]
+    # Every entry as g = u theta + (k y) + an independent part of variance own: unobserved u = [x, 0], own = the
+    # residual's variance; observed (E[r | theta, y] = k (y - z theta)) u = [x, 0] - k z, own = var(r | theta, y).
+    u = np.hstack([design.x, np.zeros((n_t * n_c, n_t))])
+    own = np.full(n_t * n_c, variances["residual"])
+    mean = u @ m
     observed = np.zeros(n_t * n_c, dtype=bool)
     if len(obs):
-        # g = x beta + r and E[r | theta, y] = k (y - z theta): g = w theta + k y with w = [x, 0] - k z.
         k = a * variances["residual"] / noise
-        w = np.hstack([design.x[rows], np.zeros((len(obs), n_t))]) - k[:, None] * z
-        mean[rows] = w @ m + k * y
-        var[rows] = np.einsum("ij,jk,ik->i", w, cov, w) + variances["residual"] * (1 - k * a)
+        u[rows] -= k[:, None] * z
+        mean[rows] = u[rows] @ m + k * y
+        own[rows] = variances["residual"] * (1 - k * a)
         observed[rows] = True
+    var = np.einsum("ij,jk,ik->i", u, cov, u) + own
     mean, sd = mean.reshape(n_t, n_c), np.sqrt(np.maximum(var, 0)).reshape(n_t, n_c)
     if judged is not None:
         mean, sd = np.where(judged, mean, np.nan), np.where(judged, sd, np.nan)
-    return Posterior(design.targets, design.cells, mean, sd, variances, observed.reshape(n_t, n_c))
+    return Posterior(design.targets, design.cells, mean, sd, variances, observed.reshape(n_t, n_c), u, cov, own)
 
 
 def _prior_var(group_of: np.ndarray, variances: Mapping[str, float], offsets: np.ndarray) -> np.ndarray:
-    """Return each parameter's prior variance: its group's, the intercept's, a side slope's or a dev offset's."""
+    """Return each parameter's prior variance: its group's (side slopes one group), the intercept's or a dev
+    offset's (-3)."""
     out = np.empty(group_of.size)
     for i, g in enumerate(group_of):
-        out[i] = INTERCEPT_SD ** 2 if g == -1 else SIDE_SD ** 2 if g == -2 else variances[GROUPS[g]] if g >= 0 else 0
+        out[i] = INTERCEPT_SD ** 2 if g == -1 else variances[EFFECTS[g]] if g >= 0 else 0.0
     out[group_of == -3] = np.maximum(offsets, VAR_FLOOR)
     return out
 
