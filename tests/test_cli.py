@@ -24,7 +24,7 @@ def test_smoke_run_writes_metrics_config_and_predictions(tmp_path, cache, data_d
         # Per-pair outcomes beside them: their mean is the reported accuracy.
         uids, values = read_outcomes(out / "predictions" / f"test-{lang}.items.tsv")
         assert len(set(uids)) == 48 and values["acc"].mean() == pytest.approx(metrics[f"test/{lang}/acc"])
-    assert metrics["test/avg/acc"] == pytest.approx(sum(metrics[f"test/{l}/acc"] for l in ("en", "de", "hi")) / 3)
+    assert metrics["test/avg/acc"] == pytest.approx(sum(metrics[f"test/{lang}/acc"] for lang in ("en", "de", "hi")) / 3)
     assert metrics["test/avg_excl_aux/acc"] == pytest.approx((metrics["test/en/acc"] + metrics["test/de/acc"]) / 2)
     assert metrics["meta/steps"] == 4
     assert metrics["english_stage_key"] in metrics["base_checkpoint"]  # which base: the key of its config and data
@@ -89,6 +89,18 @@ def test_bad_input_is_a_one_line_error(tmp_path, cache, capsys, args, needle):
 def test_unknown_preset_lists_the_presets(tmp_path, capsys):
     assert run_cli("run", "--config", "nosuch", "--out", str(tmp_path)) == 2
     assert "smoke" in capsys.readouterr().err
+
+
+def test_prior_ranks_every_target_before_anything_runs(tmp_path, capsys):
+    assert run_cli("prior", "--preset", "map-en-aux", "--top", "2") == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["ar", "de", "es", "hi", "ru", "sw", "th", "tr", "ur", "zh"]
+    assert "en>ur" in lines[3].split(",")[0]  # Urdu is Hindi's closest language in URIEL+
+    gains = tmp_path / "gains.csv"
+    gains.write_text("target,cell,gain\nar,xla-maml:en>de,2.0\nde,xla-maml:en>hi,3.0\nhi,xla-maml:en>de,oops\n")
+    assert run_cli("prior", "--preset", "map-en-aux", "--ranker", "other-targets", "--gains", str(gains)) == 2
+    err = capsys.readouterr().err
+    assert "gains.csv: line 4" in err and "\n" not in err.strip()
 
 
 @pytest.mark.parametrize("overrides", [[], ["few_shot.enabled=true", "meta.first_order=true"]])

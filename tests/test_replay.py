@@ -93,7 +93,13 @@ def test_on_a_noiseless_map_every_method_finds_the_best_and_the_grid_costs_all(t
     assert max(grid.regret) == pytest.approx(0.0, abs=1e-9)
     ad = table["adaptive (defaults)", 0.0]
     assert max(ad.regret) == pytest.approx(0.0, abs=1e-9) and np.mean(ad.fraction) < 1
-    assert {name for name, _ in table} >= {"grid", "random", "asha", "adaptive", "adaptive (defaults)"}
+    assert {name for name, _ in table} >= {"grid", "random", "asha", "adaptive", "adaptive (defaults)", "predictive",
+                                           "predictive (own stop)", "grid, model's picks"}
+    # The model pools the map's structure: on a noiseless map its picks on the grid's outcomes are the best too, and
+    # the predictive search stops by itself before the grid's compute.
+    assert max(table["grid, model's picks", 1.0].regret) == pytest.approx(0.0, abs=1e-9)
+    own = table["predictive (own stop)", 0.0]
+    assert np.mean(own.fraction) < 1 and np.mean(own.regret) < 0.5
 
 
 def test_map_stats_sees_the_known_structure(tmp_path):
@@ -105,7 +111,7 @@ def test_map_stats_sees_the_known_structure(tmp_path):
     assert "rank above noise" in report(m, "m")
 
 
-@pytest.mark.parametrize("script", ["replay.py", "map_stats.py"])
+@pytest.mark.parametrize("script", ["replay.py", "map_stats.py", "map_model_check.py", "prior_rank.py"])
 def test_the_benchmarks_smoke_tests_run_on_the_recorded_maps(script):
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke-test"], capture_output=True,
                          text=True, timeout=300, cwd=ROOT)

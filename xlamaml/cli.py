@@ -7,6 +7,8 @@
                      [--force]
     xlamaml plan     --config FILE|PRESET [--set k=v ...] [--measure | --step-seconds S [--item-seconds S]]
                      [--slots N] [--json]
+    xlamaml prior    --config FILE|PRESET [--set k=v ...] [--ranker uriel|similarity|english|other-targets]
+                     [--gains CSV] [--similarity CSV] [--top N]
     xlamaml analyze  EXP_DIR --out DIR [--power [GAIN]] [--correction holm|bh] [--rank-on-test]
     xlamaml demo     [--config demo|demo-qa] [--set k=v ...] [--storage DIR]
 
@@ -122,6 +124,26 @@ def cmd_plan(args: argparse.Namespace) -> None:
     print(json.dumps(plan.to_dict(), indent=2) if args.json else "\n".join(plan.lines()))
 
 
+def cmd_prior(args: argparse.Namespace) -> None:
+    """Print each target's cells ranked before anything runs (side information, or a map measured before)."""
+    from xlamaml.search.predictive.encoder_similarity import read_similarity
+    from xlamaml.search.predictive.prior import rank, read_gains
+    from xlamaml.search.spec import load_sweep
+
+    if not args.config:
+        raise InputError("prior needs --config FILE or --preset NAME")
+    sw = load_sweep(preset_path(args.config), args.set)
+    try:
+        gains = read_gains(args.gains) if args.gains else None
+        similarity = read_similarity(args.similarity) if args.similarity else None
+        ranked = rank(sw.dev_langs, sw.cells, args.ranker, gains, similarity)
+    except (KeyError, ValueError) as e:
+        raise InputError(str(e.args[0]) if e.args else str(e)) from None
+    for target, cells in ranked.items():
+        top = ", ".join(f"{c} ({s:+.2f})" for c, s in cells[: args.top])
+        print(f"{target}: {top}" + (f", ... ({len(cells)} judged)" if len(cells) > args.top else ""))
+
+
 def cmd_analyze(args: argparse.Namespace) -> None:
     """Write the analysis of an experiment (folder or URI) to --out; print the files."""
     from xlamaml.analysis.analyze import Options, analyze
@@ -222,6 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trials running at once, for wall time and peak storage (default: sweep.max_concurrent or 1)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_plan)
+
+    p = configured("prior", "rank each target's cells before anything runs (side information or a prior map)")
+    p.add_argument("--ranker", default="uriel", choices=["uriel", "similarity", "english", "other-targets"],
+                   help="uriel: URIEL+ composite distance of the target to the cell's languages (default); "
+                        "similarity: the encoder's (--similarity); english: English first; other-targets: each "
+                        "cell's mean over the other targets of a map measured before (--gains)")
+    p.add_argument("--gains", help="a map measured before: CSV with header target,cell,gain (points)")
+    p.add_argument("--similarity", help="the encoder's similarity: CSV lang_a,lang_b,similarity "
+                                        "(benchmarks/encoder_similarity.py writes one)")
+    p.add_argument("--top", type=int, default=5, help="cells printed per target")
+    p.set_defaults(func=cmd_prior)
 
     p = sub.add_parser("analyze", help="tables, heatmap and best pairs of an experiment (a folder or a URI)")
     p.add_argument("exp_dir", metavar="EXPERIMENT", help="the experiment's folder or URI (s3://bucket/prefix/name)")

@@ -96,13 +96,38 @@ def knowledge_gradient(post: Posterior, judged: np.ndarray, cell: int, a: float,
     return total
 
 
+def independent_value(post: Posterior, judged: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Return (cells,): each cell's knowledge gradient from one full-budget run with its beliefs taken as independent
+    of the others' (closed form, all cells at once), summed over targets: a cheap screen for the exact value."""
+    mean = np.where(judged, post.mean, -np.inf)
+    sd = np.where(judged, post.sd, 0.0)
+    s = sd ** 2 / np.sqrt(sd ** 2 + v[:, None])
+    top2 = np.sort(mean, axis=1)[:, -2:] if mean.shape[1] > 1 else np.repeat(mean, 2, axis=1)
+    other = np.where(mean >= top2[:, [1]], top2[:, [0]], top2[:, [1]])  # the best mean among the other cells
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = -np.abs(mean - other) / s
+        kg = s * (z * 0.5 * (1 + _erf(z / math.sqrt(2))) + np.exp(-0.5 * z ** 2) / math.sqrt(2 * math.pi))
+    return np.where(judged & (s > 0) & np.isfinite(kg), kg, 0.0).sum(axis=0)
+
+
+_erf = np.vectorize(math.erf)
+
+
 def best_actions(post: Posterior, judged: np.ndarray, actions: Sequence[Action], curve: Curve, run_var: np.ndarray,
-                 count: int = 1, repeats: Sequence[int] = (1,)) -> list[tuple[Action, float]]:
+                 count: int = 1, repeats: Sequence[int] = (1,), screen: int = 24) -> list[tuple[Action, float]]:
     """Return up to `count` (action, knowledge gradient per second in points) of distinct cells, best first, those of
-    value 0 left out. `run_var` (targets,) is the noise variance of one run's full-budget dev estimate."""
+    value 0 left out. `run_var` (targets,) is the noise variance of one run's full-budget dev estimate. Only the
+    actions of the `screen` cells of highest independent value per second get the exact (correlated) value: on a
+    15 x 15 map that is 10x fewer envelopes."""
+    seconds = {}
+    for act in actions:
+        seconds[act.cell] = min(seconds.get(act.cell, math.inf), act.seconds)
+    cheap = independent_value(post, judged, run_var)
+    ranked = sorted(seconds, key=lambda c: (-cheap[c] / seconds[c], c))
+    kept = set(ranked[:screen])
     scored = []
     columns: dict[int, dict[int, np.ndarray]] = {}  # cell -> target -> covariance column (shared by fractions)
-    for act in actions:
+    for act in (a for a in actions if a.cell in kept):
         a, extra = curve.at(act.fraction)
         # KG(*): the value of m such runs per run, at its best m; one noisy run alone is often worth almost
         # nothing while a few are (Frazier and Powell 2010), and a myopic rule would then never explore.

@@ -84,3 +84,55 @@ def ndcg_at(truth: np.ndarray, scores: np.ndarray, k: int = 3) -> float:
 def top_regret(truth: np.ndarray, scores: np.ndarray) -> float:
     """Return the true best gain minus that of the top-scored cell (first on ties), points."""
     return float(truth.max() - truth[int(np.argmax(scores))])
+
+
+def read_gains(path: str) -> dict[tuple[str, str], float]:
+    """Return (target, cell) -> gain (points) of a map measured before: a CSV with header target,cell,gain (the
+    simulator's --gains layout); a bad row is a ValueError naming the file and line."""
+    import csv
+
+    out = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or not {"target", "cell", "gain"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: line 1: expected the header target,cell,gain; got {reader.fieldnames}")
+        for i, row in enumerate(reader, start=2):
+            try:
+                out[row["target"], row["cell"]] = float(row["gain"])
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}: line {i}: expected a gain in points, got {row.get('gain')!r}") from None
+    return out
+
+
+def rank(targets: Sequence[str], cells: Sequence[str], ranker: str = "uriel",
+         gains: Mapping[tuple[str, str], float] | None = None,
+         similarity: Mapping[tuple[str, str], float] | None = None) -> dict[str, list[tuple[str, float]]]:
+    """Return target -> its judged cells with their scores, best first (ties: the order given), by `ranker`: 'uriel'
+    (side information alone), 'similarity' (the encoder's, from `similarity`), 'english', or 'other-targets' (each
+    cell's mean gain over the other targets of a map measured before, `gains`; a cell it lacks scores last)."""
+    if ranker == "uriel":
+        scores = uriel_scores(targets, cells)
+    elif ranker == "similarity":
+        if similarity is None:
+            raise ValueError("ranker 'similarity' needs the encoder's similarity table")
+        scores = similarity_scores(targets, cells, similarity)
+    elif ranker == "english":
+        scores = english_scores(targets, cells)
+    elif ranker == "other-targets":
+        if gains is None:
+            raise ValueError("ranker 'other-targets' needs a map measured before (rows target,cell,gain)")
+        mask = judged_mask(targets, cells)
+        scores = np.full(mask.shape, np.nan)
+        for i, t in enumerate(targets):
+            for j, c in enumerate(cells):
+                others = [g for (tt, cc), g in gains.items() if cc == c and tt != t]
+                scores[i, j] = np.mean(others) if others else -np.inf
+        scores = np.where(mask, scores, np.nan)
+    else:
+        raise ValueError(f"ranker {ranker!r}: expected one of {', '.join(RANKERS)}")
+    out = {}
+    for i, t in enumerate(targets):
+        ok = [j for j in range(len(cells)) if not np.isnan(scores[i, j])]
+        order = sorted(ok, key=lambda j: -scores[i, j])  # stable: ties keep the given order
+        out[t] = [(cells[j], float(scores[i, j])) for j in order]
+    return out
