@@ -272,11 +272,12 @@ def methods(gmap: GainMap, cost: Cost, noise: Noise, adaptive: AdaptiveConfig, g
 
 def simulate(gmap: GainMap, cost: Cost, noise: Noise, adaptive: AdaptiveConfig, fractions: list[float], reps: int,
              tpe: bool = True, make_world: Optional[Callable[[int], World]] = None,
-             predictive: bool = True) -> dict[tuple[str, float], Score]:
+             predictive: bool = True, predictive_to: Optional[float] = 1.0) -> dict[tuple[str, float], Score]:
     """Return (method, fraction) -> its scores over `reps` repetitions, the grid under ('grid', 1.0). `make_world`
     (rep -> world) replaces the simulated World: benchmarks/replay.py passes one that replays a recorded map.
     `predictive` adds the predictive search (benchmarks/sim_predictive.py) at each fraction and at its own stop, and
-    the model's picks on the grid's outcomes."""
+    the model's picks on the grid's outcomes; its own stop is capped at `predictive_to` of the grid's compute (None:
+    the largest of `fractions`, for maps where a run to the end takes minutes)."""
     from benchmarks.sim_predictive import grid_model_picks, run_predictive  # it imports this module
     if make_world is None:
         tau, _ = calibrate_tau(gmap, noise.rank_corr)
@@ -294,7 +295,8 @@ def simulate(gmap: GainMap, cost: Cost, noise: Noise, adaptive: AdaptiveConfig, 
                                                                              grid_s).items() for f in fractions]
         if predictive:  # one sequential run per repetition, read off at each fraction and where it stops itself
             per = trial_seconds(cost, len(gmap.targets), noise)
-            snaps, own = run_predictive(world, cost, [f * grid_s for f in fractions] + [grid_s], per)
+            cap = [predictive_to * grid_s] if predictive_to else []
+            snaps, own = run_predictive(world, cost, [f * grid_s for f in fractions] + cap, per)
             runs += [("predictive", f, r) for f, r in zip(fractions, snaps)]
             runs += [("predictive (own stop)", 0.0, own), ("grid, model's picks", 1.0, grid_model_picks(world, cost))]
         if tpe:  # one run per repetition, read off at each fraction
