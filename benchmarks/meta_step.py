@@ -10,6 +10,12 @@ fine-tuning step on the same batch (K = N = 8, real XNLI en -> hi pairs).
                                                        # the README's speed table: fp32 vs bf16, L = 0 vs L = 8
                                                        # cached, second order against higher and TorchOpt
     python benchmarks/meta_step.py --smoke-test        # tiny only, seconds
+    python benchmarks/meta_step.py --device cuda --models mbert --precision fp32 bf16 --peers
+                                                       # the paper's mBERT-base shapes with random weights, on a GPU
+
+`mbert` is the tiny model path (random BERT, byte tokenizer) at mBERT-base sizes: hidden 768, 12 layers, 12 heads,
+intermediate 3072, its word-embedding matrix resized to mBERT's 119547 rows and its position table to 512 (random
+rows; byte token ids stay below 261, which changes no timing), so that the embedding gradient costs what mBERT's does.
 
 `--layers L` (L >= 1) freezes the bottom L encoder layers and runs every step from the frozen-layer feature cache
 (trainables/feature_cache.py: features computed once, stored float16, read memory-mapped), as a sweep does.
@@ -33,7 +39,10 @@ MODELS = {
     "tiny": dict(name="tiny", tiny=dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)),
     "medium": dict(name="tiny", tiny=dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024)),
     "embedded": dict(name="embedded"),
+    "mbert": dict(name="tiny", tiny=dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072)),
 }
+# Tables the tiny path sizes from its byte tokenizer and max_length, resized after loading (see the docstring).
+RESIZE = {"mbert": dict(vocab_size=119547, max_position_embeddings=512)}
 KINDS = ("finetune", "first-order", "second-order", "eval")  # eval: a forward pass over 64 pairs, no grad
 PEERS = ("second-order/higher", "second-order/torchopt")  # the same step by other libraries
 
@@ -100,6 +109,8 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
     amp = autocast_dtype(precision, torch.device(device))
     loss_fn, collate_mixed = with_autocast(task.loss, amp, device), task.collate_mixed
     model, tok = task.load_model(cfg.model, None, 0)
+    if model_key in RESIZE:
+        _resize_tables(model, **RESIZE[model_key])
     model.to(device)
     trainable = apply_freezing(model, freeze_embeddings or layers > 0, layers)
     dev = TokenizingSource(cfg, task, tok).sets("dev", ["en", "hi"], max_examples=400, train=True)
@@ -165,6 +176,25 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
         peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
     return {"seconds": statistics.median(times), "peak_mb": peak_mb,
             "params": sum(p.numel() for p in model.parameters()), "trainable": trainable}
+
+
+def _resize_tables(model: Any, vocab_size: int, max_position_embeddings: int) -> None:
+    """Give a tiny-path BERT `vocab_size` word-embedding rows and `max_position_embeddings` position rows (random,
+    seeded); return None."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model.resize_token_embeddings(vocab_size, mean_resizing=False)
+        embeddings = model.base_model.embeddings
+        old = embeddings.position_embeddings
+        table = torch.nn.Embedding(max_position_embeddings, old.embedding_dim)
+        model._init_weights(table)
+        table.weight.data[: old.num_embeddings] = old.weight.data
+        embeddings.position_embeddings = table
+        embeddings.position_ids = torch.arange(max_position_embeddings).expand((1, -1))  # buffers sized by the table
+        embeddings.token_type_ids = torch.zeros_like(embeddings.position_ids)
+        model.config.max_position_embeddings = max_position_embeddings
 
 
 def _child(queue: mp.Queue, *args) -> None:
