@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.recorded_map import RecordedMap, read_map  # noqa: E402
 from xlamaml.search.predictive.map_model import (Design, Posterior, dev_observation, fit,  # noqa: E402
-                                                 shared_item_var)
+                                                 shared_item_var, shared_seed_var)
 from xlamaml.search.predictive.side_info import cell_distances  # noqa: E402
 
 MAPS = Path(__file__).resolve().parent / "maps"
@@ -58,17 +58,31 @@ def dev_seed_var(m: RecordedMap, ti: int) -> float:
     return 1e4 * float(((acc - acc.mean(axis=1, keepdims=True)) ** 2).sum() / (acc.size - acc.shape[0]))
 
 
-def observe(m: RecordedMap, cells: list[int], seeds: list[int]) -> tuple[list, dict[str, float]]:
-    """Return the Observations of the given cells' full-budget dev outcomes from the given seeds (every target), and
-    per target the error variance their dev gains share (fit's offset_var)."""
+def run_shared_var(m: RecordedMap) -> float:
+    """Return the part of the seed variance (points^2) a run's targets share, from the whole grid's full-budget dev:
+    what a sweep would know from a prior map or from its own cells with several seeds."""
+    per_cell = []
+    for c in range(len(m.cells)):
+        rows = np.flatnonzero(m.judged[:, c])
+        acc = m.dev[c, :, -1][:, rows].mean(axis=2)  # (seeds, judged targets)
+        per_cell.append(100 * (acc - m.base_dev[rows].mean(axis=1)).T)
+    return shared_seed_var(per_cell) or 0.0
+
+
+def observe(m: RecordedMap, cells: list[int], seeds: list[int], shared_run: float = 0.0,
+            ) -> tuple[list, dict[str, float], dict[str, float]]:
+    """Return the Observations of the given cells' full-budget dev outcomes from the given seeds (every target), per
+    target the error variance their dev gains share (fit's offset_var), and per cell its runs' shared error
+    (fit's run_var: `shared_run` over the seeds)."""
     out, shared = [], {}
     for ti, t in enumerate(m.dev_langs):
         sv = dev_seed_var(m, ti)  # the grid's seed variance: known from a prior map in a sweep
         judged = [c for c in cells if m.judged[ti, c]]
         for c in judged:
-            out.append(dev_observation(t, m.cells[c], m.dev[c, seeds, -1, ti], m.base_dev[ti], sv))
+            out.append(dev_observation(t, m.cells[c], m.dev[c, seeds, -1, ti], m.base_dev[ti], sv,
+                                       shared_seed_var=shared_run))
         shared[t] = shared_item_var([m.dev[c, seeds, -1, ti] for c in judged], m.base_dev[ti])
-    return out, shared
+    return out, shared, {m.cells[c]: shared_run / len(seeds) for c in cells}
 
 
 def coverage(post: Posterior, truth: np.ndarray, truth_var: np.ndarray, mask: np.ndarray) -> float:
@@ -81,6 +95,7 @@ def check(m: RecordedMap, name: str, draws: int, side: bool = False) -> str:
     """Return the coverage table of one map over `draws` random designs of each kind (`side`: with the URIEL+
     distances of target and cell languages as covariates)."""
     truth, tvar = m.test_gains, truth_variance(m)
+    shared_run = run_shared_var(m)
     design = Design.build(m.dev_langs, m.cells, cell_distances(m.dev_langs, m.cells) if side else None)
     n_c, n_s = len(m.cells), len(m.seeds)
     lines = [f"## {name}: {n_c} cells x {n_s} seeds, {len(m.dev_langs)} targets; {draws} draws per design"
@@ -94,8 +109,8 @@ def check(m: RecordedMap, name: str, draws: int, side: bool = False) -> str:
         for _ in range(draws):
             cells = sorted(rng.choice(n_c, max(2, round(share * n_c)), replace=False).tolist())
             seeds = sorted(rng.choice(n_s, seeds_seen, replace=False).tolist())
-            obs, shared = observe(m, cells, seeds)
-            post = fit(design, obs, judged=m.judged, offset_var=shared)
+            obs, shared, runs = observe(m, cells, seeds, shared_run)
+            post = fit(design, obs, judged=m.judged, offset_var=shared, run_var=runs)
             out = m.judged.copy()
             out[:, cells] = False
             inside = m.judged & ~out
@@ -105,10 +120,11 @@ def check(m: RecordedMap, name: str, draws: int, side: bool = False) -> str:
             res.append(post.variances["residual"] ** 0.5)
         lines.append(f"| {label} | {np.mean(held):.0%} | {np.mean(seen):.0%} | {np.mean(sds):.2f} | "
                      f"{np.mean(res):.2f} |")
-    obs, shared = observe(m, list(range(n_c)), list(range(n_s)))
-    post = fit(design, obs, judged=m.judged, offset_var=shared)
+    obs, shared, runs = observe(m, list(range(n_c)), list(range(n_s)), shared_run)
+    post = fit(design, obs, judged=m.judged, offset_var=shared, run_var=runs)
     v = ", ".join(f"{g} {val ** 0.5:.2f}" for g, val in post.variances.items())
-    lines += ["", f"fitted on the whole grid (every cell and seed), group sds in points: {v}"]
+    lines += ["", f"fitted on the whole grid (every cell and seed), group sds in points: {v}; a run's targets share "
+                  f"a seed sd of {shared_run ** 0.5:.2f} points"]
     return "\n".join(lines)
 
 

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.map_model_check import observe  # noqa: E402
+from benchmarks.map_model_check import observe, run_shared_var  # noqa: E402
 from benchmarks.recorded_map import RecordedMap, read_map  # noqa: E402
 from xlamaml.search.predictive.encoder_similarity import read_similarity  # noqa: E402
 from xlamaml.search.predictive.map_model import Design, fit  # noqa: E402
@@ -41,10 +41,10 @@ def model_scores(m: RecordedMap) -> np.ndarray:
     """Return (targets, cells): per target, the map model's posterior mean fitted to the other targets' dev outcomes
     (every cell and seed) with URIEL+ distances as covariates."""
     design = Design.build(m.dev_langs, m.cells, cell_distances(m.dev_langs, m.cells))
-    obs, shared = observe(m, list(range(len(m.cells))), list(range(len(m.seeds))))
+    obs, shared, runs = observe(m, list(range(len(m.cells))), list(range(len(m.seeds))), run_shared_var(m))
     out = np.full(m.judged.shape, np.nan)
     for ti, t in enumerate(m.dev_langs):
-        post = fit(design, [o for o in obs if o.target != t], judged=m.judged, offset_var=shared)
+        post = fit(design, [o for o in obs if o.target != t], judged=m.judged, offset_var=shared, run_var=runs)
         out[ti] = post.mean[ti]
     return out
 

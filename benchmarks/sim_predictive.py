@@ -25,7 +25,7 @@ from benchmarks.simulation import Cost, World
 from xlamaml.search.adaptive.rule import SEED_SD_POINTS, seed_variance
 from xlamaml.search.predictive.choose import Action, best_actions, contenders, initial_cells, picks
 from xlamaml.search.predictive.map_model import (Curve, Design, Observation, Posterior, dev_observation, fit,
-                                                 shared_item_var)
+                                                 shared_item_var, shared_seed_var)
 from xlamaml.search.predictive.side_info import cell_distances
 
 
@@ -55,17 +55,23 @@ def _steps(f: float, total: int) -> int:
     return max(1, round(f * total))
 
 
-def observations(world: World, state: _State, cost: Cost) -> tuple[list[Observation], dict[str, float], float,
-                                                                     np.ndarray]:
-    """Return (each run cell's dev observation at its highest fraction, per-target shared dev error, the seed
-    variance in points^2, per target the noise variance of one full run's estimate)."""
+def observations(world: World, state: _State, cost: Cost
+                 ) -> tuple[list[Observation], dict[str, float], dict[str, float], np.ndarray]:
+    """Return (each run cell's dev observation at its highest fraction, per-target shared dev error, per-cell shared
+    run error (fit's run_var), per target the noise variance of one full run's estimate), points^2."""
     gmap, total = world.map, cost.total_steps
     full = {c: [s for s, f in seeds.items() if f >= 1] for c, seeds in state.reached.items()}
     arrays = {c: world.outcomes(c, total, total)[:, s] for c, s in full.items() if len(s) >= 2}
     seed_var = (1e4 * float(np.mean([seed_variance([a[t] for a in arrays.values()], 1.0)
                                      for t in range(len(gmap.targets))]))
                 if arrays else SEED_SD_POINTS ** 2)
+    # The part of it a run's targets share, from the cells with two or more seeds; half of it until there are any.
+    base = world.base.mean(axis=1)
+    per_cell = [100 * (a[gmap.judged[:, c]].mean(axis=2) - base[gmap.judged[:, c], None]) for c, a in arrays.items()]
+    shared_run = shared_seed_var(per_cell)
+    shared_run = min(seed_var, shared_run) if shared_run is not None else 0.5 * seed_var
     obs, shared, one_run = [], {}, np.zeros(len(gmap.targets))
+    runs = {}
     for ti, t in enumerate(gmap.targets):
         per_cell, disagree = [], []
         for c, seeds in state.reached.items():
@@ -74,13 +80,15 @@ def observations(world: World, state: _State, cost: Cost) -> tuple[list[Observat
             f = max(seeds.values())
             at = [s for s, x in seeds.items() if x >= f]
             x = world.outcomes(c, _steps(f, total), total)[ti, at]
-            obs.append(dev_observation(t, gmap.cells[c], x, world.base[ti], seed_var, fraction=f))
+            obs.append(dev_observation(t, gmap.cells[c], x, world.base[ti], seed_var, fraction=f,
+                                       shared_seed_var=shared_run))
+            runs[gmap.cells[c]] = shared_run / len(at)
             per_cell.append(x)
             disagree.append(float(np.mean(x != world.base[ti][None])))
         shared[t] = shared_item_var(per_cell, world.base[ti])
         n = world.base.shape[1]
         one_run[ti] = 1e4 * (np.mean(disagree) if disagree else 0.2) / n + seed_var
-    return obs, shared, seed_var, one_run
+    return obs, shared, runs, one_run
 
 
 def learning_curve(world: World, state: _State, cost: Cost, fractions: tuple[float, ...]) -> Curve:
@@ -179,10 +187,10 @@ def _design(world: World, side: bool) -> Design:
 def fit_world(world: World, state: _State, cost: Cost, design: Design, config: PredictiveConfig,
               start: dict[str, float] | None = None) -> tuple[Posterior, Curve, np.ndarray]:
     """Return (the posterior given everything paid for, the learning curve, one full run's noise per target)."""
-    obs, shared, _, one_run = observations(world, state, cost)
+    obs, shared, runs, one_run = observations(world, state, cost)
     curve = learning_curve(world, state, cost, config.fractions)
     post = fit(design, obs, curve, start=start, iterations=config.refit_iterations if start else 50,
-               judged=world.map.judged, offset_var=shared)
+               judged=world.map.judged, offset_var=shared, run_var=runs)
     return post, curve, one_run
 
 

@@ -164,14 +164,20 @@ class Design:
 
 def fit(design: Design, observations: Sequence[Observation], curve: Curve = Curve(),
         start: Mapping[str, float] | None = None, iterations: int = 50, judged: np.ndarray | None = None,
-        offset_var: Mapping[str, float] | None = None) -> Posterior:
+        offset_var: Mapping[str, float] | None = None, run_var: Mapping[str, float] | None = None) -> Posterior:
     """Return the posterior of every (target, cell) gain given the observations (EM on the groups' variances,
     from `start` or 1 point^2 each; stops early once they settle).
 
     `offset_var` (target -> points^2): the part of the dev estimates' error that every cell of a target shares (the
     same dev items against the same baseline outcomes; `shared_item_var` measures it). It does not move a target's
     ranking, but an absolute gain is only known up to it: it enters as a per-target offset of the observations with
-    that known variance, outside the latent gains."""
+    that known variance, outside the latent gains.
+
+    `run_var` (cell -> points^2): the part of a cell's observations' error that all of its targets share (a run's seed
+    moves every target it is scored on together; over s seeds, the shared seed variance over s). It enters as a
+    per-cell offset of the observations, so that an average over many targets of one run is not taken for more
+    than one run's worth. The observations' own variances must then leave that part out (`dev_observation`'s
+    `shared_seed_var`)."""
     n_t, n_c = len(design.targets), len(design.cells)
     tix = {t: i for i, t in enumerate(design.targets)}
     cix = {c: i for i, c in enumerate(design.cells)}
@@ -190,11 +196,17 @@ def fit(design: Design, observations: Sequence[Observation], curve: Curve = Curv
     variances = {g: 1.0 for g in present} | {"residual": 1.0} | {k: val for k, val in (start or {}).items()
                                                                   if k in present or k == "residual"}
     # Parameters: the design's effects, then one dev offset per target (known prior variance; observations only).
-    offsets = np.array([float((offset_var or {}).get(t, 0.0)) for t in design.targets])
-    e_t = np.zeros((len(obs), n_t))
-    e_t[np.arange(len(obs)), [t for t, _ in keys]] = 1
-    z = np.hstack([design.x[rows] * a[:, None], e_t])  # (observations, p + targets): y = z theta + a r + e
-    gi = np.concatenate([design.group_of, np.full(n_t, -3)])
+    # Observation-only offsets with known variances: one per target (shared dev items), one per cell (shared runs).
+    offsets = np.array([float((offset_var or {}).get(t, 0.0)) for t in design.targets]
+                       + [float((run_var or {}).get(c, 0.0)) for c in design.cells])
+    e_off = np.zeros((len(obs), n_t + n_c))
+    e_off[np.arange(len(obs)), [t for t, _ in keys]] = 1
+    e_off[np.arange(len(obs)), [n_t + c for _, c in keys]] = 1
+    used = offsets > 0  # an offset of variance 0 is no parameter at all
+    offsets, e_off = offsets[used], e_off[:, used]
+    # (observations, p + offsets): y = z theta + a r + e
+    z = np.hstack([design.x[rows] * a[:, None], e_off])
+    gi = np.concatenate([design.group_of, np.full(int(used.sum()), -3)])
 
     def solve(var: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return (theta's posterior mean, covariance, each observation's total noise) under the variances."""
@@ -222,7 +234,7 @@ def fit(design: Design, observations: Sequence[Observation], curve: Curve = Curv
     m, cov, noise = solve(variances)
     # Every entry as g = u theta + (k y) + an independent part of variance own: unobserved u = [x, 0], own = the
     # residual's variance; observed (E[r | theta, y] = k (y - z theta)) u = [x, 0] - k z, own = var(r | theta, y).
-    u = np.hstack([design.x, np.zeros((n_t * n_c, n_t))])
+    u = np.hstack([design.x, np.zeros((n_t * n_c, len(offsets)))])
     own = np.full(n_t * n_c, variances["residual"])
     mean = u @ m
     observed = np.zeros(n_t * n_c, dtype=bool)
@@ -251,7 +263,7 @@ def _prior_var(group_of: np.ndarray, variances: Mapping[str, float], offsets: np
     out = np.empty(group_of.size)
     for i, g in enumerate(group_of):
         out[i] = INTERCEPT_SD ** 2 if g == -1 else variances[EFFECTS[g]] if g >= 0 else 0.0
-    out[group_of == -3] = np.maximum(offsets, VAR_FLOOR)
+    out[group_of == -3] = offsets
     return out
 
 
@@ -273,13 +285,31 @@ def _effects_posterior(x: np.ndarray, y: np.ndarray, noise: np.ndarray, prior: n
 
 
 def dev_observation(target: str, cell: str, outcomes: np.ndarray, base: np.ndarray, seed_var: float,
-                    fraction: float = 1.0, scale: float = 100.0) -> Observation:
+                    fraction: float = 1.0, scale: float = 100.0, shared_seed_var: float = 0.0) -> Observation:
     """Return the Observation of a cell's per-item dev outcomes (seeds, items) against the baseline's (items): the
-    seed-mean gain in points, its variance over items plus `seed_var` (points^2) over the seeds."""
+    seed-mean gain in points, its variance over items plus `seed_var` (points^2) over the seeds, less the part of it
+    every target of a run shares (`shared_seed_var`: fit's `run_var` carries that)."""
     x = np.atleast_2d(np.asarray(outcomes, dtype=float))
     d = scale * (x.mean(axis=0) - np.asarray(base, dtype=float))
     item_var = float(d.var(ddof=1)) / d.size if d.size > 1 else 0.0
-    return Observation(target, cell, float(d.mean()), item_var + seed_var / len(x), fraction)
+    own = max(0.0, seed_var - shared_seed_var)
+    return Observation(target, cell, float(d.mean()), item_var + own / len(x), fraction)
+
+
+def shared_seed_var(per_seed: Sequence[np.ndarray]) -> float | None:
+    """Return the part of the seed variance (points^2) that a run's targets share, from cells run with two or more
+    seeds: each array (targets, seeds) of one cell's per-seed gains; the mean over cells and target pairs of the
+    covariance of two targets' seed deviations. None when no cell has two seeds and two targets."""
+    parts = []
+    for g in per_seed:
+        g = np.asarray(g, dtype=float)
+        if g.ndim != 2 or g.shape[0] < 2 or g.shape[1] < 2:
+            continue
+        d = g - g.mean(axis=1, keepdims=True)
+        c = d @ d.T / (g.shape[1] - 1)  # (targets, targets) covariance over seeds
+        n = len(c)
+        parts.append((c.sum() - np.trace(c)) / (n * (n - 1)))
+    return max(0.0, float(np.mean(parts))) if parts else None
 
 
 def shared_item_var(outcomes: Sequence[np.ndarray], base: np.ndarray, scale: float = 100.0) -> float:

@@ -41,9 +41,9 @@ def test_design_leaves_out_groups_that_repeat_another():
 
 
 def brute_force(design: Design, obs: list[Observation], variances: dict[str, float], curve: Curve,
-                offsets: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+                offsets: dict[str, float], runs: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
     """Return the posterior mean and sd of every gain from the joint Gaussian written out whole (a residual per
-    entry, an offset per target), for comparison with fit's closed form."""
+    entry, an offset per target and per cell), for comparison with fit's closed form."""
     n_t, n_c = len(design.targets), len(design.cells)
     n = n_t * n_c
     prior = np.array([10.0 ** 2 if g == -1 else variances[EFFECTS[g]] for g in design.group_of])
@@ -52,7 +52,8 @@ def brute_force(design: Design, obs: list[Observation], variances: dict[str, flo
     rows = [design.targets.index(o.target) * n_c + design.cells.index(o.cell) for o in obs]
     a = np.array([curve.at(o.fraction)[0] for o in obs])
     tix = [design.targets.index(o.target) for o in obs]
-    off = np.array([[offsets[o.target] if tix[i] == tix[j] else 0.0 for j in range(len(obs))]
+    off = np.array([[(offsets[o.target] if tix[i] == tix[j] else 0.0)
+                     + (runs.get(o.cell, 0.0) if o.cell == p.cell else 0.0) for j, p in enumerate(obs)]
                     for i, o in enumerate(obs)])
     k_yy = (a[:, None] * k_gg[np.ix_(rows, rows)] * a[None, :] + off
             + np.diag([o.var + curve.at(o.fraction)[1] for o in obs]))
@@ -71,10 +72,11 @@ def test_closed_form_posterior_matches_the_joint_gaussian():
     obs = [Observation(t, c, float(rng.normal(1, 2)), float(rng.uniform(0.5, 3)), float(rng.choice([0.25, 1.0])))
            for t in LANGS for c in PAIRS[::3] if rng.random() < 0.7]
     offsets = {t: float(rng.uniform(0, 1)) for t in LANGS}
-    post = fit(design, obs, curve, start=variances, iterations=1, offset_var=offsets)
+    runs = {c: float(rng.uniform(0, 2)) for c in PAIRS[::6]}  # some cells' runs share an offset over targets
+    post = fit(design, obs, curve, start=variances, iterations=1, offset_var=offsets, run_var=runs)
     # One EM iteration moved the variances: compare with the brute force at the variances it ended with.
-    post = fit(design, obs, curve, start=post.variances, iterations=0, offset_var=offsets)
-    mean, sd = brute_force(design, obs, post.variances, curve, offsets)
+    post = fit(design, obs, curve, start=post.variances, iterations=0, offset_var=offsets, run_var=runs)
+    mean, sd = brute_force(design, obs, post.variances, curve, offsets, runs)
     np.testing.assert_allclose(post.mean, mean, atol=1e-6)
     np.testing.assert_allclose(post.sd, sd, atol=1e-6)
     # The covariance column agrees with the sd on its own entry.
@@ -133,6 +135,17 @@ def test_short_runs_count_less_and_a_later_fraction_supersedes():
     both = fit(design, [Observation("ar", AUX[1], -9.0, 1.0, 0.25), Observation("ar", AUX[1], 4.0, 1.0, 1.0)],
                curve, iterations=0)
     assert both.mean[0, 1] == pytest.approx(full.mean[0, 1])
+
+
+def test_shared_seed_variance_is_what_a_run_moves_on_every_target():
+    from xlamaml.search.predictive.map_model import shared_seed_var
+
+    rng = np.random.default_rng(4)
+    # 6 targets x 8 seeds: a run offset of sd 2 on every target, plus independent noise of sd 1.
+    cells = [rng.normal(0, 2, (1, 8)) + rng.normal(0, 1, (6, 8)) for _ in range(200)]
+    assert shared_seed_var(cells) == pytest.approx(4.0, rel=0.15)
+    assert shared_seed_var([rng.normal(0, 1, (6, 8)) for _ in range(200)]) < 0.1
+    assert shared_seed_var([np.zeros((6, 1))]) is None
 
 
 def test_dev_observation_and_shared_item_variance():
