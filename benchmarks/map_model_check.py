@@ -30,12 +30,11 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.recorded_map import RecordedMap, read_map  # noqa: E402
+from benchmarks.recorded_map import RecordedMap, add_map_arguments, chosen_maps, read_map  # noqa: E402
 from xlamaml.search.predictive.map_model import (Design, Posterior, dev_observation, fit,  # noqa: E402
                                                  shared_item_var, shared_seed_var)
 from xlamaml.search.predictive.side_info import cell_distances  # noqa: E402
 
-MAPS = Path(__file__).resolve().parent / "maps"
 Z90 = 1.644854
 
 
@@ -131,15 +130,13 @@ def check(m: RecordedMap, name: str, draws: int, side: bool = False) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Print each recorded map's coverage table; return None."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--map", action="append", help="a recorded map (.npz); default: every map in benchmarks/maps/")
     p.add_argument("--draws", type=int, default=50, help="random designs of each kind per map")
     p.add_argument("--side", action="store_true", help="URIEL+ distances as covariates of the model")
-    p.add_argument("--smoke-test", action="store_true", help="the smallest map, 3 draws: seconds")
+    add_map_arguments(p, "the smallest map, 3 draws: seconds")
     args = p.parse_args(argv)
-    paths = [Path(x) for x in args.map] if args.map else sorted(MAPS.glob("*.npz"))
     if args.smoke_test:
-        paths, args.draws = [min(paths, key=lambda q: q.stat().st_size)], 3
-    for path in paths:
+        args.draws = 3
+    for path in chosen_maps(args.map, args.smoke_test):
         t0 = time.perf_counter()
         print(check(read_map(path), path.stem, args.draws, args.side))
         print(f"\n({time.perf_counter() - t0:.1f} s)\n", flush=True)

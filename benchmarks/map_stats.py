@@ -33,12 +33,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.recorded_map import RecordedMap, read_map  # noqa: E402
+from benchmarks.recorded_map import RecordedMap, add_map_arguments, chosen_maps, read_map  # noqa: E402
 from benchmarks.simulation import spearman_rows  # noqa: E402
 from xlamaml.trainables.assignment import parse_assignment  # noqa: E402
 
 Z95 = 1.959964
-MAPS = Path(__file__).resolve().parent / "maps"
 
 
 def seed_var(m: RecordedMap, ti: int) -> float:
@@ -269,13 +268,9 @@ def report(m: RecordedMap, name: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Print the statistics of every recorded map; return None."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--map", action="append", help="a recorded map (.npz); default: every map in benchmarks/maps/")
-    p.add_argument("--smoke-test", action="store_true", help="the smallest map: seconds")
+    add_map_arguments(p)
     args = p.parse_args(argv)
-    paths = [Path(x) for x in args.map] if args.map else sorted(MAPS.glob("*.npz"))
-    if args.smoke_test and paths:
-        paths = [min(paths, key=lambda q: q.stat().st_size)]
-    for path in paths:
+    for path in chosen_maps(args.map, args.smoke_test):
         print(report(read_map(path), path.stem) + "\n", flush=True)
 
 

@@ -26,14 +26,13 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.map_model_check import observe, run_shared_var  # noqa: E402
-from benchmarks.recorded_map import RecordedMap, read_map  # noqa: E402
+from benchmarks.recorded_map import MAPS, RecordedMap, add_map_arguments, chosen_maps, read_map  # noqa: E402
 from xlamaml.search.predictive.encoder_similarity import read_similarity  # noqa: E402
 from xlamaml.search.predictive.map_model import Design, fit  # noqa: E402
 from xlamaml.search.predictive.prior import (english_scores, ndcg_at, other_target_scores,  # noqa: E402
                                              similarity_scores, top_regret, uriel_scores)
 from xlamaml.search.predictive.side_info import cell_distances  # noqa: E402
 
-MAPS = Path(__file__).resolve().parent / "maps"
 SIMILARITY = MAPS / "encoder_similarity.csv"
 
 
@@ -87,13 +86,9 @@ def rank_table(m: RecordedMap, name: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Print each recorded map's prior-ranking table; return None."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--map", action="append", help="a recorded map (.npz); default: every map in benchmarks/maps/")
-    p.add_argument("--smoke-test", action="store_true", help="the smallest map: seconds")
+    add_map_arguments(p)
     args = p.parse_args(argv)
-    paths = [Path(x) for x in args.map] if args.map else sorted(MAPS.glob("*.npz"))
-    if args.smoke_test:
-        paths = [min(paths, key=lambda q: q.stat().st_size)]
-    for path in paths:
+    for path in chosen_maps(args.map, args.smoke_test):
         print(rank_table(read_map(path), path.stem) + "\n", flush=True)
 
 

@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.recorded_map import write_map  # noqa: E402
+from benchmarks.recorded_map import MAPS, write_map  # noqa: E402
 from xlamaml.cli import preset_path  # noqa: E402
 from xlamaml.search.schedule import rung_steps  # noqa: E402
 from xlamaml.search.spec import Sweep, load_sweep  # noqa: E402
@@ -41,7 +41,6 @@ from xlamaml.trainables.data_source import DataSource  # noqa: E402
 from xlamaml.trainables.errors import XlamamlError  # noqa: E402
 
 FRACTIONS = [0.05, 0.1, 0.25, 0.5, 1.0]
-MAPS = Path(__file__).resolve().parent / "maps"
 ALL = ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"]
 # --full: every language as a target, every test item, 3 seeds; the cells of every language (en -> aux: all but en).
 FULL = ["eval.target_langs=[]", "eval.dev_langs=[]", "eval.max_examples=null", "sweep.seeds=[1,2,3]"]

@@ -22,6 +22,7 @@ Cells are assignment strings (`trainables.assignment`); gains are in points over
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -33,6 +34,23 @@ import numpy as np
 from xlamaml.trainables.assignment import parse_assignment
 
 ARRAYS = ("dev", "test", "base_dev", "base_test", "setup_s", "meta_s", "dev_s", "test_s", "base_s")
+MAPS = Path(__file__).resolve().parent / "maps"
+
+
+def add_map_arguments(parser: "argparse.ArgumentParser", smoke_help: str = "the smallest map: seconds") -> None:
+    """Add the `--map` (repeatable) and `--smoke-test` options every script over the recorded maps takes; return
+    None."""
+    parser.add_argument("--map", action="append", help="a recorded map (.npz); default: every map in benchmarks/maps/")
+    parser.add_argument("--smoke-test", action="store_true", help=smoke_help)
+
+
+def chosen_maps(maps: list[str] | None, smoke_test: bool) -> list[Path]:
+    """Return the maps a script runs on: those given, else every map in benchmarks/maps/; under --smoke-test only the
+    smallest. None at all is a SystemExit saying how to record one."""
+    paths = [Path(x) for x in maps] if maps else sorted(MAPS.glob("*.npz"))
+    if not paths:
+        raise SystemExit(f"no recorded maps in {MAPS}; record one with benchmarks/record_map.py")
+    return [min(paths, key=lambda q: q.stat().st_size)] if smoke_test else paths
 
 
 def pack(outcomes: np.ndarray) -> np.ndarray:

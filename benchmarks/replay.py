@@ -41,12 +41,11 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.adaptive_sim import goal_lines, markdown, paired_table, predictive_lines, search  # noqa: E402
-from benchmarks.recorded_map import RecordedMap, read_map  # noqa: E402
+from benchmarks.recorded_map import RecordedMap, add_map_arguments, chosen_maps, read_map  # noqa: E402
 from benchmarks.sim_methods import simulate  # noqa: E402
 from benchmarks.simulation import Cost, GainMap, Noise  # noqa: E402
 from xlamaml.search.schedule import AdaptiveConfig  # noqa: E402
 
-MAPS = Path(__file__).resolve().parent / "maps"
 
 
 def recorded_cost(m: RecordedMap) -> Cost:
@@ -127,21 +126,16 @@ def describe(m: RecordedMap, name: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Print, per recorded map, every method's regret against compute; return None."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--map", action="append", help="a recorded map (.npz); default: every map in benchmarks/maps/")
     p.add_argument("--reps", type=int, default=200, help="replays per map (seed order and dev items resampled)")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.10, 0.25, 0.40, 0.60])
     p.add_argument("--no-tpe", action="store_true", help="leave out Optuna TPE (the slowest method)")
     p.add_argument("--no-predictive", action="store_true", help="leave out the predictive search")
     p.add_argument("--search", action="store_true", help="also compare adaptive layouts at 25%% and 60%% of the grid")
-    p.add_argument("--smoke-test", action="store_true", help="the smallest map, 2 replays, no TPE: seconds")
+    add_map_arguments(p, "the smallest map, 2 replays, no TPE: seconds")
     args = p.parse_args(argv)
-    paths = [Path(x) for x in args.map] if args.map else sorted(MAPS.glob("*.npz"))
-    if not paths:
-        raise SystemExit(f"no recorded maps in {MAPS}; record one with benchmarks/record_map.py")
     if args.smoke_test:
-        paths = [min(paths, key=lambda q: q.stat().st_size)]
         args.reps, args.no_tpe, args.fractions = 2, True, [0.25]
-    for path in paths:
+    for path in chosen_maps(args.map, args.smoke_test):
         t0 = time.perf_counter()
         m = read_map(path)
         name = path.stem
