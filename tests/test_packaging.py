@@ -1,6 +1,8 @@
 """The one installed name: every package folder of the repository is installed under `xlamaml`."""
 
+import fnmatch
 import tomllib
+from pathlib import Path
 
 from xlamaml.trainables.paths import REPO_ROOT
 
@@ -15,3 +17,22 @@ def test_every_package_folder_is_installed_under_xlamaml():
             found.add(".".join((dotted, *parts)))
     assert found == set(tool["packages"]), "pyproject's packages must list every package folder, and only those"
     assert all(name == "xlamaml" or name.startswith("xlamaml.") for name in found)
+
+
+
+def test_every_data_file_inside_a_package_is_declared_as_package_data():
+    # An editable install reads data files from the tree; a wheel carries only the package-data patterns.
+    tool = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    roots = tool["package-dir"]
+    missing = []
+    for dotted in tool["packages"]:
+        key = max((d for d in roots if dotted == d or dotted.startswith(d + ".")), key=len)
+        folder = REPO_ROOT / roots[key] / Path(*dotted[len(key):].strip(".").split(".") if dotted != key else ())
+        patterns = tool["package-data"].get(dotted, [])
+        for path in folder.iterdir():  # a subfolder with files is a package of its own or matched by a pattern
+            for f in ([path] if path.is_file() else [] if (path / "__init__.py").exists() else path.rglob("*")):
+                rel = f.relative_to(folder).as_posix()
+                if f.is_file() and f.suffix != ".py" and "__pycache__" not in rel and not any(
+                        fnmatch.fnmatch(rel, p) for p in patterns):
+                    missing.append(f"{dotted}: {rel}")
+    assert missing == [], "data files a wheel would leave out (add them to [tool.setuptools.package-data])"
