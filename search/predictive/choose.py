@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xlamaml.search.predictive.map_model import Curve, Posterior
+from xlamaml.search.predictive.map_model import Curve, Posterior, cell_levels
 
 Z95_ONE_SIDED = 1.644854
 
@@ -96,6 +96,9 @@ def knowledge_gradient(post: Posterior, judged: np.ndarray, cell: int, a: float,
     return total
 
 
+_erf = np.vectorize(math.erf)  # elementwise on arrays (numpy has no erf of its own)
+
+
 def independent_value(post: Posterior, judged: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Return (cells,): each cell's knowledge gradient from one full-budget run with its beliefs taken as independent
     of the others' (closed form, all cells at once), summed over targets: a cheap screen for the exact value."""
@@ -108,9 +111,6 @@ def independent_value(post: Posterior, judged: np.ndarray, v: np.ndarray) -> np.
         z = -np.abs(mean - other) / s
         kg = s * (z * 0.5 * (1 + _erf(z / math.sqrt(2))) + np.exp(-0.5 * z ** 2) / math.sqrt(2 * math.pi))
     return np.where(judged & (s > 0) & np.isfinite(kg), kg, 0.0).sum(axis=0)
-
-
-_erf = np.vectorize(math.erf)
 
 
 def best_actions(post: Posterior, judged: np.ndarray, actions: Sequence[Action], curve: Curve, run_var: np.ndarray,
@@ -165,8 +165,6 @@ def contenders(post: Posterior, judged: np.ndarray, pick: int, t: int) -> list[i
 def initial_cells(cells: Sequence[str], count: int, seed: int = 0) -> list[int]:
     """Return `count` cells that cover the most method, support and query levels (greedy; ties broken at random from
     `seed`), so the first fit sees every level it can and no fixed cell is always among the first."""
-    from xlamaml.search.predictive.map_model import cell_levels
-
     levels = [cell_levels(c) for c in cells]
     tie = np.random.default_rng(seed).permutation(len(cells))
     seen: set[tuple[str, str]] = set()
