@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.recorded_map import RecordedMap, add_map_arguments, chosen_maps, read_map  # noqa: E402
+from xlamaml.search.adaptive.rule import seed_variance  # noqa: E402
 from xlamaml.search.predictive.map_model import (Design, Posterior, dev_observation, fit,  # noqa: E402
                                                  shared_item_var, shared_seed_var)
 from xlamaml.search.predictive.side_info import cell_distances  # noqa: E402
@@ -43,8 +44,7 @@ def truth_variance(m: RecordedMap) -> np.ndarray:
     rows = m.test_rows
     out = np.full(m.judged.shape, np.nan)
     for ti, r in enumerate(rows):
-        acc = m.test[:, :, r].mean(axis=2)  # (cells, seeds)
-        seed_var = float(((acc - acc.mean(axis=1, keepdims=True)) ** 2).sum() / (acc.size - acc.shape[0]))
+        seed_var = seed_variance(list(m.test[:, :, r]), 100.0)  # pooled over every cell's seeds, fraction units
         for c in range(len(m.cells)):
             d = m.test[c, :, r].mean(axis=0) - m.base_test[r]
             out[ti, c] = 1e4 * (d.var(ddof=1) / d.size + seed_var / len(m.seeds))
@@ -53,8 +53,7 @@ def truth_variance(m: RecordedMap) -> np.ndarray:
 
 def dev_seed_var(m: RecordedMap, ti: int) -> float:
     """Return the pooled variance (points^2) over seeds of a run's full-budget dev accuracy on target `ti`."""
-    acc = m.dev[:, :, -1, ti].mean(axis=2)  # (cells, seeds)
-    return 1e4 * float(((acc - acc.mean(axis=1, keepdims=True)) ** 2).sum() / (acc.size - acc.shape[0]))
+    return 1e4 * seed_variance(list(m.dev[:, :, -1, ti]), 100.0)
 
 
 def run_shared_var(m: RecordedMap) -> float:

@@ -57,7 +57,9 @@ def rank_table(m: RecordedMap, name: str) -> str:
         "URIEL+ composite": uriel_scores(targets, cells),
         "encoder similarity": (similarity_scores(targets, cells, read_similarity(SIMILARITY))
                                if SIMILARITY.exists() else None),
-        "mean over the other targets": other_target_scores(truth),
+        "mean over the other targets": other_target_scores(
+            {(t, c): truth[i, j] for i, t in enumerate(targets) for j, c in enumerate(cells) if judged[i, j]},
+            targets, cells),
         "map model on the other targets (dev)": model_scores(m),
     }
     rng = np.random.default_rng(0)

@@ -23,7 +23,6 @@ Noise (every value a field of `Noise`, a flag of adaptive_sim.py):
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -31,6 +30,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from xlamaml.search.predictive import prior
 from xlamaml.trainables.assignment import parse_assignment
 
 
@@ -149,10 +149,9 @@ def gain_map(rows: list[tuple[str, str, float]], name: str) -> GainMap:
 
 
 def read_gains(path: str) -> GainMap:
-    """Return the gain map of a CSV with header target,cell,gain (points); missing pairs are not judged."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = [(r["target"], r["cell"], float(r["gain"])) for r in csv.DictReader(f)]
-    return gain_map(rows, path)
+    """Return the gain map of a CSV with header target,cell,gain (points); missing pairs are not judged; a bad row is
+    a ValueError naming the file and line (the reader `xlamaml prior --gains` uses)."""
+    return gain_map([(t, c, g) for (t, c), g in prior.read_gains(path).items()], path)
 
 
 # ---------------------------------------------------------------------------------------------- rank correlation

@@ -140,7 +140,8 @@ def cmd_prior(args: argparse.Namespace) -> None:
     except (KeyError, ValueError) as e:
         raise InputError(str(e.args[0]) if e.args else str(e)) from None
     for target, cells in ranked.items():
-        top = ", ".join(f"{c} ({s:+.2f})" for c, s in cells[: args.top])
+        top = ", ".join(f"{c} ({s:+.2f})" if s > float("-inf") else f"{c} (not in the prior map)"
+                        for c, s in cells[: args.top])
         print(f"{target}: {top}" + (f", ... ({len(cells)} judged)" if len(cells) > args.top else ""))
 
 

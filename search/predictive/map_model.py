@@ -78,7 +78,6 @@ class Posterior:
     mean: np.ndarray
     sd: np.ndarray
     variances: dict[str, float]  # group -> fitted variance (points^2), "residual" included
-    observed: np.ndarray  # bool (targets, cells): an observation informed this entry directly
     # For covariances: g = u theta + (known) + an independent part; theta ~ N(., cov).
     u: np.ndarray | None = None  # (targets * cells, parameters)
     cov: np.ndarray | None = None  # (parameters, parameters)
@@ -237,18 +236,16 @@ def fit(design: Design, observations: Sequence[Observation], curve: Curve = Curv
     u = np.hstack([design.x, np.zeros((n_t * n_c, len(offsets)))])
     own = np.full(n_t * n_c, variances["residual"])
     mean = u @ m
-    observed = np.zeros(n_t * n_c, dtype=bool)
     if len(obs):
         k = a * variances["residual"] / noise
         u[rows] -= k[:, None] * z
         mean[rows] = u[rows] @ m + k * y
         own[rows] = variances["residual"] * (1 - k * a)
-        observed[rows] = True
     var = _quad(u, cov) + own
     mean, sd = mean.reshape(n_t, n_c), np.sqrt(np.maximum(var, 0)).reshape(n_t, n_c)
     if judged is not None:
         mean, sd = np.where(judged, mean, np.nan), np.where(judged, sd, np.nan)
-    return Posterior(design.targets, design.cells, mean, sd, variances, observed.reshape(n_t, n_c), u, cov, own)
+    return Posterior(design.targets, design.cells, mean, sd, variances, u, cov, own)
 
 
 def _quad(x: np.ndarray, cov: np.ndarray) -> np.ndarray:

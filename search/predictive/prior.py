@@ -59,15 +59,20 @@ def english_scores(targets: Sequence[str], cells: Sequence[str]) -> np.ndarray:
     return np.where(judged_mask(targets, cells), out, np.nan)
 
 
-def other_target_scores(gains: np.ndarray) -> np.ndarray:
-    """Return (targets, cells): each cell's mean gain over the other targets of a map measured before (`gains`
-    (targets, cells), NaN where not judged); NaN where the cell is not judged on the target."""
-    out = np.full(gains.shape, np.nan)
-    for t in range(gains.shape[0]):
-        rest = np.delete(gains, t, axis=0)
-        with np.errstate(all="ignore"):
-            out[t] = np.nanmean(rest, axis=0) if rest.size else np.nan
-    return np.where(np.isnan(gains), np.nan, out)
+def other_target_scores(gains: Mapping[tuple[str, str], float], targets: Sequence[str],
+                        cells: Sequence[str]) -> np.ndarray:
+    """Return (targets, cells): each cell's mean gain over the targets of a map measured before (`gains`: (target,
+    cell) -> points, judged pairs only) other than the target itself; -inf for a cell that map lacks there."""
+    by_cell: dict[str, list[tuple[str, float]]] = {}
+    for (t, c), g in gains.items():
+        by_cell.setdefault(c, []).append((t, g))
+    out = np.full((len(targets), len(cells)), -np.inf)
+    for i, t in enumerate(targets):
+        for j, c in enumerate(cells):
+            others = [g for tt, g in by_cell.get(c, []) if tt != t]
+            if others:
+                out[i, j] = float(np.mean(others))
+    return out
 
 
 def ndcg_at(truth: np.ndarray, scores: np.ndarray, k: int = 3) -> float:
@@ -121,13 +126,7 @@ def rank(targets: Sequence[str], cells: Sequence[str], ranker: str = "uriel",
     elif ranker == "other-targets":
         if gains is None:
             raise ValueError("ranker 'other-targets' needs a map measured before (rows target,cell,gain)")
-        mask = judged_mask(targets, cells)
-        scores = np.full(mask.shape, np.nan)
-        for i, t in enumerate(targets):
-            for j, c in enumerate(cells):
-                others = [g for (tt, cc), g in gains.items() if cc == c and tt != t]
-                scores[i, j] = np.mean(others) if others else -np.inf
-        scores = np.where(mask, scores, np.nan)
+        scores = np.where(judged_mask(targets, cells), other_target_scores(gains, targets, cells), np.nan)
     else:
         raise ValueError(f"ranker {ranker!r}: expected one of {', '.join(RANKERS)}")
     out = {}

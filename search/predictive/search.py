@@ -26,6 +26,10 @@ from xlamaml.search.predictive.map_model import (Curve, Design, Observation, Pos
                                                  shared_item_var, shared_seed_var)
 from xlamaml.search.predictive.side_info import cell_distances
 
+# A run's share of dev items that differ from the baseline's, assumed where none was measured yet (the recorded maps
+# measure 0.24-0.25; the simulator assumes 0.17).
+DISAGREE_PRIOR = 0.2
+
 # (cell, fraction, seeds) -> (targets, len(seeds), items) 0/1 dev outcomes of those seeds' runs at that fraction.
 Outcomes = Callable[[int, float, Sequence[int]], np.ndarray]
 # (fraction from, fraction to, dev reports) -> seconds of running a trial between them and scoring dev that often.
@@ -91,7 +95,7 @@ def observations(targets: Sequence[str], cells: Sequence[str], judged: np.ndarra
     run error, per target the noise variance of one full run's estimate), points^2. `base` (targets, items)."""
     full = {c: state.full_seeds(c) for c in state.reached}
     arrays = {c: outcomes(c, 1.0, s) for c, s in full.items() if len(s) >= 2}
-    seed_var = (1e4 * float(np.mean([seed_variance([a[t] for a in arrays.values()], 1.0)
+    seed_var = (1e4 * float(np.mean([seed_variance([a[t] for a in arrays.values()], 100.0)
                                      for t in range(len(targets))]))
                 if arrays else SEED_SD_POINTS ** 2)
     # The part of it a run's targets share, from the cells with two or more seeds; half of it until there are any.
@@ -114,7 +118,7 @@ def observations(targets: Sequence[str], cells: Sequence[str], judged: np.ndarra
             per_target.append(x)
             disagree.append(float(np.mean(x != base[ti][None])))
         shared[t] = shared_item_var(per_target, base[ti])
-        one_run[ti] = 1e4 * (np.mean(disagree) if disagree else 0.2) / base.shape[1] + seed_var
+        one_run[ti] = 1e4 * (np.mean(disagree) if disagree else DISAGREE_PRIOR) / base.shape[1] + seed_var
     return obs, shared, runs, one_run
 
 
@@ -139,7 +143,7 @@ def learning_curve(judged: np.ndarray, state: SearchState, outcomes: Outcomes, b
         y, y1 = np.array(ys), np.array(ys1)
         a = float(np.clip(y.mean() / y1.mean(), 0.05, 1.5)) if abs(y1.mean()) > 1e-6 else 0.5
         # The short run's error beyond the full run's: the residual variance less what the items alone give twice.
-        item = 1e4 * 0.2 / base.shape[1]
+        item = 1e4 * DISAGREE_PRIOR / base.shape[1]
         extra[f] = max(0.0, float(np.var(y - a * y1, ddof=1)) - item * (1 + a ** 2))
         scale[f] = a
     return Curve(scale, extra)

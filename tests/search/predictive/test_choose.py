@@ -80,7 +80,9 @@ def test_prior_rankers():
     assert ndcg_at(truth[0], truth[0]) == pytest.approx(1.0)
     assert ndcg_at(truth[0], -truth[0]) < 0.5
     assert top_regret(truth[0], np.array([0, 0, 1, 0])) == pytest.approx(1.0)
-    loto = other_target_scores(truth)
+    names = ["c0", "c1", "c2", "c3"]
+    loto = other_target_scores({(t, c): truth[i, j] for i, t in enumerate(["ar", "de"]) for j, c in enumerate(names)},
+                               ["ar", "de"], names)
     np.testing.assert_allclose(loto, truth[::-1])  # two targets: each is ranked by the other
     cells = ["xla-maml:en>de", "xla-maml:en>zh", "x-maml:en"]
     eng = english_scores(["ar", "de"], cells)
