@@ -22,11 +22,13 @@ from xlamaml.analysis.marks import family, family_legend, marks_for, shown_varia
 from xlamaml.analysis.outcomes import load_outcomes
 from xlamaml.analysis.picks import best_pairs_dev, best_per_target_dev
 from xlamaml.analysis.power import format_power, power_table
+from xlamaml.analysis.predictive_report import write_predictive
 from xlamaml.analysis.results import load_results
 from xlamaml.analysis.stats import COLUMNS as SIG_COLUMNS
 from xlamaml.analysis.stats import Cell, build_cells, significance
 from xlamaml.analysis.tables import method_rank, paper_table, to_csv, to_latex, to_markdown
 from xlamaml.experiment import storage
+from xlamaml.experiment.records import read_predictive
 from xlamaml.trainables.errors import InputError, MissingFileError, XlamamlError
 from xlamaml.trainables.local_files import replacing, write_text_whole
 
@@ -276,7 +278,21 @@ def _analyze(exp_dir: Path, out_dir: str | Path, name: str, opts: Options) -> di
         written.update(_write_power(df, cells, opts, out))
     if adaptive is not None:
         written.update(write_adaptive(adaptive, opts, out, write_csv))
+    written.update(_predictive(exp_dir, df, name, out))
     return written
+
+
+def _predictive(exp_dir: Path, df: pd.DataFrame, name: str, out: Path) -> dict[str, Path]:
+    """Return the files of a predictive experiment's analysis ({} for another, or with a warning when its record
+    cannot be read)."""
+    try:
+        record = read_predictive(str(exp_dir))
+    except XlamamlError as e:
+        log.warning("%s: predictive record: %s; no predictive analysis", name, e)
+        return {}
+    if record is None:
+        return {}
+    return write_predictive(record, df, scale_of(df, record.metric), out, write_csv)
 
 
 def _adaptive(exp_dir: Path, df: pd.DataFrame, name: str) -> Adaptive | None:

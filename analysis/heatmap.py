@@ -152,10 +152,12 @@ def gxlt_matrix(df: pd.DataFrame, variant: int, metric: str = "f1") -> pd.DataFr
 
 def plot_heatmap(matrix: pd.DataFrame, path_stem: str | Path, title: str | None = None,
                  aux_marked: bool = True, significant: pd.DataFrame | None = None,
-                 note: str | None = None, stopped: pd.DataFrame | None = None) -> list[Path]:
+                 note: str | None = None, stopped: pd.DataFrame | None = None,
+                 text: pd.DataFrame | None = None) -> list[Path]:
     """Return the PNG and SVG paths written for `matrix` (cells in percentage points for fractions); cells True in
     `significant` are framed and bold, explained by `note` under the figure. Cells True in `stopped` (an adaptive
-    sweep's stopped cells, showing a dev estimate, not test) are dotted and italic; `note` should say so."""
+    sweep's stopped cells, showing a dev estimate, not test; a predictive sweep's cells never run) are dotted and
+    italic; `note` should say so. `text`: each cell's own text instead of its value (a predicted gain and interval)."""
     if matrix.empty:
         raise InputError("empty matrix: nothing to plot")
     scale = float(matrix.attrs.get("scale", 1.0))
@@ -187,7 +189,8 @@ def plot_heatmap(matrix: pd.DataFrame, path_stem: str | Path, title: str | None 
                     ax.text(j, i, _cell_text(value), ha="center", va="center", fontsize=7, color="0.35",
                             style="italic")
             elif math.isfinite(value):
-                ax.text(j, i, _cell_text(value), ha="center", va="center", fontsize=8,
+                label = str(text.iloc[i, j]) if text is not None else _cell_text(value)
+                ax.text(j, i, label, ha="center", va="center", fontsize=8 if text is None else 7,
                         color="white" if abs(value) > 0.6 * lim else "black",
                         weight="bold" if strong[i, j] else "normal", **({"style": "italic"} if dotted[i, j] else {}))
                 if strong[i, j]:

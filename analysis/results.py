@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from xlamaml.experiment.records import read_adaptive
+from xlamaml.experiment.records import read_adaptive, read_predictive
 from xlamaml.experiment.reports import Metric, final_metrics, has_split, read_reports
 from xlamaml.analysis.aggregate import VARIANT
 from xlamaml.analysis.trial_info import KNOWN_LANGS, TrialInfo, trial_info
@@ -88,9 +88,16 @@ def trial_status(trial_dir: Path, metrics: list[Metric], stopped: bool = False) 
 
 
 def stopped_cells(exp_dir: Path) -> dict[str, int]:
-    """Return {cell: the rung after which it stopped} of an adaptive experiment's record ({} without one)."""
+    """Return {cell: the rung after which it stopped} of an adaptive experiment's record, {cell: its last round} of
+    the cells a finished predictive sweep ran but did not pick (never tested), {} for another experiment."""
     record = read_adaptive(str(exp_dir))
-    return {} if record is None else record.stopped()
+    if record is not None:
+        return record.stopped()
+    predictive = read_predictive(str(exp_dir))
+    if predictive is None or not predictive.finished():
+        return {}
+    tested = {r["cell"] for r in predictive.rounds[-1]["runs"]}
+    return {r["cell"]: i for i, rnd in enumerate(predictive.rounds) for r in rnd["runs"] if r["cell"] not in tested}
 
 
 def trial_config(trial_dir: Path, reports: list[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:

@@ -4,6 +4,8 @@ analysis and the benchmarks (none of which imports the driver).
     xlamaml_sweep.json      the sweep: the run config every trial starts from and the `sweep:` section, as dicts
     xlamaml_adaptive.json   an adaptive sweep: its cells, rungs, every decision, what each rung spent, the dev
                             targets the decisions judge and what the full grid would have run (its counts)
+    xlamaml_predictive.json a predictive sweep: its cells, seeds, rounds (the runs of each), every decision with its
+                            values, what each round spent, and the answer (picks, contenders, predicted cells)
     xlamaml_timing.json     the last run's phases: assets, Tune, the trials' own compute
 """
 
@@ -20,6 +22,7 @@ from xlamaml.trainables.errors import ConfigError, InputError, MissingFileError
 
 SWEEP_FILE = "xlamaml_sweep.json"
 ADAPTIVE_FILE = "xlamaml_adaptive.json"
+PREDICTIVE_FILE = "xlamaml_predictive.json"
 TIMING_FILE = "xlamaml_timing.json"
 
 
@@ -140,6 +143,65 @@ def read_adaptive(exp: str) -> AdaptiveRecord | None:
         return AdaptiveRecord.from_dict(json.loads(storage.read_bytes(location)))
     except (ValueError, KeyError, TypeError) as e:
         raise InputError(f"{location}: not an adaptive sweep record ({e}); expected the JSON `xlamaml sweep` "
+                         "wrote") from None
+
+
+# --------------------------------------------------------------------------------------------- a predictive sweep
+
+
+@dataclass
+class PredictiveRecord:
+    """What a predictive sweep ran, decided and spent so far. Round 0 runs the baseline and the first cells; after
+    each round a decision (the map model refitted, the next runs valued) adds the next round, or the picks' test
+    round and the answer. A run: {"cell", "seed" (an index into `seeds`), "from" and "to" (fractions of the cell's meta
+    steps), "dev_at" (the fractions scored on the way)}."""
+
+    cells: list[str]
+    baseline: list[dict[str, Any]]  # the baseline's trials (assignment, seed), run in round 0
+    seeds: list[int]  # the sweep's seeds: a run's seed index i is seeds[i]
+    metric: str  # the dev metric the model is fitted to
+    dev_langs: list[str]
+    fractions: list[float]
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # {"runs": [...], "test": bool}
+    decisions: list[dict[str, Any]] = field(default_factory=list)  # one after each round but the test round
+    spent: list[dict[str, Any]] = field(default_factory=list)  # one per round finished
+    answer: dict[str, Any] | None = None  # per target: pick, contenders, every cell's predicted gain and interval
+    grid: dict[str, Any] | None = None  # the full grid's PlanCounts as a dict
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record as plain values (what xlamaml_predictive.json holds)."""
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "PredictiveRecord":
+        """Return the record of `d` (what `to_dict` gave)."""
+        return PredictiveRecord(**d)
+
+    def finished(self) -> bool:
+        """Return whether the sweep has its answer and the picks' test scores."""
+        return self.answer is not None and len(self.spent) == len(self.rounds)
+
+    def spent_total(self) -> dict[str, float]:
+        """Return what the sweep spent so far: trial runs, meta steps, dev and test items, trial-seconds."""
+        keys = ("trials", "meta_steps", "dev_items", "test_items", "trial_seconds")
+        return {("trial_runs" if k == "trials" else k): sum(s[k] for s in self.spent) for k in keys}
+
+
+def write_predictive(exp: str, record: PredictiveRecord) -> None:
+    """Write the predictive record whole into the experiment; return None."""
+    _write_json(storage.join(exp, PREDICTIVE_FILE), record.to_dict())
+
+
+def read_predictive(exp: str) -> PredictiveRecord | None:
+    """Return the experiment's predictive record, or None when it has none; InputError naming the file when it is
+    not one."""
+    location = storage.join(str(exp), PREDICTIVE_FILE)
+    if not storage.exists(location):
+        return None
+    try:
+        return PredictiveRecord.from_dict(json.loads(storage.read_bytes(location)))
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{location}: not a predictive sweep record ({e}); expected the JSON `xlamaml sweep` "
                          "wrote") from None
 
 

@@ -21,11 +21,12 @@ from xlamaml.trainables.config_parsing import check_fields, checked, non_negativ
 from xlamaml.trainables.errors import ConfigError
 
 
-def _fractions(v: list) -> str | None:
+def increasing_fractions(v: list) -> str | None:
+    """Return why `v` is not a list of increasing fractions of the meta steps ending with 1, or None."""
     if not isinstance(v, list) or not v or any(not isinstance(x, (int, float)) or not 0 < x <= 1 for x in v):
         return "expected a non-empty list of fractions in (0, 1]"
     if any(b <= a for a, b in zip(v, v[1:])) or v[-1] != 1:
-        return "expected increasing fractions ending with 1 (the last rung is the full budget)"
+        return "expected increasing fractions ending with 1 (the full budget)"
     return None
 
 
@@ -48,7 +49,7 @@ class AdaptiveConfig:
     """`sweep.adaptive.*`: the rungs (meta-step fractions, dev items, seeds per rung) and the decision rule."""
 
     # Defaults chosen by benchmarks/adaptive_sim.py on simulated maps (the measurements: benchmarks/RESULTS.md).
-    steps: list[float] = checked(default_factory=lambda: [0.1, 0.5, 1.0], rule=_fractions)  # of meta.total_steps
+    steps: list[float] = checked(default_factory=lambda: [0.1, 0.5, 1.0], rule=increasing_fractions)  # of meta.total_steps
     # Dev items per target scored at the end of each rung (null: eval.dev_max_examples); the first items, so every
     # rung's items are a prefix of the next's and of the baseline's.
     dev_items: list[Optional[int]] = checked(default_factory=lambda: [None, None, None], rule=_per_rung)

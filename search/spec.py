@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from xlamaml.experiment.records import Rung, read_sweep
+from xlamaml.search.predictive.search import PredictiveConfig
 from xlamaml.search.schedule import AdaptiveConfig, schedule
 from xlamaml.search.cells import cell_config
 from xlamaml.search.space import AssignmentSpec, assignments, distribution_values, grid_trials, hyper_space, \
@@ -33,7 +34,7 @@ from xlamaml.trainables.feature_cache import cached_layers, feature_key
 from xlamaml.trainables.tasks.base import Task
 from xlamaml.trainables.tasks.registry import get_task
 
-MODES = ("grid", "optuna", "adaptive")
+MODES = ("grid", "optuna", "adaptive", "predictive")
 
 
 @dataclass
@@ -42,7 +43,8 @@ class SweepConfig:
     checkpoints, failures, the Optuna search)."""
 
     # grid: every assignment x seed, no early stopping; optuna: OptunaSearch + ASHA; adaptive: every assignment on a
-    # small budget first, then only those likely to be some target's best (search/adaptive/)
+    # small budget first, then only those likely to be some target's best (search/adaptive/); predictive: a model of
+    # the map chooses each next run and predicts the cells never run (search/predictive/)
     mode: str = checked("grid", rule=one_of(*MODES))
     assignments: AssignmentSpec = field(default_factory=AssignmentSpec)
     seeds: list[int] = checked(default_factory=lambda: [42], rule=lambda v: (
@@ -71,6 +73,7 @@ class SweepConfig:
     grace_period: int = checked(1, rule=positive_int)  # ASHA: reports before a trial can be stopped
     reduction_factor: int = checked(2, rule=positive_int)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)  # adaptive mode: rungs and decision rule
+    predictive: PredictiveConfig = field(default_factory=PredictiveConfig)  # predictive mode: the search's knobs
 
     def validate(self) -> "SweepConfig":
         """Return self after checking the section's own values; raise ConfigError naming the key (Sweep.validate
@@ -87,9 +90,10 @@ class SweepConfig:
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"config key sweep.grid.{key}: expected a non-empty list of values")
         self.adaptive.validate()
-        if self.mode == "adaptive" and (self.grid or self.space):
-            raise ConfigError(f"config key sweep.{'grid' if self.grid else 'space'}: an adaptive sweep searches over "
-                              f"assignments and seeds only; expected it empty (or sweep.mode grid / optuna)")
+        self.predictive.validate()
+        if self.mode in ("adaptive", "predictive") and (self.grid or self.space):
+            raise ConfigError(f"config key sweep.{'grid' if self.grid else 'space'}: an {self.mode} sweep searches "
+                              f"over assignments and seeds only; expected it empty (or sweep.mode grid / optuna)")
         try:
             assignments(self.assignments)
             hyper_space(self.space)

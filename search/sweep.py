@@ -1,6 +1,6 @@
 """A Ray Tune sweep, top to bottom: load (search/spec.py) -> record -> assets (search/sweep_assets.py) -> checks ->
-fit (search/tuner.py: one grid or Optuna run; search/adaptive/: rung by rung) -> timing -> errors. Resumable after an
-interruption.
+fit (search/tuner.py: one grid or Optuna run; search/adaptive/: rung by rung; search/predictive/: round by round) ->
+timing -> errors. Resumable after an interruption.
 
 The experiment (`<storage>/<name>`, a local folder or a URI such as `s3://bucket/prefix/<name>`) gets
 `xlamaml_sweep.json` (the resolved run config and sweep, experiment/records.py) and `assets/`, so `--resume`, the
@@ -23,6 +23,7 @@ from xlamaml.experiment.storage import StorageFullError
 from xlamaml.experiment.lock import acquire
 from xlamaml.experiment.reports import is_final, trial_reports
 from xlamaml.search.adaptive.driver import run_rungs
+from xlamaml.search.predictive.driver import run_rounds
 from xlamaml.search.faults.full_storage import check_free_space, needed_bytes
 from xlamaml.search.faults.interrupted import SignalWatch, watching_signals
 from xlamaml.search.faults.ray_state import seal
@@ -86,10 +87,12 @@ def tune_timing(results: Any, wall: float, slots: int) -> dict[str, float]:
 
 def planned_trials(sw: Sweep) -> int:
     """Return how many trials the sweep runs in all (grid: its cells times the extra axes; optuna: its samples;
-    adaptive: its trial folders, cell x seed, at most)."""
+    adaptive: its trial folders, cell x seed, at most; predictive: the grid's at most)."""
     s = sw.sweep
     if s.mode == "adaptive":
         return plan_counts(sw, "adaptive").trials
+    if s.mode == "predictive":
+        return len(sw.grid_cells)
     if s.mode != "grid":
         return s.num_samples
     return len(sw.grid_cells) * len(sw.combos)
@@ -176,7 +179,7 @@ def _run_held(sw: Sweep, root: str, exp: str, name: str, address: str | None, re
     # adaptive sweep runs each rung anew from its record and trial folders, a grid sweep is rebuilt from its record
     # and trial folders; only an Optuna sweep restores Ray's state, once its seal is checked (faults/ray_state.py).
     damaged = repair_experiment(exp).damaged_state if resume else None
-    if sw.sweep.mode == "adaptive":
+    if sw.sweep.mode in ("adaptive", "predictive"):  # each round or rung runs anew from the record
         damaged = None
     elif resume and sw.sweep.mode == "grid":
         damaged = damaged or "Ray's pickled state is never loaded"
@@ -228,6 +231,8 @@ def _run_held(sw: Sweep, root: str, exp: str, name: str, address: str | None, re
 
     if sw.sweep.mode == "adaptive":
         results = run_rungs(sw, root, name, lambda trials: fit_watched(False, trials))
+    elif sw.sweep.mode == "predictive":
+        results = run_rounds(sw, root, name, lambda trials: fit_watched(False, trials))
     else:
         results = fit_watched(resume, cells)
     # Timing, then the errors.

@@ -101,7 +101,9 @@ class XlaMamlTrainable(tune.Trainable):
         self.cfg = trial_run_config(config)
         self.keep_final = bool(config.get("keep_final_checkpoint", False))
         # An adaptive sweep's rung: {"index", "steps", "dev_items"}: the trial stops (paused, resumable) once its meta
-        # stage reaches `steps`, and scores dev only then; None: the whole budget, dev at every report.
+        # stage reaches `steps`, and scores dev only then; None: the whole budget, dev at every report. A predictive
+        # round adds "dev_at" (meta steps at which dev is scored on the way, kept per step count) and "test" (false:
+        # pause at the full budget, test unscored, weights kept).
         self.rung: dict[str, Any] | None = flat_trial(config).get("rung")
         self.final_metrics: dict[str, Any] | None = None  # set once the trial is done: its last report
         self.device = setup_torch(self.cfg)
@@ -160,19 +162,24 @@ class XlaMamlTrainable(tune.Trainable):
         if self.final_metrics is not None:  # restored from the checkpoint of a finished trial: report it again
             return {**self.final_metrics, "done": True}
         cfg, rung = self.cfg, self.rung
+        dev_point = None  # a predictive round's dev point: its outcomes go to predictions/steps-<n>/, kept
         if self.meta is not None:
             count = cfg.meta.steps_per_report
             if rung is not None:
-                count = min(count, max(0, int(rung["steps"]) - self.meta.learner.steps_done))
+                done = self.meta.learner.steps_done
+                stop = min([int(rung["steps"])] + [int(s) for s in rung.get("dev_at", ()) if int(s) > done])
+                count = min(count, max(0, stop - done))
             advance_meta(cfg, self.task, self.meta, count=count, device=self.device)
-            if rung is not None and self.meta.learner.steps_done < int(rung["steps"]):
+            if rung is not None and self.meta.learner.steps_done in [int(s) for s in rung.get("dev_at", ())]:
+                dev_point = self.meta.learner.steps_done
+            elif rung is not None and self.meta.learner.steps_done < int(rung["steps"]):
                 # Inside a rung: no dev scores (the rule judges the rung's end only), a checkpoint all the same.
                 return {**meta_summary(self.meta), "rung/index": rung["index"],
                         "node_id": ray.get_runtime_context().get_node_id()}
         # Dev predictions and per-item outcomes too (each report overwrites them, so they match the final dev
         # metrics): the analysis picks variants on dev with them.
         metrics: dict[str, Any] = evaluate_sets(self.task, self.model, self.dev, "dev", cfg, device=self.device,
-                                                pred_dir=self._pred_dir())
+                                                pred_dir=self._pred_dir(dev_point))
         metrics = add_averages(metrics, "dev", list(self.dev), aux_langs=cfg.aux_langs, names=self.task.metrics)
         if self.meta is not None:
             metrics.update(meta_summary(self.meta))
@@ -180,8 +187,11 @@ class XlaMamlTrainable(tune.Trainable):
         metrics["node_id"] = ray.get_runtime_context().get_node_id()
         if rung is not None:
             metrics["rung/index"] = rung["index"]
-        if self.meta is not None and not self.meta.done and rung is not None:
-            # The rung's budget is spent: the trial stops here, its checkpoint kept for the next rung.
+        if self.meta is not None and rung is not None and self.meta.learner.steps_done < int(rung["steps"]):
+            return metrics  # a dev point inside the round: the trial goes on
+        if self.meta is not None and rung is not None and (not self.meta.done or not rung.get("test", True)):
+            # The rung's budget is spent (a predictive round's full budget without test, too): the trial stops here,
+            # its checkpoint kept for the next rung or for scoring test if it becomes a pick.
             metrics["rung/paused"] = True
             metrics["done"] = True
             return metrics
@@ -199,10 +209,13 @@ class XlaMamlTrainable(tune.Trainable):
         return score_test(self.cfg, self.task, self.model, source=self.source, device=self.device,
                           pred_dir=self._pred_dir())
 
-    def _pred_dir(self) -> Path | None:
-        """Return the trial's predictions folder, or None when `eval.write_predictions` is off."""
+    def _pred_dir(self, steps: int | None = None) -> Path | None:
+        """Return the trial's predictions folder (`steps`: its subfolder `steps-<n>` for a dev point of a predictive
+        round, kept when later reports overwrite the others), or None when `eval.write_predictions` is off."""
         # The trial's working directory is its own folder (Ray changes into it).
-        return Path.cwd() / "predictions" if self.cfg.eval.write_predictions else None
+        if not self.cfg.eval.write_predictions:
+            return None
+        return Path.cwd() / "predictions" / f"steps-{steps}" if steps is not None else Path.cwd() / "predictions"
 
     def restore(self, checkpoint_path: Any) -> None:
         """Restore from `checkpoint_path`; when it is gone (deleted after a newer one was written, just before the

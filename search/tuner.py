@@ -32,7 +32,7 @@ def param_space(sw: Sweep, cells: list[dict[str, Any]] | None = None) -> dict[st
     space["threads"] = max(1, int(s.cpus_per_trial))  # torch threads match the CPUs a trial holds
     space["keep_final_checkpoint"] = s.keep_final_checkpoint
     names = sw.assignments
-    if s.mode == "adaptive":  # one rung's trials: each cell x seed with its budget and folder (search/adaptive/driver.py)
+    if s.mode in ("adaptive", "predictive"):  # one rung or round of trials: cell x seed, budget, folder (the drivers)
         space["trial"] = tune.grid_search(list(cells or []))
         return space
     if s.mode == "grid":

@@ -167,16 +167,20 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from xlamaml.experiment import storage
 
     t0 = time.perf_counter()
-    name = f"{Path(args.config).stem}{'-adaptive' if args.adaptive else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
-    # --adaptive: the same cells, each on a small budget first, then only those some target may pick (search/adaptive/driver.py)
-    overrides = ["sweep.mode=adaptive", *args.set] if args.adaptive else args.set
+    mode = "adaptive" if args.adaptive else "predictive" if args.predictive else None
+    name = f"{Path(args.config).stem}{f'-{mode}' if mode else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # --adaptive: the same cells, each on a small budget first, then only those some target may pick
+    # (search/adaptive/driver.py); --predictive: a model of the map chooses each run (search/predictive/driver.py)
+    overrides = [f"sweep.mode={mode}", *args.set] if mode else args.set
     exp = run_sweep(load_sweep(preset_path(args.config), overrides), args.storage, name)
     out = Path("runs", name, "analysis") if storage.is_uri(exp) else Path(exp, "analysis")
     written = analyze(exp, out)
     print((out / "table.md").read_text())
-    if "adaptive.md" in written:
-        print(written["adaptive.md"].read_text())
-    print(f"heatmap: {written['heatmap.png']}")
+    for report in ("adaptive.md", "predictive.md"):
+        if report in written:
+            print(written[report].read_text())
+    if "heatmap.png" in written:
+        print(f"heatmap: {written['heatmap.png']}")
     timing = read_timing(str(exp))
     print(f"Tune phase {timing['tune_seconds']:.0f} s on {timing['slots']} trial slots, "
           f"{100 * timing['overhead_share']:.1f}% of it outside the trials' meta steps and evaluation; assets and the "
@@ -275,8 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = configured("demo", "English stage (cached), the demo sweep and its analysis", default="demo")
     p.add_argument("--storage", default="runs", help="experiments folder (default: ./runs)")
-    p.add_argument("--adaptive", action="store_true",
-                   help="an adaptive sweep over the same cells (sweep.mode=adaptive): prints its picks and compute too")
+    modes = p.add_mutually_exclusive_group()
+    modes.add_argument("--adaptive", action="store_true",
+                       help="an adaptive sweep over the same cells (sweep.mode=adaptive): prints its picks and compute "
+                            "too")
+    modes.add_argument("--predictive", action="store_true",
+                       help="a predictive sweep over the same cells (sweep.mode=predictive): prints its picks, "
+                            "predictions, decisions and compute too")
     p.set_defaults(func=cmd_demo)
     return parser
 

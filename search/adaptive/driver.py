@@ -157,9 +157,10 @@ def rung_spent(exp: str, record: AdaptiveRecord, index: int, trials: list[dict[s
             "trial_seconds": seconds}
 
 
-def count_items(exp: str, folder: str, split: str) -> int:
-    """Return how many items a trial scored on `split`, counted in its per-item outcome files."""
-    preds = storage.join(exp, folder, "predictions")
+def count_items(exp: str, folder: str, split: str, steps: int | None = None) -> int:
+    """Return how many items a trial scored on `split`, counted in its per-item outcome files (`steps`: those a
+    predictive round's dev point kept in `predictions/steps-<n>/`)."""
+    preds = storage.join(exp, folder, "predictions", *(() if steps is None else (f"steps-{steps}",)))
     if not storage.exists(preds):
         return 0
     total = 0

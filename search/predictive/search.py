@@ -15,7 +15,7 @@ that reads its trials' outcome files. Numpy only.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +25,8 @@ from xlamaml.search.predictive.choose import Action, best_actions, initial_cells
 from xlamaml.search.predictive.map_model import (Curve, Design, Observation, Posterior, dev_observation, fit,
                                                  shared_item_var, shared_seed_var)
 from xlamaml.search.predictive.side_info import cell_distances
+from xlamaml.search.schedule import increasing_fractions
+from xlamaml.trainables.config_parsing import check_fields, checked, non_negative, positive_int
 
 # A run's share of dev items that differ from the baseline's, assumed where none was measured yet (the recorded maps
 # measure 0.24-0.25; the simulator assumes 0.17).
@@ -36,17 +38,34 @@ Outcomes = Callable[[int, float, Sequence[int]], np.ndarray]
 Seconds = Callable[[float, float, int], float]
 
 
+def _share(v: float) -> str | None:
+    return None if isinstance(v, (int, float)) and 0 < v <= 1 else "expected a fraction in (0, 1]"
+
+
+def _repeats(v: list) -> str | None:
+    ok = isinstance(v, list) and v and all(isinstance(x, int) and x >= 1 for x in v)
+    return None if ok else "expected a non-empty list of positive integers"
+
+
 @dataclass(frozen=True)
 class PredictiveConfig:
-    """The predictive search's knobs (see the module docstring)."""
+    """`sweep.predictive.*`: the predictive search's knobs (see the module docstring). The defaults were set on the
+    recorded maps' replays (benchmarks/replay.py), after a few variants on those same maps."""
 
-    init_share: float = 0.2
-    fractions: tuple[float, ...] = (0.25, 1.0)
-    min_value: float = 0.01  # points of expected gain per full trial's seconds
-    refit_iterations: int = 3  # EM iterations of a warm refit (the variances move little between refits)
-    batch: int = 2  # runs chosen per refit (the trials a sweep runs at once)
+    init_share: float = checked(0.2, rule=_share)  # of the cells, run first (one seed each, full budget)
+    # Fractions of the meta steps a run may stop at (dev scored at each on the way: the learning curve).
+    fractions: list[float] = checked(default_factory=lambda: [0.25, 1.0], rule=increasing_fractions)
+    min_value: float = checked(0.01, rule=non_negative)  # points of expected gain per full trial's seconds
+    refit_iterations: int = checked(3, rule=positive_int)  # EM iterations of a warm refit (variances move little)
+    batch: int = checked(2, rule=positive_int)  # runs chosen per refit: a round of trials run at once
     side: bool = True  # URIEL+ distances of the target to the cell's languages as covariates
-    repeats: tuple[int, ...] = (1, 2, 4)  # KG(*): a run valued as the best per-run share of m such runs
+    repeats: list[int] = checked(default_factory=lambda: [1, 2, 4], rule=_repeats)  # KG(*): best share of m runs
+    max_share: float = checked(1.0, rule=_share)  # stop once this share of the grid's compute is spent (estimated)
+
+    def validate(self, prefix: str = "sweep.predictive.") -> "PredictiveConfig":
+        """Return self after checking its values; raise ConfigError naming the key."""
+        check_fields(self, prefix)
+        return self
 
 
 @dataclass
@@ -161,11 +180,14 @@ def refit(design: Design, judged: np.ndarray, state: SearchState, outcomes: Outc
 
 
 def candidate_runs(state: SearchState, n_cells: int, max_seeds: int, fractions: Sequence[float],
-                   seconds: Seconds) -> list[Action]:
+                   seconds: Seconds, exclude: Collection[int] = ()) -> list[Action]:
     """Return every run the search may start now with its seconds: one more seed of a cell (while it has fewer than
-    `max_seeds`) to each fraction, scoring dev at every fraction passed, and each cell's short run continued."""
+    `max_seeds`) to each fraction, scoring dev at every fraction passed, and each cell's short run continued; none of
+    the cells in `exclude` (a sweep's cells whose trials errored)."""
     out = []
     for c in range(n_cells):
+        if c in exclude:
+            continue
         seeds = state.reached.get(c, {})
         if len(seeds) < max_seeds:
             for f in fractions:
@@ -178,9 +200,9 @@ def candidate_runs(state: SearchState, n_cells: int, max_seeds: int, fractions: 
 
 def next_runs(post: Posterior, judged: np.ndarray, state: SearchState, curve: Curve, one_run: np.ndarray,
               max_seeds: int, seconds: Seconds, config: PredictiveConfig, trial_seconds: float,
-              ) -> tuple[list[tuple[Action, float]], bool]:
+              exclude: Collection[int] = ()) -> tuple[list[tuple[Action, float]], bool]:
     """Return (the batch of runs to start, best first, each with its value in points per second; whether the search
     stops: nothing is worth `min_value` points per full trial's seconds)."""
-    batch = best_actions(post, judged, candidate_runs(state, len(post.cells), max_seeds, config.fractions, seconds),
-                         curve, one_run, config.batch, config.repeats)
+    runs = candidate_runs(state, len(post.cells), max_seeds, config.fractions, seconds, exclude)
+    batch = best_actions(post, judged, runs, curve, one_run, config.batch, config.repeats)
     return batch, not batch or batch[0][1] * trial_seconds < config.min_value

@@ -141,3 +141,31 @@ def test_adaptive_sweep_on_s3_decides_from_the_bucket(tmp_path, cache, s3):
         lines = got[trial_folder(cell, 0)]
         assert ("test/avg/acc" in lines[-1]) == (cell in kept), cell
         assert [r["training_iteration"] for r in lines] == list(range(1, len(lines) + 1)), cell
+
+
+def test_predictive_sweep_on_s3_reads_its_dev_outcomes_from_the_bucket(tmp_path, cache, s3):
+    """A predictive sweep whose only storage is the bucket: its record, the dev outcomes at each fraction the model
+    reads, the continued runs and the picks' test all live there. About a minute."""
+    from xlamaml.experiment.records import PREDICTIVE_FILE, read_predictive, trial_folder
+
+    cells = ["x-maml:hi", "xla-maml:en>hi", "x-maml:de"]
+    settings = ["sweep.mode=predictive", f"sweep.assignments.items=[baseline,{','.join(json.dumps(c) for c in cells)}]",
+                "sweep.seeds=[0,1]", "sweep.predictive.init_share=0.5", "sweep.predictive.fractions=[0.5,1.0]",
+                "sweep.predictive.max_share=0.6"]
+    done = subprocess.run([sys.executable, "-m", "xlamaml.cli", "-q", "sweep", "--config", "smoke", "--storage", s3,
+                           "--name", "predictive", *[a for s in settings for a in ("--set", s)]],
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    exp = f"{s3}/predictive"
+    assert storage.exists(storage.join(exp, PREDICTIVE_FILE))
+    record = read_predictive(exp)
+    assert record.finished() and len(record.decisions) >= 1
+    tested = {trial_folder(r["cell"], record.seeds[r["seed"]]) for r in record.rounds[-1]["runs"]}
+    got = results(exp)
+    for rnd in record.rounds[:-1]:
+        for run in rnd["runs"]:
+            folder = trial_folder(run["cell"], record.seeds[run["seed"]])
+            lines = got[folder]
+            assert ("test/avg/acc" in lines[-1]) == (folder in tested), folder
+            assert [r["training_iteration"] for r in lines] == list(range(1, len(lines) + 1)), folder
+            assert storage.exists(storage.join(exp, folder, "predictions", "steps-2", "dev-hi.items.tsv")), folder
