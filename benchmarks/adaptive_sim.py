@@ -5,7 +5,7 @@
     python benchmarks/adaptive_sim.py --gains gains.csv      # a measured gain matrix instead of the synthetic ones
     python benchmarks/adaptive_sim.py --search               # also the adaptive configurations behind the defaults
 
-The simulated world (benchmarks/simulation.py): a ground-truth gain matrix, target x cell, in points over the
+The simulated world (search/predictive/simulated.py): a ground-truth gain matrix, target x cell, in points over the
 baseline (synthetic ones shaped like the paper's Figure 2, or `--gains FILE`: a CSV `target,cell,gain`, one row per
 judged pair; a cell with no row for a target is not judged on it), and noise, every value a flag printed with the
 table: dev items per target (`--dev-items`), the paired disagreement of a run's per-item outcomes with the
@@ -50,7 +50,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.sim_methods import Score, fit_keep, run_adaptive, run_grid, score, simulate  # noqa: E402
-from benchmarks.simulation import (Cost, GainMap, Noise, World, calibrate_tau, read_gains,  # noqa: E402
+from xlamaml.search.predictive.simulated import (Cost, GainMap, Noise, World, calibrate_tau, read_gains,  # noqa: E402
                                    synthetic_aux, synthetic_pairs)
 from xlamaml.search.schedule import AdaptiveConfig  # noqa: E402
 

@@ -47,7 +47,7 @@ What is measured, and how it maps onto adaptive_sim.py's flags:
   minus the baseline's dev accuracy; through the origin, and ordinary least squares). Both raw values carry item and
   seed noise the sim's flags do not, so the flags are fitted by simulation (indirect inference): on the measured gain
   map with the measured disagreement, seed sd and share, the rung's fraction and items, the simulator's World
-  (benchmarks/simulation.py) draws the same statistics for a grid of (rank_corr at the rung's fraction, shrink); the
+  (search/predictive/simulated.py) draws the same statistics for a grid of (rank_corr at the rung's fraction, shrink); the
   pair whose mean simulated statistics are nearest the measured ones (Spearman and slope through the origin against
   the grid's mean test gain) is printed, with the equivalent rank correlation at 25% (tau(f) scales as
   sqrt((1 - f) / f)).
@@ -77,7 +77,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.grid_noise import (Grid, SeedStats, build_grid, disagreement, effective_disagree,  # noqa: E402
                                    finished, gain_rows, read_experiment, seed_stats, signal_check)
 from benchmarks.low_budget import FIT_ON, corr_at, fit_low_budget, low_budget  # noqa: E402
-from benchmarks.simulation import GainMap, Noise, gain_map  # noqa: E402
+from xlamaml.search.predictive.simulated import GainMap, Noise, gain_map  # noqa: E402
 from xlamaml.experiment.records import ADAPTIVE_FILE, AdaptiveRecord, Rung, read_adaptive, write_adaptive  # noqa: E402
 from xlamaml.experiment.reports import RESULT_FILE  # noqa: E402
 from xlamaml.trainables.errors import XlamamlError  # noqa: E402

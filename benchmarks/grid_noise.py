@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.simulation import spearman
+from xlamaml.search.predictive.simulated import spearman
 from xlamaml.analysis.results import read_params
 from xlamaml.analysis.trial_info import KNOWN_LANGS
 from xlamaml.experiment.reports import is_final, trial_reports

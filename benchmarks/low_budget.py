@@ -1,6 +1,6 @@
 """Low budget: an adaptive sweep's rung 0 against a finished grid (benchmarks/calibrate_sim.py, section 3). Raw
 statistics (Spearman of rung-0 dev estimates with full-budget gains, slopes of one on the other), then the
-simulator's `rank_corr` and `shrink` fitted so that benchmarks/simulation.py's World draws the same statistics
+simulator's `rank_corr` and `shrink` fitted so that search/predictive/simulated.py's World draws the same statistics
 (indirect inference: the raw values carry item and seed noise that the flags do not).
 """
 
@@ -12,7 +12,7 @@ from typing import Any, Optional
 import numpy as np
 
 from benchmarks.grid_noise import Grid, Trial, gain_rows
-from benchmarks.simulation import (GainMap, Noise, World, calibrate_tau, latent_spearman, spearman, spearman_rows,
+from xlamaml.search.predictive.simulated import (GainMap, Noise, World, calibrate_tau, latent_spearman, spearman, spearman_rows,
                                    tau_scale)
 from xlamaml.experiment.records import AdaptiveRecord, Rung
 

@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.recorded_map import RecordedMap, add_map_arguments, chosen_maps, read_map  # noqa: E402
-from benchmarks.simulation import spearman_rows  # noqa: E402
+from xlamaml.search.predictive.simulated import spearman_rows  # noqa: E402
 from xlamaml.trainables.assignment import parse_assignment  # noqa: E402
 
 Z95 = 1.959964

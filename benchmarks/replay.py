@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.adaptive_sim import goal_lines, markdown, paired_table, predictive_lines, search  # noqa: E402
 from benchmarks.recorded_map import RecordedMap, add_map_arguments, chosen_maps, read_map  # noqa: E402
 from benchmarks.sim_methods import simulate  # noqa: E402
-from benchmarks.simulation import Cost, GainMap, Noise  # noqa: E402
+from xlamaml.search.predictive.simulated import Cost, GainMap, Noise  # noqa: E402
 from xlamaml.search.schedule import AdaptiveConfig  # noqa: E402
 
 
@@ -64,7 +64,7 @@ def truth_map(m: RecordedMap, name: str) -> GainMap:
 
 
 class ReplayWorld:
-    """One replay of a recorded map, with the simulator's World interface (benchmarks/simulation.py): `outcomes`
+    """One replay of a recorded map, with the simulator's World interface (search/predictive/simulated.py): `outcomes`
     returns recorded dev outcomes, the seeds in this replay's order and the items in its bootstrap draw."""
 
     def __init__(self, m: RecordedMap, gmap: GainMap, rep: int, resample: bool = True):

@@ -1,4 +1,4 @@
-"""The methods benchmarks/adaptive_sim.py compares on a simulated World (benchmarks/simulation.py), each charged the
+"""The methods benchmarks/adaptive_sim.py compares on a simulated World (search/predictive/simulated.py), each charged the
 same compute (Cost): the grid, random subsets of cells, the adaptive sweep (the sweep's own `schedule` and `decide`),
 ASHA and Optuna TPE; how a run is scored (regret, the returned set); one repetition of them all (`simulate`).
 """
@@ -10,7 +10,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from benchmarks.simulation import Cost, GainMap, Noise, World, calibrate_tau
+from xlamaml.search.predictive.simulated import Cost, GainMap, Noise, World, calibrate_tau
+from xlamaml.search.predictive.simulated_search import trial_seconds
 from xlamaml.search.adaptive.rule import decide, seed_variance
 from xlamaml.experiment.records import Rung
 from xlamaml.search.schedule import AdaptiveConfig, keep_ratio, rung_steps, schedule
@@ -27,11 +28,6 @@ class Run:
     note: str = ""  # the budget knob the method was set to
     picks: Optional[dict[int, int]] = None  # target index -> cell index, where the method picks by its own rule
     contenders: Optional[dict[int, list[int]]] = None  # target index -> the cells it returns as possibly best
-
-
-def trial_seconds(cost: Cost, n_targets: int, noise: Noise) -> float:
-    """Return the seconds of one grid trial: all meta steps, dev once, test once."""
-    return cost.train(cost.total_steps) + cost.evaluate(n_targets * (noise.dev_items + noise.test_items))
 
 
 def run_grid(world: World, cost: Cost, cells: Optional[list[int]] = None) -> Run:

@@ -7,7 +7,7 @@ import numpy as np
 from benchmarks.calibrate_sim import write_fake
 from benchmarks.grid_noise import (Grid, Trial, build_grid, cell_langs, disagreement, gain_rows,
                                    independent_disagreement, read_experiment, seed_stats)
-from benchmarks.simulation import LANGS, Noise, World, calibrate_tau, read_gains, spearman, synthetic_aux
+from xlamaml.search.predictive.simulated import LANGS, Noise, World, calibrate_tau, read_gains, spearman, synthetic_aux
 
 
 def test_cell_langs_and_exclusion():

@@ -120,7 +120,8 @@ def cmd_plan(args: argparse.Namespace) -> None:
         raise InputError("plan needs --config FILE or --preset NAME")
     path = preset_path(args.config)
     plan = make_plan(load_sweep(path, args.set), Path(args.config).stem, step_seconds=args.step_seconds,
-                     item_seconds=args.item_seconds, measure_here=args.measure, slots=args.slots)
+                     item_seconds=args.item_seconds, measure_here=args.measure, slots=args.slots,
+                     predictive_reps=args.predictive_reps, prior_map=args.prior_map)
     print(json.dumps(plan.to_dict(), indent=2) if args.json else "\n".join(plan.lines()))
 
 
@@ -248,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slots", type=int, metavar="N",
                    help="trials running at once, for wall time and peak storage (default: sweep.max_concurrent or 1)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--predictive-reps", type=int, metavar="N",
+                   help="a predictive sweep's expected compute from N simulated sweeps (default 4; computed when "
+                        "sweep.mode is predictive or this or --prior-map is given)")
+    p.add_argument("--prior-map", metavar="CSV",
+                   help="the map those simulated sweeps run on: rows target,cell,gain (points) of a map measured "
+                        "before (default: a synthetic Figure-2-like map of the sweep's cells)")
     p.set_defaults(func=cmd_plan)
 
     p = configured("prior", "rank each target's cells before anything runs (side information or a prior map)")

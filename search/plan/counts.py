@@ -263,3 +263,10 @@ def compute_seconds(counts: PlanCounts, step_seconds: float, item_seconds: float
     when `item_seconds` is None)."""
     return counts.meta_steps * step_seconds + counts.evaluated_items * (item_seconds or 0.0)
 
+
+
+def items_per_target(sw: Sweep, sizes: SizeFn | None = None) -> tuple[int, int]:
+    """Return (the fewest dev items one report scores in a dev language, a finished trial's test items per target):
+    what a simulated predictive sweep (search/plan/predictive_plan.py) scores."""
+    per, cfg = _Trials(sizes or DataSizes()), sw.trial_config(sw.cells[0])
+    return min(per.dev_per_lang(cfg, cfg.eval.dev_max_examples)), per.test(cfg) // max(1, len(cfg.eval.target_langs))

@@ -1,5 +1,6 @@
 """`xlamaml plan`: a sweep's counts (search/plan/counts.py), storage and compute, grid and adaptive side by side, before
-anything runs.
+anything runs; for a predictive sweep its expected compute too (search/plan/predictive_plan.py: simulated, with
+its spread).
 
 Storage is estimated, not measured (labelled so):
 - base checkpoint: the model's parameters x 4 bytes (fp32), counted from the model's shape without loading weights:
@@ -24,8 +25,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from xlamaml.search.plan.counts import DataSizes, PlanCounts, compute_seconds, plan_counts
 from xlamaml.search.plan.measure import Measured, measure
+from xlamaml.search.plan.predictive_plan import PredictiveEstimate, estimate
 from xlamaml.search.plan.storage_estimate import Storage, storage
 from xlamaml.search.spec import Sweep
 from xlamaml.trainables.errors import ConfigError, XlamamlError
@@ -62,6 +66,7 @@ class Plan:
     step_seconds: float | None = None
     item_seconds: float | None = None
     measured: Measured | None = None
+    predictive: PredictiveEstimate | None = None  # a predictive sweep's expected compute (simulated)
 
     def compute(self, mode: str) -> float | None:
         """Return the trial compute seconds of `mode` (None without step seconds)."""
@@ -83,6 +88,11 @@ class Plan:
             seconds = self.compute(mode)
             out["modes"][mode] = {**c.to_dict(), "compute_seconds": seconds,
                                   "wall_seconds": None if seconds is None else seconds / self.slots}
+        if self.predictive is not None:
+            grid = self.compute("grid")
+            out["predictive"] = {**dataclasses.asdict(self.predictive),
+                                 "compute_seconds": None if grid is None else grid * float(np.mean(
+                                     self.predictive.shares))}
         return out
 
     def lines(self) -> list[str]:
@@ -155,12 +165,23 @@ class Plan:
         if self.step_seconds is not None:
             out.append("compute counts the trials' meta steps and evaluation only (no English stage, setup or "
                        "scheduling); wall time = compute / slots")
+        if self.predictive is not None:
+            out += self.predictive.lines()
+            grid = self.compute("grid")
+            if grid is not None:
+                shares = np.array(self.predictive.shares) * grid * (self.gpus_per_trial or 1.0) / 3600
+                unit = "GPU-hours" if self.gpus_per_trial else "trial-hours"
+                out.append(f"predictive compute: {shares.mean():,.2f} {unit} ({shares.min():,.2f}-{shares.max():,.2f}), "
+                           f"wall time on {self.slots} slot{'s' * (self.slots > 1)} "
+                           f"{_hours(shares.mean() * 3600 / (self.gpus_per_trial or 1.0) / self.slots)}")
         return out
 
 
 def make_plan(sw: Sweep, name: str, *, step_seconds: float | None = None, item_seconds: float | None = None,
-              measure_here: bool = False, slots: int | None = None) -> Plan:
-    """Return the plan of the sweep `sw`."""
+              measure_here: bool = False, slots: int | None = None, predictive_reps: int | None = None,
+              prior_map: str | None = None) -> Plan:
+    """Return the plan of the sweep `sw`; with sweep.mode predictive (or `predictive_reps` or `prior_map` given), also
+    the predictive sweep's expected compute from `predictive_reps` (default 4) simulated sweeps on the prior map."""
     if step_seconds is not None and step_seconds <= 0 or item_seconds is not None and item_seconds < 0:
         raise ConfigError("plan: --step-seconds must be > 0 and --item-seconds >= 0")
     if item_seconds is not None and step_seconds is None and not measure_here:
@@ -181,4 +202,8 @@ def make_plan(sw: Sweep, name: str, *, step_seconds: float | None = None, item_s
     if measure_here:
         plan.measured = measure(sw)
         plan.step_seconds, plan.item_seconds = plan.measured.step_seconds, plan.measured.item_seconds
+    if predictive_reps is not None and predictive_reps < 1:
+        raise ConfigError("plan: --predictive-reps must be a positive integer")
+    if s.mode == "predictive" or predictive_reps or prior_map:
+        plan.predictive = estimate(sw, sizes, plan.step_seconds, plan.item_seconds, predictive_reps or 4, prior_map)
     return plan

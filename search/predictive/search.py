@@ -60,7 +60,8 @@ class PredictiveConfig:
     batch: int = checked(2, rule=positive_int)  # runs chosen per refit: a round of trials run at once
     side: bool = True  # URIEL+ distances of the target to the cell's languages as covariates
     repeats: list[int] = checked(default_factory=lambda: [1, 2, 4], rule=_repeats)  # KG(*): best share of m runs
-    max_share: float = checked(1.0, rule=_share)  # stop once this share of the grid's compute is spent (estimated)
+    # Stop before the runs pass this share of the grid's compute (estimated; the picks' test comes on top).
+    max_share: float = checked(1.0, rule=_share)
 
     def validate(self, prefix: str = "sweep.predictive.") -> "PredictiveConfig":
         """Return self after checking its values; raise ConfigError naming the key."""

@@ -7,7 +7,7 @@ import yaml
 
 import xlamaml.trainables.config as config_module
 from benchmarks.sim_methods import sim_rungs
-from benchmarks.simulation import Cost, Noise
+from xlamaml.search.predictive.simulated import Cost, Noise
 from xlamaml.cli import preset_path
 from xlamaml.search.adaptive.driver import new_record
 from xlamaml.search.plan.counts import plan_counts

@@ -130,3 +130,35 @@ def test_measure_times_real_steps_of_the_tiny_model(data_dir, one_thread):
     assert m.hardware.startswith(("CPU", "GPU"))
     assert plan.compute("grid") == pytest.approx(8 * m.step_seconds + (480 + 432) * m.item_seconds)
     assert "measured here" in "\n".join(plan.lines())
+
+
+PREDICTIVE = ["sweep.mode=predictive", 'sweep.assignments.items=[baseline,"x-maml:hi","xla-maml:en>hi","x-maml:de",'
+              '"xla-maml:en>de","xla-maml:en>ar","xla-maml:hi>de"]', "sweep.seeds=[0,1,2]"]
+
+
+def test_a_predictive_plan_prints_its_expected_compute_and_spread(data_dir, capsys):
+    assert main(["plan", "--preset", "smoke", "--set", f"data.dir={data_dir}", *[a for s in PREDICTIVE
+                                                                               for a in ("--set", s)],
+                 "--predictive-reps", "3", "--step-seconds", "1", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["predictive"]
+    assert got["reps"] == 3 and got["prior"] == "synthetic" and len(got["shares"]) == 3
+    assert all(0 < s <= 1.05 for s in got["shares"])  # at most the grid's, and the picks' test
+    grid = json.loads(json.dumps(got))  # the compute follows the grid's: share x grid seconds
+    assert got["compute_seconds"] > 0 and grid["runs"]
+
+
+def test_a_prior_map_is_read_and_a_missing_cell_named(data_dir, tmp_path):
+    sw = sweep("smoke", f"data.dir={data_dir}", *PREDICTIVE, "sweep.predictive.max_share=0.5")
+    rows = [(t, c, 1.0 + i) for i, c in enumerate(sw.cells) for t in sw.dev_langs if not c.endswith(t)]
+    path = tmp_path / "prior.csv"
+    path.write_text("target,cell,gain\n" + "".join(f"{t},{c},{g}\n" for t, c, g in rows))
+    plan = make_plan(sw, "smoke", predictive_reps=2, prior_map=str(path))
+    uncapped = make_plan(sweep("smoke", f"data.dir={data_dir}", *PREDICTIVE), "smoke", predictive_reps=2,
+                         prior_map=str(path))
+    assert plan.predictive.prior == str(path)
+    # max_share caps the runs (the picks' test comes on top: a tenth of the compute with these tiny trials)
+    assert all(a <= b + 1e-9 for a, b in zip(plan.predictive.shares, uncapped.predictive.shares))
+    assert max(plan.predictive.shares) < 0.75
+    path.write_text("target,cell,gain\n" + "".join(f"{t},{c},{g}\n" for t, c, g in rows if c != sw.cells[0]))
+    with pytest.raises(Exception, match=f"{path}: no gains of cell 'x-maml:hi'"):
+        make_plan(sw, "smoke", predictive_reps=2, prior_map=str(path))

@@ -1,8 +1,8 @@
-"""benchmarks/simulation.py: the synthetic maps judge pairs by Assignment.trained_on, one pandas Spearman, tau."""
+"""search/predictive/simulated.py: the synthetic maps judge pairs by Assignment.trained_on, one pandas Spearman, tau."""
 
 import numpy as np
 
-from benchmarks.simulation import (LANGS, calibrate_tau, mean_spearman, spearman, spearman_rows, synthetic_aux,
+from xlamaml.search.predictive.simulated import (LANGS, calibrate_tau, mean_spearman, spearman, spearman_rows, synthetic_aux,
                                    synthetic_pairs)
 from xlamaml.trainables.assignment import parse_assignment
 

@@ -1,5 +1,6 @@
-"""The simulated world that benchmarks/adaptive_sim.py and benchmarks/calibrate_sim.py share: true gains, noise, and
-every measurement a method may take of them, drawn lazily and seeded per repetition.
+"""The simulated world that benchmarks/adaptive_sim.py and benchmarks/calibrate_sim.py share, and that `xlamaml plan`
+runs a predictive sweep on (simulated_search.py): true gains, noise, and every measurement a method may take of them,
+drawn lazily and seeded per repetition.
 
 Ground truth: a gain matrix, target x cell, in points over the baseline. Synthetic ones are shaped like the paper's
 Figure 2: mostly small gains (0 to 5 points), a few harmful query languages, near-ties, cells that share a query
@@ -136,6 +137,28 @@ def synthetic_aux(seed: int = 0, langs: list[str] = LANGS) -> GainMap:
         g = a[q] + affinity[q] + rng.normal(0, 0.3, n)
         gains.append(np.clip(g, -6, 8))
     return GainMap("en->aux", list(langs), cells, not_trained_on(list(langs), cells, np.array(gains).T))
+
+
+def synthetic_map(targets: list[str], cells: list[str], seed: int = 0) -> GainMap:
+    """Return a Figure-2-like map over any cells and targets (what `xlamaml plan` assumes without a prior map): a
+    cell's gain is its query languages' mean effect (mostly 0-4 points, three harmful languages) + its non-English
+    support languages' mean effect (sd 0.5) + the query x target affinity (sd 0.8) + a rest (sd 0.3), clipped to
+    [-6, 8]; NaN where the cell trained on the target."""
+    rng = np.random.default_rng(seed + 2000)
+    parsed = [parse_assignment(c) for c in cells]
+    langs = list(dict.fromkeys([*LANGS, *targets, *(x for p in parsed for x in (*p.support, *p.query))]))
+    where = {x: i for i, x in enumerate(langs)}
+    a, b = _query_effects(rng, langs), rng.normal(0, 0.5, len(langs))
+    affinity = rng.normal(0, 0.8, (len(langs), len(langs)))  # query x target
+    cols = [where[t] for t in targets]
+    gains = []
+    for p in parsed:
+        q = [where[x] for x in p.query]
+        s = [where[x] for x in p.support if x != "en"]
+        g = a[q].mean() + (b[s].mean() if s else 0.0) + affinity[q][:, cols].mean(axis=0)
+        gains.append(np.clip(g + rng.normal(0, 0.3, len(targets)), -6, 8))
+    return GainMap("synthetic", list(targets), list(cells), not_trained_on(list(targets), list(cells),
+                                                                            np.array(gains).T))
 
 
 def gain_map(rows: list[tuple[str, str, float]], name: str) -> GainMap:
