@@ -11,8 +11,9 @@ Round by round, each one Tune run of its trials in fixed folders (`<assignment>_
     round k     the `batch` best runs: a new seed starts from the base, a continued run from its checkpoints
     stop        nothing worth `min_value` points per grid trial's seconds, or `max_share` of the grid's compute spent
     test round  the picks (finished cells only) continue from their full-budget checkpoints to score test
-Full-budget runs pause without test (their weights kept until the end, in case they become a pick); once the picks
-are tested the other trials' checkpoints are deleted.
+Full-budget runs pause without test, their weights kept while their cell may still be some target's best (a cell
+that later becomes a pick after all is rerun from the base in the test round); once the picks are tested the other
+trials' checkpoints are deleted.
 
 Everything a resume needs is in the experiment: `xlamaml_predictive.json` (rounds, decisions, spent, answer), written
 whole after each round and each decision, and the trial folders. A resume reruns only the trials of the round in
@@ -233,6 +234,28 @@ def answer(post: Posterior, judged: np.ndarray, state: SearchState, reason: str)
     return out
 
 
+def unlikely_cells(post: Posterior, judged: np.ndarray, finished: np.ndarray) -> list[int]:
+    """Return the finished cells that may be no target's best: for every target they are judged on, under a 5% chance
+    of beating its pick (choose.contenders)."""
+    likely: set[int] = set()
+    for t, pick in picks(post, judged, finished).items():
+        likely.update(contenders(post, judged, pick, t))
+    return [int(c) for c in np.flatnonzero(finished) if int(c) not in likely]
+
+
+def drop_unlikely(exp: str, record: PredictiveRecord, post: Posterior, judged: np.ndarray,
+                  state: SearchState) -> list[str]:
+    """Delete the full-budget weights of the cells that may be no target's best (a pairs sweep would otherwise keep a
+    checkpoint per finished run, about 1 GB each with mBERT); return those cells. Should one become a pick after all,
+    the test round reruns its seeds from the base (the same seed reaches the same weights on the same kind of CPU)."""
+    out = []
+    for c in unlikely_cells(post, judged, state.finished(len(record.cells))):
+        for s in state.full_seeds(c):
+            drop_checkpoints(exp, trial_folder(record.cells[c], record.seeds[s]))
+        out.append(record.cells[c])
+    return out
+
+
 def decide(exp: str, record: PredictiveRecord, sw: Sweep, dev: DevOutcomes) -> None:
     """Append the decision after the last finished round and the round it adds (the next runs, or the picks' test
     round with the answer); return None."""
@@ -255,7 +278,9 @@ def decide(exp: str, record: PredictiveRecord, sw: Sweep, dev: DevOutcomes) -> N
     elif spent_s + sum(a.seconds for a, _ in batch) > p.max_share * grid_s:
         reason = f"the next runs would pass sweep.predictive.max_share ({p.max_share:g}) of the grid's compute"
     runs = [run_of(a, state, record.cells, p.fractions) for a, _ in batch]
+    dropped = drop_unlikely(exp, record, post, judged, state)
     entry = {"round": index, "variances": dict(post.variances), "step_seconds": step_s, "dev_seconds": dev_s,
+             "weights_dropped": dropped,
              "grid_share": spent_s / grid_s if grid_s else 0.0,
              "values": [{**r, "value": v, "seconds": a.seconds} for r, (a, v) in zip(runs, batch)],
              "picks": {record.dev_langs[t]: record.cells[c]

@@ -170,3 +170,43 @@ def test_the_model_reads_dev_outcomes_at_each_fraction_and_never_test(tmp_path):
 def test_bad_predictive_settings_name_their_key(setting, key):
     with pytest.raises(ConfigError, match=key):
         load_sweep(preset_path("smoke"), SETTINGS + [setting])
+
+
+def test_weights_are_dropped_only_for_cells_no_target_may_pick():
+    from types import SimpleNamespace
+
+    from xlamaml.search.predictive.driver import unlikely_cells
+
+    # two targets, four cells: cell 3 never ran; cell 2 is far below on both; cell 1 is close to target 1's pick
+    post = SimpleNamespace(targets=["de", "hi"], cells=["a", "b", "c", "d"],
+                           mean=np.array([[3.0, 0.0, -5.0, 9.0], [0.0, 2.9, -5.0, 9.0]]), sd=np.full((2, 4), 0.5))
+    judged = np.ones((2, 4), dtype=bool)
+    finished = np.array([True, True, True, False])
+    # cell 0 picks target 0, cell 1 target 1 and is within 5% of cell 0 nowhere else: both kept; cell 3 (never run,
+    # a contender) has no weights to drop
+    assert unlikely_cells(post, judged, finished) == [2]
+    judged[1, 1] = False  # cell 1 not judged on target 1: cell 0 picks both, cell 1 may beat it nowhere
+    assert unlikely_cells(post, judged, finished) == [1, 2]
+
+
+def test_a_pick_whose_weights_were_dropped_is_rerun_from_the_base_to_the_same_test(tmp_path, ray_local,
+                                                                                   monkeypatch):
+    """Every decision drops every finished run's weights (as if no cell could be a pick): the test round reruns the
+    picks' seeds from the base and ends exactly as a grid trial of the same cell and seed."""
+    from xlamaml.search.predictive import driver
+
+    monkeypatch.setattr(driver, "unlikely_cells", lambda post, judged, finished: [int(c) for c in
+                                                                                 np.flatnonzero(finished)])
+    exp = Path(run_sweep(load_sweep(preset_path("smoke"), SETTINGS + ["sweep.predictive.max_share=0.5"]),
+                         tmp_path / "runs", "dropped"))
+    record = read_predictive(str(exp))
+    assert record.finished() and any(d["weights_dropped"] for d in record.decisions)
+    cell, seed = record.rounds[-1]["runs"][0]["cell"], record.seeds[record.rounds[-1]["runs"][0]["seed"]]
+    mine = reports(exp, trial_folder(cell, seed))
+    assert [r["training_iteration"] for r in mine] == list(range(1, len(mine) + 1))
+    grid = run_sweep(load_sweep(preset_path("smoke"), [f"sweep.assignments.items=[{json.dumps(cell)}]",
+                                                      f"sweep.seeds=[{seed}]"]), tmp_path / "runs", "grid")
+    folder = next(d for d in Path(grid).iterdir() if (d / "params.json").is_file())
+    final = reports(Path(grid), folder.name)[-1]
+    keys = [k for k in final if k.startswith("test/")] + ["meta/query_loss", "meta/steps"]
+    assert {k: final[k] for k in keys} == {k: mine[-1][k] for k in keys}
