@@ -133,17 +133,22 @@ def write_adaptive(exp: str, record: AdaptiveRecord) -> None:
     _write_json(storage.join(exp, ADAPTIVE_FILE), record.to_dict())
 
 
-def read_adaptive(exp: str) -> AdaptiveRecord | None:
-    """Return the experiment's adaptive record, or None when it has none (not an adaptive sweep, or not started);
-    InputError naming the file when it is not one."""
-    location = storage.join(str(exp), ADAPTIVE_FILE)
+def _read_record(exp: str, name: str, from_dict: Any, what: str) -> Any:
+    """Return `from_dict` of the experiment's JSON record `name`, or None when it has none; InputError naming the
+    file when it is not `what`."""
+    location = storage.join(str(exp), name)
     if not storage.exists(location):
         return None
     try:
-        return AdaptiveRecord.from_dict(json.loads(storage.read_bytes(location)))
+        return from_dict(json.loads(storage.read_bytes(location)))
     except (ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{location}: not an adaptive sweep record ({e}); expected the JSON `xlamaml sweep` "
-                         "wrote") from None
+        raise InputError(f"{location}: not {what} ({e}); expected the JSON `xlamaml sweep` wrote") from None
+
+
+def read_adaptive(exp: str) -> AdaptiveRecord | None:
+    """Return the experiment's adaptive record, or None when it has none (not an adaptive sweep, or not started);
+    InputError naming the file when it is not one."""
+    return _read_record(exp, ADAPTIVE_FILE, AdaptiveRecord.from_dict, "an adaptive sweep record")
 
 
 # --------------------------------------------------------------------------------------------- a predictive sweep
@@ -195,14 +200,7 @@ def write_predictive(exp: str, record: PredictiveRecord) -> None:
 def read_predictive(exp: str) -> PredictiveRecord | None:
     """Return the experiment's predictive record, or None when it has none; InputError naming the file when it is
     not one."""
-    location = storage.join(str(exp), PREDICTIVE_FILE)
-    if not storage.exists(location):
-        return None
-    try:
-        return PredictiveRecord.from_dict(json.loads(storage.read_bytes(location)))
-    except (ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{location}: not a predictive sweep record ({e}); expected the JSON `xlamaml sweep` "
-                         "wrote") from None
+    return _read_record(exp, PREDICTIVE_FILE, PredictiveRecord.from_dict, "a predictive sweep record")
 
 
 # -------------------------------------------------------------------------------------------------------- timing

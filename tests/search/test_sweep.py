@@ -30,15 +30,6 @@ def trials(exp: Path) -> dict[str, list[dict]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def test_assignment_kinds():
     assert assignments(AssignmentSpec("en-aux", ["hi", "sw"])) == [
         "baseline", "x-maml:hi", "xla-maml:en>hi", "x-maml:sw", "xla-maml:en>sw"]

@@ -34,15 +34,6 @@ def reports(exp: Path, folder: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def check_finished(exp: Path, record: AdaptiveRecord, total_steps: int) -> None:
     """Assert what every adaptive sweep must hold once done: survivors finished every seed with test scores,
     stopped cells were never tested, and each trial's iterations are 1..N once each."""

@@ -33,15 +33,6 @@ def reports(exp: Path, folder: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def interrupted_then_resumed(tmp_path_factory, ray_local):
     """Return (experiment, the record as it stood at the first kill, at the second): killed once after round 1's
     trials finished but before its account was written, once before round 3's trials started; resumed each time."""
