@@ -15,6 +15,7 @@ from pathlib import Path
 
 import ray
 
+from xlamaml.search.console import quiet_ray, ray_logging_level, verbose
 from xlamaml.trainables.errors import XlamamlError
 
 CONNECT_SECONDS = 5.0
@@ -65,13 +66,16 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     """Join the cluster at `address` (checked first), or start a fresh local Ray; once per process."""
     if ray.is_initialized():
         return
+    quiet_ray()
+    # The workers' own output (progress bars, log lines) reaches this console only with `xlamaml -v`.
     if not address:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=verbose(),
+                 logging_level=ray_logging_level())
         return
     if not address.startswith("ray://"):  # Ray Client addresses are not GCS ports
         check_reachable(address)
     try:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=verbose(), logging_level=ray_logging_level())
     except Exception as e:  # Ray raises several types here; the message says which problem it was
         text = " ".join(str(e).split()) or type(e).__name__
         if "auth" in text.lower() or "Authentication" in type(e).__name__:

@@ -74,6 +74,7 @@ def test_finetune_reuses_a_finished_stage(tmp_path, cache, capsys):
 @pytest.mark.parametrize("args,needle", [
     (["--set", "meta.sampling=often"], "meta.sampling: expected one of random, cover"),
     (["--set", "meta.colour=red"], "unknown config key meta.colour"),
+    (["--set", "meta.inner_lrr=0.1"], "unknown config key meta.inner_lrr; did you mean meta.inner_lr?"),
     (["--set", "data.xnli=/nonexistent/xnli"], "/nonexistent/xnli"),
     (["--set", "model.name=/no/such/dir"], "/no/such/dir: model directory not found"),
     (["--set", "model.name=no-such-org/no-such-model"], "model 'no-such-org/no-such-model': cannot be loaded"),
@@ -89,6 +90,18 @@ def test_bad_input_is_a_one_line_error(tmp_path, cache, capsys, args, needle):
 def test_unknown_preset_lists_the_presets(tmp_path, capsys):
     assert run_cli("run", "--config", "nosuch", "--out", str(tmp_path)) == 2
     assert "smoke" in capsys.readouterr().err
+    assert run_cli("run", "--config", "smok", "--out", str(tmp_path)) == 2
+    assert "did you mean smoke?" in capsys.readouterr().err
+
+
+def test_version_and_presets_describe_the_tool(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("xlamaml ")
+    assert main(["presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("smoke ") and "tiny random BERT" in line for line in lines)
+    assert all(len(line) <= 130 for line in lines)
 
 
 def test_prior_ranks_every_target_before_anything_runs(tmp_path, capsys):

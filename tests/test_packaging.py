@@ -4,6 +4,8 @@ import fnmatch
 import tomllib
 from pathlib import Path
 
+import yaml
+
 from xlamaml.trainables.paths import REPO_ROOT
 
 
@@ -36,3 +38,11 @@ def test_every_data_file_inside_a_package_is_declared_as_package_data():
                         fnmatch.fnmatch(rel, p) for p in patterns):
                     missing.append(f"{dotted}: {rel}")
     assert missing == [], "data files a wheel would leave out (add them to [tool.setuptools.package-data])"
+
+
+def test_the_license_and_citation_are_there_and_agree_with_the_package():
+    root = REPO_ROOT
+    assert "MIT License" in (root / "LICENSE").read_text(encoding="utf-8")
+    cff = yaml.safe_load((root / "CITATION.cff").read_text(encoding="utf-8"))
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT"
+    assert "arXiv:2111.05805" in str(cff["preferred-citation"]["identifiers"])

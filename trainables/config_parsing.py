@@ -8,6 +8,7 @@ carries in its metadata (`checked(...)`), so a range check sits next to the fiel
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import MISSING, field
 from pathlib import Path
@@ -98,7 +99,9 @@ def build_dataclass(cls: type, values: dict[str, Any], prefix: str) -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in names:
-            raise ConfigError(f"unknown config key {prefix}{key}; expected one of {', '.join(sorted(names))}")
+            close = difflib.get_close_matches(key, sorted(names), n=1)
+            hint = f"did you mean {prefix}{close[0]}? " if close else ""
+            raise ConfigError(f"unknown config key {prefix}{key}; {hint}expected one of {', '.join(sorted(names))}")
         kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}")
     return cls(**kwargs)
 

@@ -114,7 +114,7 @@ def advance_meta(cfg: RunConfig, task: Task, state: MetaState, *, count: int, de
 def meta_summary(state: MetaState) -> dict[str, float]:
     """Return the meta stage's metrics: steps done, seconds, and the recent mean query loss."""
     recent = state.query_losses[-max(1, state.total // 10):]
-    return {"meta/steps": state.learner.steps_done, "meta/seconds": state.seconds,
+    return {"meta/steps": state.learner.steps_done, "meta/total_steps": state.total, "meta/seconds": state.seconds,
             "meta/query_loss": float(np.mean(recent)) if recent else float("nan")}
 
 

@@ -20,6 +20,7 @@ else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
@@ -45,8 +46,43 @@ def preset_path(name_or_path: str) -> Path:
     preset = PRESETS / f"{name_or_path}.yaml"
     if preset.is_file():
         return preset
-    names = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
-    raise MissingFileError(f"{name_or_path}: no such config file, nor a preset (presets: {names})")
+    names = sorted(p.stem for p in PRESETS.glob("*.yaml"))
+    close = difflib.get_close_matches(name_or_path, names, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise MissingFileError(f"{name_or_path}: no such config file, nor a preset ({hint}presets: {', '.join(names)}; "
+                           f"`xlamaml presets` describes them)")
+
+
+def package_version() -> str:
+    """Return the installed xlamaml's version ('unknown' when it runs from a tree that was never installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("xlamaml")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def preset_summaries() -> list[tuple[str, str]]:
+    """Return (name, the start of its header comment, at most 100 characters) of every preset."""
+    out = []
+    for path in sorted(PRESETS.glob("*.yaml")):
+        header = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.startswith("#") or not line.lstrip("# ").strip():
+                break  # the header's first paragraph only
+            header.append(line.lstrip("# ").strip())
+        text = " ".join(header).removeprefix(f"{path.stem}:").strip()
+        out.append((path.stem, text if len(text) <= 100 else text[:97].rsplit(" ", 1)[0] + " ..."))
+    return out
+
+
+def cmd_presets(args: argparse.Namespace) -> None:
+    """Print every preset's name and the start of its header."""
+    rows = preset_summaries()
+    width = max(len(name) for name, _ in rows) + 2
+    for name, first in rows:
+        print(f"{name:<{width}}{first}")
 
 
 def _config(args: argparse.Namespace):
@@ -100,7 +136,7 @@ def cmd_model_verify(args: argparse.Namespace) -> None:
 def cmd_sweep(args: argparse.Namespace) -> None:
     """Run or resume a sweep; print the experiment's location."""
     from xlamaml.search.spec import load_sweep
-    from xlamaml.search.sweep import run_sweep
+    from xlamaml.search.sweep import finished_trials, run_sweep
 
     if args.resume and not args.name:
         raise InputError("--resume needs --name: the experiment to continue")
@@ -108,7 +144,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         raise InputError("sweep needs --config FILE or --preset NAME (or --resume --name NAME)")
     name = args.name if args.name is not None else f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     sw = None if args.resume else load_sweep(preset_path(args.config), args.set)
-    print(run_sweep(sw, args.storage, name, address=args.address, resume=args.resume, force=args.force))
+    t0 = time.perf_counter()
+    exp = run_sweep(sw, args.storage, name, address=args.address, resume=args.resume, force=args.force)
+    print(f"sweep {exp}: {finished_trials(str(exp))} trials with test scores, {time.perf_counter() - t0:.0f} s; "
+          f"next: xlamaml analyze {exp}")
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
@@ -146,15 +185,45 @@ def cmd_prior(args: argparse.Namespace) -> None:
         print(f"{target}: {top}" + (f", ... ({len(cells)} judged)" if len(cells) > args.top else ""))
 
 
+def analysis_folder(exp: str) -> Path:
+    """Return where an experiment's analysis goes without --out: `<experiment>/analysis`, or for a URI
+    `runs/<name>/analysis` here."""
+    from xlamaml.experiment import storage
+
+    if storage.is_uri(exp):
+        return Path("runs", exp.rstrip("/").rsplit("/", 1)[-1], "analysis")
+    return Path(exp, "analysis")
+
+
+def picks_lines(path: Path) -> list[str]:
+    """Return best_per_target.csv as lines: per setting and target the pick (chosen on dev) and its test gain over
+    the baseline with its 95% interval, in points for accuracies and F1 (fractions)."""
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    out = ["picks per target (chosen on dev; test gain over the baseline, 95% interval; * significant):"]
+    for r in df.itertuples():
+        scale = 100.0 if abs(float(r.value)) <= 1 else 1.0
+        out.append(f"  {r.setting} {r.target}: {r.assignment}, {scale * r.delta:+.2f} [{scale * r.ci_low:+.2f}, "
+                   f"{scale * r.ci_high:+.2f}]{' *' if bool(r.significant) else ''}")
+    return out
+
+
 def cmd_analyze(args: argparse.Namespace) -> None:
-    """Write the analysis of an experiment (folder or URI) to --out; print the files."""
+    """Write the analysis of an experiment (folder or URI) to --out (default: analysis_folder); print its table, the
+    picks and the files written."""
     from xlamaml.analysis.analyze import Options, analyze
 
     opts = Options(correction=args.correction, resamples=args.resamples, rank_on="test" if args.rank_on_test else "dev",
                    power=args.power, data_dir=args.data_dir)
-    written = analyze(args.exp_dir, args.out, opts)
-    for path in written.values():
-        print(path)
+    out = Path(args.out) if args.out else analysis_folder(str(args.exp_dir))
+    written = analyze(args.exp_dir, out, opts)
+    for name in ("table.md", "adaptive.md", "predictive.md"):
+        if name in written:
+            print(written[name].read_text(encoding="utf-8"))
+    if "best_per_target.csv" in written:
+        print("\n".join(picks_lines(written["best_per_target.csv"])))
+    print(f"wrote to {out}: {', '.join(sorted(p.name for p in written.values()))}")
     if "power.txt" in written:
         print(written["power.txt"].read_text(encoding="utf-8"), end="")
 
@@ -165,7 +234,6 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from xlamaml.experiment.records import read_timing
     from xlamaml.search.spec import load_sweep
     from xlamaml.search.sweep import run_sweep
-    from xlamaml.experiment import storage
 
     t0 = time.perf_counter()
     mode = "adaptive" if args.adaptive else "predictive" if args.predictive else None
@@ -174,7 +242,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     # (search/adaptive/driver.py); --predictive: a model of the map chooses each run (search/predictive/driver.py)
     overrides = [f"sweep.mode={mode}", *args.set] if mode else args.set
     exp = run_sweep(load_sweep(preset_path(args.config), overrides), args.storage, name)
-    out = Path("runs", name, "analysis") if storage.is_uri(exp) else Path(exp, "analysis")
+    out = analysis_folder(str(exp))
     written = analyze(exp, out)
     print((out / "table.md").read_text())
     for report in ("adaptive.md", "predictive.md"):
@@ -192,7 +260,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `xlamaml` command."""
     parser = argparse.ArgumentParser(prog="xlamaml", description="Cross-lingual MAML (XLA-MAML) runs and sweeps.")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    parser.add_argument("--version", action="version", version=f"xlamaml {package_version()}")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    loudness.add_argument("-v", "--verbose", action="store_true",
+                          help="Ray Tune's own reporter and warnings, and the workers' output, on the console")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def configured(name: str, help: str, default: str | None = None) -> argparse.ArgumentParser:
@@ -268,9 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=5, help="cells printed per target")
     p.set_defaults(func=cmd_prior)
 
+    p = sub.add_parser("presets", help="the presets: name and what each is for")
+    p.set_defaults(func=cmd_presets)
+
     p = sub.add_parser("analyze", help="tables, heatmap and best pairs of an experiment (a folder or a URI)")
     p.add_argument("exp_dir", metavar="EXPERIMENT", help="the experiment's folder or URI (s3://bucket/prefix/name)")
-    p.add_argument("--out", required=True, help="directory for results.csv, table.md, heatmap.png/svg, best_pairs.csv")
+    p.add_argument("--out", help="directory for results.csv, table.md, heatmap.png/svg, best_pairs.csv (default: "
+                                 "EXPERIMENT/analysis; for a URI, runs/<name>/analysis here)")
     p.add_argument("--correction", choices=["holm", "bh"], default="holm",
                    help="p-value adjustment across the cells of each table or figure (default: holm; bh: "
                         "Benjamini-Hochberg)")
@@ -300,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit status (2 with a one-line message on bad input)."""
     args = build_parser().parse_args(argv)
+    if args.verbose:  # read by the tuner and by Ray's init (search/console.py); the workers inherit it
+        from xlamaml.search.console import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     from transformers.utils import logging as hf_logging

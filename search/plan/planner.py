@@ -35,6 +35,10 @@ from xlamaml.search.spec import Sweep
 from xlamaml.trainables.errors import ConfigError, XlamamlError
 
 
+# A peak above this is a line of warning in the plan: more than most local disks hold free.
+LARGE_PEAK_BYTES = 100e9
+
+
 def _bytes(n: int) -> str:
     for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= size:
@@ -149,6 +153,12 @@ class Plan:
             out.append(f"storage (approx.): model {_count(st.params)} parameters ({st.model_source}), "
                        f"{_count(st.trainable)} meta-trained; base {_bytes(st.base_bytes)}, tokenized data "
                        f"{_bytes(st.data_bytes)}, feature cache {_bytes(st.feature_bytes)}")
+            for mode, peak in st.peak.items():
+                if peak >= LARGE_PEAK_BYTES:
+                    why = ("every cell waiting for its rung's decision keeps one checkpoint" if mode == "adaptive"
+                           else "lower sweep.max_concurrent or sweep.keep_checkpoints to shrink it")
+                    out.append(f"warning: the {mode} sweep's trials hold up to {_bytes(peak)} at once on the storage; "
+                               f"check it has room ({why})")
         else:
             out.append("storage: unknown (the model's shape is not known without loading it)")
         if self.measured is not None:
