@@ -15,11 +15,12 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from xlamaml.experiment.records import Rung, read_sweep
-from xlamaml.search.predictive.search import PredictiveConfig
+from xlamaml.search.predictive_config import PredictiveConfig
 from xlamaml.search.schedule import AdaptiveConfig, schedule
+from xlamaml.search.tracking import TRACKERS, check_installed
 from xlamaml.search.cells import cell_config
 from xlamaml.search.space import AssignmentSpec, assignments, distribution_values, grid_trials, hyper_space, \
     seedless_baseline
@@ -74,6 +75,10 @@ class SweepConfig:
     reduction_factor: int = checked(2, rule=positive_int)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)  # adaptive mode: rungs and decision rule
     predictive: PredictiveConfig = field(default_factory=PredictiveConfig)  # predictive mode: the search's knobs
+    # Experiment trackers every trial reports to (search/tracking.py): mlflow (MLFLOW_TRACKING_URI), wandb.
+    tracking: list[str] = checked(default_factory=list, rule=lambda v: next(
+        (f"expected trackers among {', '.join(TRACKERS)}; got {x!r}" for x in v if x not in TRACKERS), None))
+    tracking_project: Optional[str] = None  # the MLflow experiment / W&B project (default: the sweep's name)
 
     def validate(self) -> "SweepConfig":
         """Return self after checking the section's own values; raise ConfigError naming the key (Sweep.validate
@@ -91,6 +96,7 @@ class SweepConfig:
                 raise ConfigError(f"config key sweep.grid.{key}: expected a non-empty list of values")
         self.adaptive.validate()
         self.predictive.validate()
+        check_installed(self.tracking)
         if self.mode in ("adaptive", "predictive") and (self.grid or self.space):
             raise ConfigError(f"config key sweep.{'grid' if self.grid else 'space'}: an {self.mode} sweep searches "
                               f"over assignments and seeds only; expected it empty (or sweep.mode grid / optuna)")

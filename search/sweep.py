@@ -230,9 +230,9 @@ def _run_held(sw: Sweep, root: str, exp: str, name: str, address: str | None, re
         return results
 
     if sw.sweep.mode == "adaptive":
-        results = run_rungs(sw, root, name, lambda trials: fit_watched(False, trials))
+        results = run_rungs(sw, root, name, lambda trials: fit_watched(False, trials), plan_counts(sw, "grid").to_dict())
     elif sw.sweep.mode == "predictive":
-        results = run_rounds(sw, root, name, lambda trials: fit_watched(False, trials))
+        results = run_rounds(sw, root, name, lambda trials: fit_watched(False, trials), plan_counts(sw, "grid").to_dict())
     else:
         results = fit_watched(resume, cells)
     # Timing, then the errors.

@@ -13,6 +13,7 @@ from ray.tune.schedulers import ASHAScheduler
 from xlamaml.experiment import storage
 from xlamaml.search.cells import reports_per_trial
 from xlamaml.search.console import TrialLines, verbose
+from xlamaml.search.tracker_callbacks import tracking_callbacks
 from xlamaml.search.faults.full_storage import (FullStorageStop, full_error, full_line, is_full_exception, stopped,
                                                 storage_is_full, watching)
 from xlamaml.search.faults.continued import SeedReports
@@ -125,7 +126,8 @@ def make_tuner(sw: Sweep, storage_root: str, name: str, resume: bool = False,
                                                     checkpoint_at_end=True),
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
             callbacks=[FullStorageStop(storage.join(storage_root, name)), SeedReports(),
-                       DropStoppedWeights(s.keep_final_checkpoint), *([] if verbose() else [TrialLines()])],
+                       DropStoppedWeights(s.keep_final_checkpoint), *([] if verbose() else [TrialLines()]),
+                       *tracking_callbacks(s.tracking, s.tracking_project or name)],
             # Predictions are written in the trial's working directory; this copies them into its folder.
             sync_config=tune.SyncConfig(sync_artifacts=True),
             verbose=1 if verbose() else 0,  # Ray's boxed tables only with `xlamaml -v`; else TrialLines

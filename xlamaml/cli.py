@@ -77,6 +77,13 @@ def preset_summaries() -> list[tuple[str, str]]:
     return out
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    """Write a finished trial's meta-trained model as a save_pretrained folder; print where."""
+    from xlamaml.search.export import export_trial
+
+    print(export_trial(args.trial, args.out, force=args.force))
+
+
 def cmd_presets(args: argparse.Namespace) -> None:
     """Print every preset's name and the start of its header."""
     rows = preset_summaries()
@@ -339,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(benchmarks/encoder_similarity.py writes one)")
     p.add_argument("--top", type=int, default=5, help="cells printed per target")
     p.set_defaults(func=cmd_prior)
+
+    p = sub.add_parser("export", help="a finished trial's meta-trained model as a save_pretrained folder, with its "
+                                      "tokenizer and a model card (a sweep run with sweep.keep_final_checkpoint=true)")
+    p.add_argument("trial", metavar="TRIAL", help="the trial's folder (or URI) in the experiment")
+    p.add_argument("--out", required=True, help="a new or empty directory for the model")
+    p.add_argument("--force", action="store_true", help="write into a directory that is not empty")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("presets", help="the presets: name and what each is for")
     p.set_defaults(func=cmd_presets)

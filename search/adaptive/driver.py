@@ -26,7 +26,6 @@ import numpy as np
 
 from xlamaml.experiment.reports import trial_reports
 from xlamaml.search.adaptive.rule import Decision, decide
-from xlamaml.search.plan.counts import plan_counts
 from xlamaml.search.spec import Sweep
 from xlamaml.search.faults.continued import PREVIOUS, has_state, set_aside
 from xlamaml.search.schedule import rung_steps
@@ -39,12 +38,13 @@ from xlamaml.trainables.tasks.outcomes import SUFFIX, parse_outcomes
 log = logging.getLogger("xlamaml")
 
 
-def new_record(sw: Sweep) -> AdaptiveRecord:
+def new_record(sw: Sweep, grid: dict[str, Any] | None = None) -> AdaptiveRecord:
     """Return the record an adaptive sweep starts with: its cells, baseline trials and rungs (the sweep's own
-    schedule), the metric and dev targets its decisions use, and what the full grid would run."""
+    schedule), the metric and dev targets its decisions use, and `grid`: what the full grid would run
+    (search.plan.plan_counts as a dict, which search/sweep.py passes: the planner is not imported here)."""
     metric = "acc" if "acc" in sw.task.metrics else sw.task.metrics[-1]
     return AdaptiveRecord(list(sw.cells), list(sw.baseline_cells), list(sw.rungs), metric, dev_langs=sw.dev_langs,
-                          grid=plan_counts(sw, "grid").to_dict())
+                          grid=grid)
 
 
 def cell_steps(sw: Sweep, cell: str, rung: Rung, last: bool) -> int:
@@ -188,13 +188,13 @@ def decision_entry(index: int, decision: Decision, excluded_cells: dict[str, lis
             "ranks": decision.ranks, "estimates": decision.estimates, "excluded": excluded_cells}
 
 
-def run_rungs(sw: Sweep, root: str, name: str, fit: Any) -> list[Any]:
+def run_rungs(sw: Sweep, root: str, name: str, fit: Any, grid: dict[str, Any] | None = None) -> list[Any]:
     """Run (or continue) the rungs of the adaptive sweep `root/name`; return the Tune results of every rung run here.
-    `fit(cells)` runs one Tune run of the given trial cells (search.sweep.fit)."""
+    `fit(cells)` runs one Tune run of the given trial cells (search.sweep.fit); `grid` the full grid's counts."""
     exp = storage.join(root, name)
     record = read_adaptive(exp)
     if record is None:
-        record = new_record(sw)
+        record = new_record(sw, grid)
         write_adaptive(exp, record)
     langs = sw.dev_langs
     a = sw.sweep.adaptive

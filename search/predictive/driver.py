@@ -33,7 +33,6 @@ from xlamaml.experiment import storage
 from xlamaml.experiment.records import PredictiveRecord, read_predictive, trial_folder, write_predictive
 from xlamaml.experiment.reports import trial_reports
 from xlamaml.search.adaptive.driver import count_items, drop_checkpoints, excluded, rung_end, todo
-from xlamaml.search.plan.counts import plan_counts
 from xlamaml.search.predictive.choose import Action, contenders, picks
 from xlamaml.search.predictive.map_model import Posterior
 from xlamaml.search.predictive.search import SearchState, first_cells, map_design, next_runs, refit
@@ -45,16 +44,16 @@ from xlamaml.trainables.tasks.outcomes import SUFFIX, parse_outcomes
 log = logging.getLogger("xlamaml")
 
 
-def new_record(sw: Sweep) -> PredictiveRecord:
+def new_record(sw: Sweep, grid: dict[str, Any] | None = None) -> PredictiveRecord:
     """Return the record a predictive sweep starts with: round 0 (the baseline, then the first cells: seed 0, full
-    budget, dev at every fraction)."""
+    budget, dev at every fraction); `grid` the full grid's counts (search.plan.plan_counts as a dict)."""
     p = sw.sweep.predictive
     metric = "acc" if "acc" in sw.task.metrics else sw.task.metrics[-1]
     runs = [{"cell": sw.cells[c], "seed": 0, "from": 0.0, "to": 1.0, "dev_at": list(p.fractions)}
             for c in sorted(first_cells(sw.cells, p, seed=0))]
     return PredictiveRecord(list(sw.cells), list(sw.baseline_cells), list(sw.sweep.seeds), metric, list(sw.dev_langs),
                             list(p.fractions), rounds=[{"runs": runs, "test": False}],
-                            grid=plan_counts(sw, "grid").to_dict())
+                            grid=grid)
 
 
 def steps_at(sw: Sweep, cell: str, fraction: float) -> int:
@@ -322,13 +321,14 @@ def round_spent(exp: str, record: PredictiveRecord, index: int, trials: list[dic
             "trial_seconds": seconds, "failed": sorted(set(failed))}
 
 
-def run_rounds(sw: Sweep, root: str, name: str, fit: Any) -> list[Any]:
+def run_rounds(sw: Sweep, root: str, name: str, fit: Any, grid: dict[str, Any] | None = None) -> list[Any]:
     """Run (or continue) the rounds of the predictive sweep `root/name`; return the Tune results of every round run
-    here. `fit(trials)` runs one Tune run of the given trials (search.sweep.fit)."""
+    here. `fit(trials)` runs one Tune run of the given trials (search.sweep.fit); `grid` the full grid's counts, kept
+    in the record for the analysis."""
     exp = storage.join(root, name)
     record = read_predictive(exp)
     if record is None:
-        record = new_record(sw)
+        record = new_record(sw, grid)
         write_predictive(exp, record)
     results: list[Any] = []
     dev: DevOutcomes | None = None

@@ -25,8 +25,7 @@ from xlamaml.search.predictive.choose import Action, best_actions, initial_cells
 from xlamaml.search.predictive.map_model import (Curve, Design, Observation, Posterior, dev_observation, fit,
                                                  shared_item_var, shared_seed_var)
 from xlamaml.search.predictive.side_info import cell_distances
-from xlamaml.search.schedule import increasing_fractions
-from xlamaml.trainables.config_parsing import check_fields, checked, non_negative, positive_int
+from xlamaml.search.predictive_config import PredictiveConfig
 
 # A run's share of dev items that differ from the baseline's, assumed where none was measured yet (the recorded maps
 # measure 0.24-0.25; the simulator assumes 0.17).
@@ -36,37 +35,6 @@ DISAGREE_PRIOR = 0.2
 Outcomes = Callable[[int, float, Sequence[int]], np.ndarray]
 # (fraction from, fraction to, dev reports) -> seconds of running a trial between them and scoring dev that often.
 Seconds = Callable[[float, float, int], float]
-
-
-def _share(v: float) -> str | None:
-    return None if isinstance(v, (int, float)) and 0 < v <= 1 else "expected a fraction in (0, 1]"
-
-
-def _repeats(v: list) -> str | None:
-    ok = isinstance(v, list) and v and all(isinstance(x, int) and x >= 1 for x in v)
-    return None if ok else "expected a non-empty list of positive integers"
-
-
-@dataclass(frozen=True)
-class PredictiveConfig:
-    """`sweep.predictive.*`: the predictive search's knobs (see the module docstring). The defaults were set on the
-    recorded maps' replays (benchmarks/replay.py), after a few variants on those same maps."""
-
-    init_share: float = checked(0.2, rule=_share)  # of the cells, run first (one seed each, full budget)
-    # Fractions of the meta steps a run may stop at (dev scored at each on the way: the learning curve).
-    fractions: list[float] = checked(default_factory=lambda: [0.25, 1.0], rule=increasing_fractions)
-    min_value: float = checked(0.01, rule=non_negative)  # points of expected gain per full trial's seconds
-    refit_iterations: int = checked(3, rule=positive_int)  # EM iterations of a warm refit (variances move little)
-    batch: int = checked(2, rule=positive_int)  # runs chosen per refit: a round of trials run at once
-    side: bool = True  # URIEL+ distances of the target to the cell's languages as covariates
-    repeats: list[int] = checked(default_factory=lambda: [1, 2, 4], rule=_repeats)  # KG(*): best share of m runs
-    # Stop before the runs pass this share of the grid's compute (estimated; the picks' test comes on top).
-    max_share: float = checked(1.0, rule=_share)
-
-    def validate(self, prefix: str = "sweep.predictive.") -> "PredictiveConfig":
-        """Return self after checking its values; raise ConfigError naming the key."""
-        check_fields(self, prefix)
-        return self
 
 
 @dataclass

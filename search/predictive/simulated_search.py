@@ -10,8 +10,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from xlamaml.search.predictive.choose import Action, picks
 from xlamaml.search.predictive.map_model import Curve, Posterior
 from xlamaml.search.predictive.search import (Outcomes, PredictiveConfig, SearchState, Seconds, first_cells,

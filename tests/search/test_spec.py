@@ -40,7 +40,7 @@ def test_the_run_config_is_parsed_once_per_sweep(monkeypatch):
 def test_the_schedule_is_computed_once_and_read_by_the_planner_and_the_driver(preset):
     sw = load_sweep(preset_path(preset), ["sweep.mode=adaptive"])
     assert sw.rungs is sw.rungs  # computed once
-    record = new_record(sw)
+    record = new_record(sw, plan_counts(sw, "grid").to_dict())
     assert record.rungs == sw.rungs
     counts = plan_counts(sw, "adaptive")
     assert [(r.index, r.cells, r.seeds) for r in counts.rungs] == [(r.index, r.cells, len(r.seeds)) for r in sw.rungs]
