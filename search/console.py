@@ -5,6 +5,8 @@
     finished   `xla-maml_en-hi_s0: finished in 62 s, test avg acc 0.598 [3/12 done, 2 running, 0 errored]`
     paused     an adaptive rung's or predictive round's end (`paused at meta step 4/40 ...`)
     errored    `xla-maml_en-hi_s0: errored (see .../error.txt)`
+    at the end of each Tune run, a compact table: every trial's status, meta steps, dev and test averages (the ten
+    best on dev when there are more, then a count of the rest)
 
 Ray's own reporter (boxed config and result tables, the status table), its driver warnings and the workers' output
 (progress bars, log lines) come back with `xlamaml -v` (`XLAMAML_VERBOSE=1`, which the workers inherit).
@@ -102,7 +104,46 @@ class TrialLines(tune.Callback):
         log.info("%s: %s in %.0f s%s %s", trial_name(trial), what, seconds, f", {scores}" if scores else "",
                  self._counts(trials, trial, "TERMINATED"))
 
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Log the compact status table of this Tune run's trials."""
+        for line in status_table(trials):
+            log.info("%s", line)
+
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Log that `trial` errored, and where its error is written."""
         log.warning("%s: errored (see %s/error.txt) %s", trial_name(trial), getattr(trial, "path", "?"),
                     self._counts(trials, trial, "ERROR"))
+
+
+def _average(result: dict[str, Any], prefix: str) -> float | None:
+    """Return the report's average over targets not trained on (else all) of its first metric, or None."""
+    for lang in ("avg_excl_aux", "avg"):
+        for metric in ("acc", "f1", "em"):
+            value = result.get(f"{prefix}/{lang}/{metric}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+    return None
+
+
+def status_table(trials: list, rows: int = 10) -> list[str]:
+    """Return the lines of a compact table of `trials`: folder, status, meta steps, dev and test averages; the `rows`
+    best on dev when there are more, then how many were left out."""
+    def key(t: Any) -> float:
+        value = _average(t.last_result or {}, "dev")
+        return -value if value is not None else float("inf")
+
+    shown = sorted(trials, key=key)[:rows]
+    names = [trial_name(t) for t in shown]
+    width = max([len(n) for n in names] + [5])
+    out = [f"{'trial':<{width}}  {'status':<10} {'steps':>7} {'dev avg':>8} {'test avg':>8}"]
+    for name, t in zip(names, shown):
+        r = t.last_result or {}
+        steps = r.get("meta/steps")
+        dev, test = _average(r, "dev"), _average(r, "test")
+        status = {"TERMINATED": "paused" if r.get("rung/paused") else "done", "ERROR": "errored"}.get(
+            t.status, t.status.lower())
+        out.append(f"{name:<{width}}  {status:<10} {steps if steps is not None else '-':>7} "
+                   f"{f'{dev:.3f}' if dev is not None else '-':>8} {f'{test:.3f}' if test is not None else '-':>8}")
+    if len(trials) > rows:
+        out.append(f"... and {len(trials) - rows} more trials")
+    return out

@@ -30,3 +30,18 @@ def test_the_smoke_sweep_prints_a_line_per_trial_event_and_the_next_command(tmp_
 
 def test_verbose_brings_back_rays_reporter(tmp_path, cache):
     assert "Trial status" in "".join(sweep(tmp_path, "-v"))
+
+
+def test_the_status_table_shows_the_best_on_dev_first_and_counts_the_rest():
+    from types import SimpleNamespace
+
+    from xlamaml.search.console import status_table
+
+    trials = [SimpleNamespace(path=f"/x/cell_{i}", status="TERMINATED",
+                              last_result={"meta/steps": 4, "dev/avg_excl_aux/acc": i / 10, "test/avg/acc": 0.5})
+              for i in range(12)]
+    trials.append(SimpleNamespace(path="/x/broken", status="ERROR", last_result={}))
+    lines = status_table(trials, rows=3)
+    assert lines[0].split() == ["trial", "status", "steps", "dev", "avg", "test", "avg"]
+    assert [line.split()[0] for line in lines[1:4]] == ["cell_11", "cell_10", "cell_9"]
+    assert lines[1].split()[1:] == ["done", "4", "1.100", "0.500"] and lines[-1] == "... and 10 more trials"
