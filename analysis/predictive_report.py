@@ -65,6 +65,8 @@ def decision_line(d: dict[str, Any]) -> str:
                      f"{100 * v['to']:.0f}% ({v['value']:.3g} points/s)" for v in d["values"])
     if d["stop"]:
         return head + f"stopped: {d['stop']}" + (f" (the best runs left: {runs})" if runs else "")
+    if d.get("restart"):
+        return head + "every cell run so far errored: a new first design among the other cells"
     return head + "ran " + runs + "; picks " + ", ".join(f"{t} {c}" for t, c in d["picks"].items())
 
 

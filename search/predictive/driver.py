@@ -255,12 +255,35 @@ def drop_unlikely(exp: str, record: PredictiveRecord, post: Posterior, judged: n
     return out
 
 
-def decide(exp: str, record: PredictiveRecord, sw: Sweep, dev: DevOutcomes) -> None:
+def start_again(record: PredictiveRecord, sw: Sweep, broken: set[int], index: int) -> None:
+    """Append the decision and round after rounds in which every cell run errored: a new first design among the
+    cells that never errored, or (none left) an answer with no pick; return None."""
+    left = [c for c in range(len(record.cells)) if c not in broken]
+    p = sw.sweep.predictive
+    entry = {"round": index, "values": [], "picks": {}, "grid_share": 0.0, "weights_dropped": [], "restart": True,
+             "stop": None if left else "every cell's run errored (see error.txt in their trial folders)"}
+    record.decisions.append(entry)
+    if not left:
+        record.answer = {"stopped": entry["stop"], "targets": {}}
+        record.rounds.append({"test": True, "runs": []})
+        return
+    first = first_cells([record.cells[c] for c in left], p, seed=index)
+    record.rounds.append({"test": False, "runs": [{"cell": record.cells[left[i]], "seed": 0, "from": 0.0, "to": 1.0,
+                                                   "dev_at": list(p.fractions)} for i in sorted(first)]})
+
+
+def decide(exp: str, record: PredictiveRecord, sw: Sweep, cache: dict[str, DevOutcomes]) -> None:
     """Append the decision after the last finished round and the round it adds (the next runs, or the picks' test
-    round with the answer); return None."""
+    round with the answer); return None. `cache` keeps the dev outcomes read, across decisions."""
     p, index = sw.sweep.predictive, len(record.spent) - 1
     state, broken = search_state(record)
+    if not state.reached:  # every cell run so far errored: nothing to fit
+        start_again(record, sw, broken, index)
+        return
     judged = judged_mask(record.cells, record.dev_langs)
+    if "dev" not in cache:
+        cache["dev"] = DevOutcomes(exp, record, sw)
+    dev = cache["dev"]
     base, outcomes = dev.arrays(state)
     design = map_design(record.dev_langs, record.cells, p.side)
     start = next((d["variances"] for d in reversed(record.decisions) if d.get("variances")), None)
@@ -331,12 +354,11 @@ def run_rounds(sw: Sweep, root: str, name: str, fit: Any, grid: dict[str, Any] |
         record = new_record(sw, grid)
         write_predictive(exp, record)
     results: list[Any] = []
-    dev: DevOutcomes | None = None
+    cache: dict[str, DevOutcomes] = {}
     while not record.finished():
         index = len(record.spent)
         if index == len(record.rounds):  # a round finished, its decision not yet made (a kill in between)
-            dev = dev or DevOutcomes(exp, record, sw)
-            decide(exp, record, sw, dev)
+            decide(exp, record, sw, cache)
             write_predictive(exp, record)
             continue
         rnd = record.rounds[index]

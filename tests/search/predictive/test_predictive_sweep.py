@@ -201,3 +201,21 @@ def test_a_pick_whose_weights_were_dropped_is_rerun_from_the_base_to_the_same_te
     final = reports(Path(grid), folder.name)[-1]
     keys = [k for k in final if k.startswith("test/")] + ["meta/query_loss", "meta/steps"]
     assert {k: final[k] for k in keys} == {k: mine[-1][k] for k in keys}
+
+
+def test_when_every_run_errored_the_search_starts_again_elsewhere_or_ends_without_a_pick(tmp_path):
+    from xlamaml.analysis.predictive_report import decision_line
+    from xlamaml.search.predictive.driver import decide
+
+    sw = load_sweep(preset_path("smoke"), SETTINGS)
+    first = [{"cell": c, "seed": 0, "from": 0.0, "to": 1.0, "dev_at": [0.5, 1.0]} for c in CELLS[:2]]
+    record = PredictiveRecord(CELLS, [{"assignment": "baseline", "seed": 0}], [0, 1], "acc", ["de", "hi"],
+                              [0.5, 1.0], rounds=[{"runs": first, "test": False}],
+                              spent=[{"failed": CELLS[:2]}])
+    decide(str(tmp_path), record, sw, {})  # nothing to fit, and no file is read
+    assert {r["cell"] for r in record.rounds[-1]["runs"]} == set(CELLS[2:]) and record.answer is None
+    assert "a new first design" in decision_line({**record.decisions[-1], "grid_share": 0.0})
+    record.spent.append({"failed": CELLS[2:]})
+    decide(str(tmp_path), record, sw, {})
+    assert record.rounds[-1] == {"test": True, "runs": []} and record.answer["targets"] == {}
+    assert "every cell's run errored" in record.answer["stopped"]
