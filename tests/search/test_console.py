@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def sweep(tmp_path, *flags):
     """Return the finished smoke sweep's (stdout, stderr)."""
@@ -28,6 +30,7 @@ def test_the_smoke_sweep_prints_a_line_per_trial_event_and_the_next_command(tmp_
     assert out.strip().splitlines()[-1].endswith(f"next: xlamaml analyze {tmp_path / 'runs' / 'console'}")
 
 
+@pytest.mark.slow  # about 20 s: a second smoke sweep
 def test_verbose_brings_back_rays_reporter(tmp_path, cache):
     assert "Trial status" in "".join(sweep(tmp_path, "-v"))
 

@@ -143,6 +143,7 @@ def test_adaptive_sweep_on_s3_decides_from_the_bucket(tmp_path, cache, s3):
         assert [r["training_iteration"] for r in lines] == list(range(1, len(lines) + 1)), cell
 
 
+@pytest.mark.slow  # about 40 s
 def test_predictive_sweep_on_s3_reads_its_dev_outcomes_from_the_bucket(tmp_path, cache, s3):
     """A predictive sweep whose only storage is the bucket: its record, the dev outcomes at each fraction the model
     reads, the continued runs and the picks' test all live there. About a minute."""

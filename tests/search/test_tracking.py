@@ -63,6 +63,7 @@ def wandb_records(path):
     return out
 
 
+@pytest.mark.slow  # about 20 s: a smoke sweep with W&B offline
 def test_wandb_offline_writes_one_run_per_trial_with_its_metrics_and_tags(tmp_path, cache):
     sweep(tmp_path, "wandb", {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"})
     found = sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
