@@ -105,7 +105,8 @@ def observations(targets: Sequence[str], cells: Sequence[str], judged: np.ndarra
             runs[cells[c]] = shared_run / len(at)
             per_target.append(x)
             disagree.append(float(np.mean(x != base[ti][None])))
-        shared[t] = shared_item_var(per_target, base[ti])
+        # A target no run is judged on yet (every cell run so far trained on it) has no shared item error to see.
+        shared[t] = shared_item_var(per_target, base[ti]) if per_target else 0.0
         one_run[ti] = 1e4 * (np.mean(disagree) if disagree else DISAGREE_PRIOR) / base.shape[1] + seed_var
     return obs, shared, runs, one_run
 

@@ -71,3 +71,20 @@ def test_a_search_on_a_map_with_a_clear_best_finds_it_and_stops():
     assert {LANGS[t]: CELLS[c] for t, c in chosen.items() if LANGS[t] != "de"} == {
         t: "xla-maml:en>de" for t in LANGS if t != "de"}
     assert sum(len(s) for s in state.reached.values()) < 3 * len(CELLS)  # fewer runs than the grid
+
+
+def test_a_target_no_run_is_judged_on_yet_is_fitted_without_its_shared_item_error():
+    """The smoke preset's two cells both trained on hi: hi has no observation at all (it crashed the fit once)."""
+    from xlamaml.search.predictive.search import observations
+
+    cells, targets = ["x-maml:hi", "xla-maml:en>hi"], ["en", "de", "hi"]
+    judged = np.array([[True, True], [True, True], [False, False]])
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 2, (3, 40))
+    state = SearchState({0: {0: 1.0}, 1: {0: 1.0}})
+    obs, shared, runs, one_run = observations(targets, cells, judged, state,
+                                              lambda c, f, s: rng.integers(0, 2, (3, len(s), 40)), base)
+    assert shared["hi"] == 0.0 and len(obs) == 4 and np.isfinite(one_run).all()
+    post, _, _ = refit(map_design(targets, cells, True), judged, state,
+                       lambda c, f, s: rng.integers(0, 2, (3, len(s), 40)), base, PredictiveConfig())
+    assert np.isfinite(post.mean[judged]).all() and np.isfinite(post.sd[judged]).all()  # NaN where not judged
