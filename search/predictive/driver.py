@@ -170,27 +170,14 @@ class DevOutcomes:
         return base, outcomes
 
 
-def measured_seconds(exp: str, record: PredictiveRecord) -> tuple[float, float]:
-    """Return (seconds per meta step, seconds per dev report) measured on the finished rounds' cell trials: meta
-    seconds over meta steps, and their other seconds over their dev reports."""
-    meta_s = steps = other = reports = 0.0
-    for index, (rnd, _) in enumerate(zip(record.rounds, record.spent)):
-        if rnd["test"]:
-            continue
-        for run in rnd["runs"]:
-            own = [x for x in trial_reports(exp, trial_folder(run["cell"], record.seeds[run["seed"]]))
-                   if x.get("rung/index") == index]
-            if not own or not own[-1].get("done"):
-                continue
-            before = [x for x in trial_reports(exp, trial_folder(run["cell"], record.seeds[run["seed"]]))
-                      if x.get("rung/index", -1) < index and "meta/seconds" in x]
-            m0 = float(before[-1]["meta/seconds"]) if before else 0.0
-            s0 = int(before[-1]["meta/steps"]) if before else 0
-            meta_s += float(own[-1].get("meta/seconds", 0.0)) - m0
-            steps += int(own[-1].get("meta/steps", 0)) - s0
-            total = sum(float(x.get("time_this_iter_s", 0.0)) for x in own)
-            other += max(0.0, total - (float(own[-1].get("meta/seconds", 0.0)) - m0))
-            reports += sum(1 for x in own if any(k.startswith("dev/") for k in x))
+def measured_seconds(record: PredictiveRecord) -> tuple[float, float]:
+    """Return (seconds per meta step, seconds per dev report) measured on the finished rounds' cell runs (their
+    accounts in `record.spent`: meta seconds over meta steps, the rest of their seconds over their dev reports)."""
+    cells = [s for rnd, s in zip(record.rounds, record.spent) if not rnd["test"]]
+    meta_s = sum(s.get("meta_seconds", 0.0) for s in cells)
+    steps = sum(s.get("cell_meta_steps", 0) for s in cells)
+    other = sum(s.get("eval_seconds", 0.0) for s in cells)
+    reports = sum(s.get("dev_reports", 0) for s in cells)
     return (meta_s / steps if steps else 1.0), (other / reports if reports else 0.0)
 
 
@@ -288,7 +275,7 @@ def decide(exp: str, record: PredictiveRecord, sw: Sweep, cache: dict[str, DevOu
     design = map_design(record.dev_langs, record.cells, p.side)
     start = next((d["variances"] for d in reversed(record.decisions) if d.get("variances")), None)
     post, curve, one_run = refit(design, judged, state, outcomes, base, p, start)
-    step_s, dev_s = measured_seconds(exp, record)
+    step_s, dev_s = measured_seconds(record)
     seconds = seconds_model(sw, step_s, dev_s)
     trial_s = seconds(0.0, 1.0, 1)
     batch, stop = next_runs(post, judged, state, curve, one_run, len(record.seeds), seconds, p, trial_s, broken)
@@ -321,10 +308,11 @@ def decide(exp: str, record: PredictiveRecord, sw: Sweep, cache: dict[str, DevOu
 
 
 def round_spent(exp: str, record: PredictiveRecord, index: int, trials: list[dict[str, Any]]) -> dict[str, Any]:
-    """Return what round `index` spent, read from its trials' reports and outcome files: trials run, meta steps, dev
-    and test items scored, trial-seconds, and the cells whose trial errored."""
-    steps = dev = test = done = 0
-    seconds = 0.0
+    """Return what round `index` spent, read from its trials' reports and outcome files once, at its end: trials run,
+    meta steps, dev and test items scored, trial-seconds, the cells whose trial errored, and the cell runs' meta and
+    evaluation seconds, meta steps and dev reports (the decisions' seconds model reads these, not the reports again)."""
+    steps = dev = test = done = cell_steps = dev_reports = 0
+    seconds = meta_seconds = eval_seconds = 0.0
     failed = []
     for t in trials:
         reports = trial_reports(exp, t["folder"])
@@ -334,14 +322,24 @@ def round_spent(exp: str, record: PredictiveRecord, index: int, trials: list[dic
         done += 1
         own = [r for r in reports if r.get("rung/index") == index]
         before = [r for r in reports if r.get("rung/index", -1) < index and "meta/steps" in r]
-        steps += int(own[-1].get("meta/steps", 0)) - int(before[-1]["meta/steps"] if before else 0)
-        seconds += sum(float(r.get("time_this_iter_s", 0.0)) for r in own)
+        ran = int(own[-1].get("meta/steps", 0)) - int(before[-1]["meta/steps"] if before else 0)
+        steps += ran
+        took = sum(float(r.get("time_this_iter_s", 0.0)) for r in own)
+        seconds += took
+        if t["assignment"] != "baseline":  # a cell run: what the next decisions' seconds model is measured on
+            start = float(before[-1].get("meta/seconds", 0.0)) if before else 0.0
+            meta = float(own[-1].get("meta/seconds", 0.0)) - start
+            meta_seconds += meta
+            eval_seconds += max(0.0, took - meta)
+            cell_steps += ran
+            dev_reports += sum(1 for r in own if any(k.startswith("dev/") for k in r))
         points = t["rung"].get("dev_at") or [None]  # the baseline and the test round: one dev report, at the end
         dev += sum(count_items(exp, t["folder"], "dev", steps) for steps in points)
         if any(k.startswith("test/") for k in own[-1]):
             test += count_items(exp, t["folder"], "test", None)
     return {"round": index, "trials": done, "meta_steps": steps, "dev_items": dev, "test_items": test,
-            "trial_seconds": seconds, "failed": sorted(set(failed))}
+            "trial_seconds": seconds, "failed": sorted(set(failed)), "meta_seconds": meta_seconds,
+            "eval_seconds": eval_seconds, "cell_meta_steps": cell_steps, "dev_reports": dev_reports}
 
 
 def run_rounds(sw: Sweep, root: str, name: str, fit: Any, grid: dict[str, Any] | None = None) -> list[Any]:
