@@ -32,7 +32,7 @@ _API = {
 
 def load_sweep(preset_or_path: str, overrides: list[str] | None = None) -> Any:
     """Return the checked Sweep of a preset name (`xlamaml presets`) or a YAML file, with `key=value` overrides."""
-    from xlamaml.cli import preset_path
+    from xlamaml.presets import preset_path
     from xlamaml.search.spec import load_sweep as load
 
     return load(preset_path(preset_or_path), overrides)
