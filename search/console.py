@@ -53,14 +53,21 @@ def trial_name(trial: Any) -> str:
     return path.rsplit("/", 1)[-1] if path else str(trial)
 
 
-def _metric_text(result: dict[str, Any], prefix: str) -> str:
-    """Return the ranking metric of a report as 'dev avg_excl_aux acc 0.612' (the first average found), or ''."""
+def _ranking_metric(result: dict[str, Any], prefix: str) -> tuple[str, float] | None:
+    """Return ('avg_excl_aux acc', value) of a report's first average over targets (excluding the auxiliary ones,
+    else all) and metric found under `prefix`, or None."""
     for lang in ("avg_excl_aux", "avg"):
         for metric in ("acc", "f1", "em"):
             value = result.get(f"{prefix}/{lang}/{metric}")
-            if isinstance(value, (int, float)):
-                return f"{prefix} {lang} {metric} {value:.3f}"
-    return ""
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return f"{lang} {metric}", float(value)
+    return None
+
+
+def _metric_text(result: dict[str, Any], prefix: str) -> str:
+    """Return the ranking metric of a report as 'dev avg_excl_aux acc 0.612', or ''."""
+    found = _ranking_metric(result, prefix)
+    return f"{prefix} {found[0]} {found[1]:.3f}" if found else ""
 
 
 class TrialLines(tune.Callback):
@@ -115,22 +122,12 @@ class TrialLines(tune.Callback):
                     self._counts(trials, trial, "ERROR"))
 
 
-def _average(result: dict[str, Any], prefix: str) -> float | None:
-    """Return the report's average over targets not trained on (else all) of its first metric, or None."""
-    for lang in ("avg_excl_aux", "avg"):
-        for metric in ("acc", "f1", "em"):
-            value = result.get(f"{prefix}/{lang}/{metric}")
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-    return None
-
-
 def status_table(trials: list, rows: int = 10) -> list[str]:
     """Return the lines of a compact table of `trials`: folder, status, meta steps, dev and test averages; the `rows`
     best on dev when there are more, then how many were left out."""
     def key(t: Any) -> float:
-        value = _average(t.last_result or {}, "dev")
-        return -value if value is not None else float("inf")
+        found = _ranking_metric(t.last_result or {}, "dev")
+        return -found[1] if found else float("inf")
 
     shown = sorted(trials, key=key)[:rows]
     names = [trial_name(t) for t in shown]
@@ -139,7 +136,7 @@ def status_table(trials: list, rows: int = 10) -> list[str]:
     for name, t in zip(names, shown):
         r = t.last_result or {}
         steps = r.get("meta/steps")
-        dev, test = _average(r, "dev"), _average(r, "test")
+        dev, test = (None if (m := _ranking_metric(r, split)) is None else m[1] for split in ("dev", "test"))
         status = {"TERMINATED": "paused" if r.get("rung/paused") else "done", "ERROR": "errored"}.get(
             t.status, t.status.lower())
         out.append(f"{name:<{width}}  {status:<10} {steps if steps is not None else '-':>7} "

@@ -84,15 +84,18 @@ def todo(exp: str, trials: list[dict[str, Any]], index: int) -> list[dict[str, A
     return out
 
 
-def read_dev(exp: str, folder: str, lang: str, metric: str, items: int | None) -> tuple[list[str], np.ndarray]:
-    """Return (uids, values) of a trial's dev outcomes of `lang` (its first `items`), or raise a one-line error."""
-    location = storage.join(exp, folder, "predictions", f"dev-{lang}{SUFFIX}")
+def read_dev(exp: str, folder: str, lang: str, metric: str, items: int | None,
+             steps: int | None = None) -> tuple[list[str], np.ndarray]:
+    """Return (uids, values) of a trial's dev outcomes of `lang` (its first `items`; `steps`: those a predictive
+    round's dev point kept in `predictions/steps-<n>/`), or raise a one-line error."""
+    sub = () if steps is None else (f"steps-{steps}",)
+    location = storage.join(exp, folder, "predictions", *sub, f"dev-{lang}{SUFFIX}")
     if not storage.exists(location):
-        raise MissingFileError(f"{location}: no dev outcomes; expected the trial to have scored dev at its rung's end "
-                               f"(eval.write_predictions must stay on in an adaptive sweep)")
+        raise MissingFileError(f"{location}: no dev outcomes; expected the trial to have scored dev there "
+                               f"(eval.write_predictions must stay on in an adaptive or predictive sweep)")
     uids, values = parse_outcomes(storage.read_bytes(location).decode("utf-8"), location)
     if metric not in values:
-        raise InputError(f"{location}: no column {metric!r}; expected the dev metric the rule ranks on")
+        raise InputError(f"{location}: no column {metric!r}; expected the dev metric the search ranks on")
     return uids[:items] if items else uids, values[metric][:items] if items else values[metric]
 
 

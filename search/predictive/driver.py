@@ -32,14 +32,14 @@ import numpy as np
 from xlamaml.experiment import storage
 from xlamaml.experiment.records import PredictiveRecord, read_predictive, trial_folder, write_predictive
 from xlamaml.experiment.reports import trial_reports
-from xlamaml.search.adaptive.driver import count_items, drop_checkpoints, excluded, rung_end, todo
+from xlamaml.search.adaptive.driver import count_items, drop_checkpoints, read_dev, rung_end, todo
 from xlamaml.search.predictive.choose import Action, contenders, picks
 from xlamaml.search.predictive.map_model import Posterior
+from xlamaml.search.predictive.prior import judged_mask
 from xlamaml.search.predictive.search import SearchState, first_cells, map_design, next_runs, refit
 from xlamaml.search.schedule import rung_steps
 from xlamaml.search.spec import Sweep
-from xlamaml.trainables.errors import InputError, MissingFileError
-from xlamaml.trainables.tasks.outcomes import SUFFIX, parse_outcomes
+from xlamaml.trainables.errors import InputError
 
 log = logging.getLogger("xlamaml")
 
@@ -117,15 +117,7 @@ class DevOutcomes:
 
     def read(self, folder: str, steps: int | None, lang: str) -> tuple[list[str], np.ndarray]:
         """Return (uids, values) of a trial's dev outcomes of `lang` at `steps` (None: its last dev report)."""
-        sub = ("predictions",) if steps is None else ("predictions", f"steps-{steps}")
-        location = storage.join(self.exp, folder, *sub, f"dev-{lang}{SUFFIX}")
-        if not storage.exists(location):
-            raise MissingFileError(f"{location}: no dev outcomes; expected the trial to have scored dev there "
-                                   f"(eval.write_predictions must stay on in a predictive sweep)")
-        uids, values = parse_outcomes(storage.read_bytes(location).decode("utf-8"), location)
-        if self.record.metric not in values:
-            raise InputError(f"{location}: no column {self.record.metric!r}; expected the dev metric the model fits")
-        return uids, values[self.record.metric]
+        return read_dev(self.exp, folder, lang, self.record.metric, None, steps)
 
     def load(self, state: SearchState) -> None:
         """Read every file the state's runs wrote and this has not read yet; return None."""
@@ -191,12 +183,6 @@ def run_seconds(record: PredictiveRecord, seconds: Any) -> float:
     """Return the estimated seconds of every cell run the finished rounds ran (the grid's are counted alike)."""
     return sum(seconds(r["from"], r["to"], len(r["dev_at"])) for rnd, _ in zip(record.rounds, record.spent)
                if not rnd["test"] for r in rnd["runs"])
-
-
-def judged_mask(cells: Sequence[str], langs: Sequence[str]) -> np.ndarray:
-    """Return (targets, cells) whether each cell is judged on each target (its meta stage never trained on it)."""
-    ex = excluded(list(cells), list(langs))
-    return np.array([[c not in ex[t] for c in cells] for t in langs])
 
 
 def answer(post: Posterior, judged: np.ndarray, state: SearchState, reason: str) -> dict[str, Any]:
@@ -267,7 +253,7 @@ def decide(exp: str, record: PredictiveRecord, sw: Sweep, cache: dict[str, DevOu
     if not state.reached:  # every cell run so far errored: nothing to fit
         start_again(record, sw, broken, index)
         return
-    judged = judged_mask(record.cells, record.dev_langs)
+    judged = judged_mask(record.dev_langs, record.cells)
     if "dev" not in cache:
         cache["dev"] = DevOutcomes(exp, record, sw)
     dev = cache["dev"]
