@@ -140,11 +140,14 @@ def test_a_predictive_plan_prints_its_expected_compute_and_spread(data_dir, caps
     assert main(["plan", "--preset", "smoke", "--set", f"data.dir={data_dir}", *[a for s in PREDICTIVE
                                                                                for a in ("--set", s)],
                  "--predictive-reps", "3", "--step-seconds", "1", "--json"]) == 0
-    got = json.loads(capsys.readouterr().out)["predictive"]
+    plan = json.loads(capsys.readouterr().out)
+    got = plan["predictive"]
     assert got["reps"] == 3 and got["prior"] == "synthetic" and len(got["shares"]) == 3
     assert all(0 < s <= 1.05 for s in got["shares"])  # at most the grid's, and the picks' test
-    grid = json.loads(json.dumps(got))  # the compute follows the grid's: share x grid seconds
-    assert got["compute_seconds"] > 0 and grid["runs"]
+    # the compute is the grid's (1 s a meta step, as given) times the mean share; every sweep ran its first design
+    grid = plan["modes"]["grid"]["compute_seconds"]
+    assert got["compute_seconds"] == pytest.approx(grid * sum(got["shares"]) / 3)
+    assert len(got["runs"]) == 3 and all(r >= 2 for r in got["runs"])
 
 
 def test_a_prior_map_is_read_and_a_missing_cell_named(data_dir, tmp_path):
