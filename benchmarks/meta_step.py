@@ -9,6 +9,11 @@ fine-tuning step on the same batch (K = N = 8, real XNLI en -> hi pairs).
     python benchmarks/meta_step.py --models embedded --freeze-embeddings --precision fp32 bf16 --layers 0 8 --peers
                                                        # the README's speed table: fp32 vs bf16, L = 0 vs L = 8
                                                        # cached, second order against higher and TorchOpt
+    python benchmarks/meta_step.py --models embedded --peers --kinds second-order second-order/torchopt --profile 25
+                                                       # where a step's time goes, op by op (torch.profiler)
+    python benchmarks/meta_step.py --models embedded --peers --levers --reps 5
+                                                       # the defaults' meta step against higher and TorchOpt, and
+                                                       # each speed lever on its own (issue 23's ratios)
     python benchmarks/meta_step.py --smoke-test        # tiny only, seconds
     python benchmarks/meta_step.py --device cuda --models mbert --precision fp32 bf16 --peers
                                                        # the paper's mBERT-base shapes with random weights, on a GPU
@@ -45,6 +50,11 @@ MODELS = {
 RESIZE = {"mbert": dict(vocab_size=119547, max_position_embeddings=512)}
 KINDS = ("finetune", "first-order", "second-order", "eval")  # eval: a forward pass over 64 pairs, no grad
 PEERS = ("second-order/higher", "second-order/torchopt")  # the same step by other libraries
+# Our step with one lever off (--levers): the word-embedding fast weight of the whole vocabulary instead of the
+# episode's rows, the per-tensor AdamW loop instead of the fused kernel, or both (the step before either lever).
+LEVERS = {"dense-embeddings": dict(sparse_embeddings=False), "loop-adamw": dict(fused=False),
+          "as-before": dict(sparse_embeddings=False, fused=False)}
+LEVER_KINDS = tuple(f"{k}/{v}" for k in ("first-order", "second-order") for v in LEVERS)
 
 
 def peer_step(kind: str, model: Any, loss_fn: Callable[..., Any], inner_lr: float) -> Callable[[Any, Any], None]:
@@ -52,7 +62,8 @@ def peer_step(kind: str, model: Any, loss_fn: Callable[..., Any], inner_lr: floa
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
-    outer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.01)
+    # The outer optimizer ours uses (fused AdamW), so that the rows compare the meta-step libraries alone.
+    outer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.01, fused=True)
     if kind == "second-order/higher":
         import higher
 
@@ -83,8 +94,10 @@ def peer_step(kind: str, model: Any, loss_fn: Callable[..., Any], inner_lr: floa
 
 
 def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embeddings: bool,
-            device: str, threads: int, task_name: str = "xnli", precision: str = "fp32", layers: int = 0) -> dict:
-    """Return the median seconds of one `kind` step and the peak memory, measured in this process."""
+            device: str, threads: int, task_name: str = "xnli", precision: str = "fp32", layers: int = 0,
+            profile_rows: int = 0) -> dict:
+    """Return the median seconds of one `kind` step and the peak memory (and, with `profile_rows`, the top ops of
+    one more step by self time), measured in this process."""
     # Imported here, in the measuring child process: the parent only spawns children and prints, so it never
     # holds torch or a model of its own.
     import torch
@@ -145,15 +158,17 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
     elif kind in PEERS:
         step = peer_step(kind, model, loss_fn, inner_lr=1e-5)
     elif kind == "finetune":
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        # The meta step's outer optimizer (fused AdamW), so that the ratios to this step are the meta step's own cost.
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=True)
 
         def step(support: Any, query: Any) -> None:
             loss_fn(model, None, support).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
     else:
-        learner = MetaLearner(model, loss_fn, inner_lr=1e-5, inner_steps=1, first_order=kind == "first-order",
-                              outer_lr=1e-5, weight_decay=0.01, total_steps=10**6)
+        order, _, lever = kind.partition("/")
+        learner = MetaLearner(model, loss_fn, inner_lr=1e-5, inner_steps=1, first_order=order == "first-order",
+                              outer_lr=1e-5, weight_decay=0.01, total_steps=10**6, **LEVERS.get(lever, {}))
 
         def step(support: Any, query: Any) -> None:
             learner.step([(support, query)])
@@ -174,8 +189,17 @@ def measure(model_key: str, kind: str, reps: int, max_length: int, freeze_embedd
     else:
         # ru_maxrss is in KiB on Linux: the growth over the loaded model is what the step costs.
         peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
-    return {"seconds": statistics.median(times), "peak_mb": peak_mb,
-            "params": sum(p.numel() for p in model.parameters()), "trainable": trainable}
+    out = {"seconds": statistics.median(times), "peak_mb": peak_mb,
+           "params": sum(p.numel() for p in model.parameters()), "trainable": trainable}
+    if profile_rows:  # one more step under torch.profiler: where its time goes, op by op
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+        with profile(activities=activities) as prof:
+            step(*batches[-1])
+        sort = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+        out["profile"] = prof.key_averages().table(sort_by=sort, row_limit=profile_rows, max_name_column_width=44)
+    return out
 
 
 def _resize_tables(model: Any, vocab_size: int, max_position_embeddings: int) -> None:
@@ -221,6 +245,12 @@ def main() -> None:
     parser.add_argument("--layers", nargs="+", type=int, default=[0],
                         help="frozen bottom layers read from the feature cache (0: none); each gets its own rows")
     parser.add_argument("--peers", action="store_true", help="also the second-order step of higher and TorchOpt")
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="after each row, the top ROWS ops of one more step by self time (torch.profiler)")
+    parser.add_argument("--levers", action="store_true",
+                        help="also our first- and second-order steps with each speed lever off, and with both")
+    parser.add_argument("--kinds", nargs="+", default=None, choices=list(KINDS) + list(PEERS) + list(LEVER_KINDS),
+                        help="only these steps (default: every step; peers with --peers)")
     parser.add_argument("--smoke-test", action="store_true", help="tiny model, 2 reps")
     args = parser.parse_args()
     if args.smoke_test:
@@ -231,7 +261,7 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     print(f"{args.task}: K = N = 8, max_length {args.max_length}, device {args.device}, "
           f"embeddings {'frozen' if args.freeze_embeddings else 'trained'}, median of {args.reps} steps")
-    print(f"{'model':<9} {'params':>8} {'trainable':>9} {'precision':<9} {'L':>2} {'step':<21} {'s/step':>8} "
+    print(f"{'model':<9} {'params':>8} {'trainable':>9} {'precision':<9} {'L':>2} {'step':<30} {'s/step':>8} "
           f"{'x finetune':>10} {'speed-up':>8} {'peak MB':>8}")
     print("(x finetune: against the fine-tuning step of the same row group; speed-up: against fp32, L = 0, ours)")
     native = _native_bf16(args.device)
@@ -244,18 +274,22 @@ def main() -> None:
                 kinds = list(KINDS)
                 if args.peers and precision == "fp32" and layers == 0:
                     kinds += [k for k in PEERS if k != "second-order/torchopt" or _imports("torchopt")]
+                if args.levers and precision == "fp32" and layers == 0:
+                    kinds += list(LEVER_KINDS)
+                if args.kinds:
+                    kinds = [k for k in kinds if k in args.kinds or k == "finetune"]  # finetune: the ratios' base
                 base = None
                 for kind in kinds:
                     queue = ctx.Queue()
                     reps = args.reps if precision == "fp32" or native else args.emulated_reps
                     proc = ctx.Process(target=_child, args=(queue, key, kind, reps, args.max_length,
                                                             args.freeze_embeddings, args.device, args.threads,
-                                                            args.task, precision, layers))
+                                                            args.task, precision, layers, args.profile))
                     proc.start()
                     res = queue.get()
                     proc.join()
                     if "error" in res:
-                        print(f"{key:<9} {'':>8} {'':>9} {precision:<9} {layers:>2} {kind:<21} failed: {res['error']}")
+                        print(f"{key:<9} {'':>8} {'':>9} {precision:<9} {layers:>2} {kind:<30} failed: {res['error']}")
                         continue
                     base = res["seconds"] if kind == "finetune" else base
                     if precision == "fp32" and layers == 0:
@@ -264,8 +298,32 @@ def main() -> None:
                     ratio = f"{res['seconds'] / base:10.2f}" if base and kind != "eval" else f"{'-':>10}"
                     speedup = f"{reference[ours] / res['seconds']:7.2f}x" if ours in reference else f"{'-':>8}"
                     print(f"{key:<9} {res['params'] / 1e6:7.2f}M {res['trainable'] / 1e6:8.2f}M {precision:<9} "
-                          f"{layers:>2} {kind:<21} {res['seconds']:8.3f} {ratio} {speedup} {res['peak_mb']:8.0f}",
+                          f"{layers:>2} {kind:<30} {res['seconds']:8.3f} {ratio} {speedup} {res['peak_mb']:8.0f}",
                           flush=True)
+                    if "profile" in res:
+                        print(res["profile"], flush=True)
+        for line in summary(reference):
+            print(f"{key}: {line}")
+
+
+def summary(seconds: dict[str, float]) -> list[str]:
+    """Return the ratios the speed goals are stated in, from the fp32, L = 0 seconds per step kind measured."""
+    lines = []
+
+    def ratio(slow: str, fast: str) -> str | None:
+        return f"{seconds[slow] / seconds[fast]:.2f}x" if slow in seconds and fast in seconds else None
+
+    peers = [f"{ratio(p, 'second-order')} faster than {p.split('/')[1]}" for p in PEERS if ratio(p, "second-order")]
+    if peers:
+        lines.append("second order, ours " + ", ".join(peers) + " (goals: 1.5x higher, faster than TorchOpt)")
+    for order in ("first-order", "second-order"):
+        before = f"{order}/as-before"
+        levers = {"row-sparse embeddings": f"{order}/loop-adamw", "fused AdamW": f"{order}/dense-embeddings",
+                  "both": order}
+        parts = [f"{name} {ratio(before, kind)}" for name, kind in levers.items() if ratio(before, kind)]
+        if parts:
+            lines.append(f"{order}, speed-up over the step before the levers: " + ", ".join(parts))
+    return lines
 
 
 def _native_bf16(device: str) -> bool:

@@ -10,6 +10,9 @@ Second order differentiates through a gradient, which PyTorch's fused attention 
 ("derivative for aten::_scaled_dot_product_flash_attention_for_cpu_backward is not implemented"),
 so the second-order step runs its support passes under the math SDPA kernel; the query pass, differentiated once,
 and first order keep the fused kernels.
+
+When the word embeddings train, an episode's fast weight of them holds only the rows its batches use
+(trainables/embedding_rows.py): the same gradients, without copying and differentiating the whole vocabulary.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from xlamaml.trainables.embedding_rows import find_embedding_rows, restrict
 from xlamaml.trainables.models import train_mode
 
 Params = dict[str, torch.Tensor]
+FUSED_DEVICES = ("cpu", "cuda")  # where torch.optim's fused Adam(W) kernels run
 Batch = dict[str, torch.Tensor]
 # loss_fn(model, params, batch) -> scalar loss of `model` run with `params` swapped in.
 LossFn = Callable[[torch.nn.Module, Mapping[str, torch.Tensor], Batch], torch.Tensor]
@@ -59,10 +64,16 @@ def adapt(model: torch.nn.Module, params: Params, support: Batch, loss_fn: LossF
 
 
 def meta_gradients(model: torch.nn.Module, params: Params, support: Batch, query: Batch, loss_fn: LossFn,
-                   inner_lr: float, inner_steps: int = 1, first_order: bool = False) -> MetaStepResult:
+                   inner_lr: float, inner_steps: int = 1, first_order: bool = False,
+                   sparse_embeddings: bool = True) -> MetaStepResult:
     """Return the meta-gradient of the query loss after inner adaptation on the support batch."""
+    start = params
+    spec = find_embedding_rows(model, params) if sparse_embeddings else None
+    if spec is not None and "input_ids" in support and "input_ids" in query:
+        # The word-embedding fast weight becomes the episode's rows, gathered from params (so differentiable).
+        start, (support, query) = restrict(params, spec, [support, query])
     with attention_context(not first_order):
-        fast, support_loss = adapt(model, params, support, loss_fn, inner_lr, inner_steps, first_order)
+        fast, support_loss = adapt(model, start, support, loss_fn, inner_lr, inner_steps, first_order)
     # The query pass is differentiated once only (its backward reaches the support pass's graph, which was built
     # under the math kernel), so it keeps the fused kernels.
     query_loss = loss_fn(model, fast, query)
@@ -87,14 +98,20 @@ class MetaLearner:
 
     def __init__(self, model: torch.nn.Module, loss_fn: LossFn, *, inner_lr: float, inner_steps: int,
                  first_order: bool, outer_lr: float, weight_decay: float, total_steps: int,
-                 warmup_steps: int = 0, optimizer: str = "adamw"):
+                 warmup_steps: int = 0, optimizer: str = "adamw", sparse_embeddings: bool = True,
+                 fused: bool = True):
         self.model = model
         self.loss_fn = loss_fn
         self.inner_lr, self.inner_steps, self.first_order = inner_lr, inner_steps, first_order
+        self.sparse_embeddings = sparse_embeddings
         # Only parameters that require grad become fast weights; frozen ones stay in the module.
         self.params: Params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         opt_cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt_cls(self.params.values(), lr=outer_lr, weight_decay=weight_decay)
+        # The fused kernel updates each tensor in one pass; the per-tensor loop allocates a temporary the size of
+        # every parameter at each step (the word embeddings: 384 MB), and took a third of a second-order step
+        # (benchmarks/meta_step.py --levers). Same update rule; its rounding differs in the last bit.
+        fused = fused and all(p.device.type in FUSED_DEVICES for p in self.params.values())
+        self.optimizer = opt_cls(self.params.values(), lr=outer_lr, weight_decay=weight_decay, fused=fused or None)
         self.scheduler = linear_schedule(self.optimizer, warmup_steps, total_steps)
         self.steps_done = 0
 
@@ -105,13 +122,16 @@ class MetaLearner:
         support_loss = query_loss = 0.0
         for support, query in episodes:
             res = meta_gradients(self.model, self.params, support, query, self.loss_fn,
-                                 self.inner_lr, self.inner_steps, self.first_order)
-            for n, g in res.grads.items():
-                total[n] = total[n] + g if n in total else g
+                                 self.inner_lr, self.inner_steps, self.first_order, self.sparse_embeddings)
+            for n, g in res.grads.items():  # in place: autograd.grad returned fresh tensors; one fewer copy of each
+                if n in total:
+                    total[n].add_(g)
+                else:
+                    total[n] = g
             support_loss += res.support_loss
             query_loss += res.query_loss
         for n, p in self.params.items():
-            p.grad = total[n] / len(episodes)
+            p.grad = total[n].div_(len(episodes)) if len(episodes) > 1 else total[n]
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
