@@ -1,7 +1,7 @@
 """Benchmark: a sweep trial's setup time when it reads the sweep's assets (cold and warm node cache) against
 reading the data folder and tokenizing it itself (what every trial did before assets), in one process.
 
-    python benchmarks/trial_setup.py                                  # the demo preset, one XLA-MAML trial
+    python benchmarks/trial_setup.py                                  # the demo preset, its first meta-learning cell
     python benchmarks/trial_setup.py --assignment x-maml:hi --reps 3
     python benchmarks/trial_setup.py --smoke-test                     # the smoke preset, seconds
 
@@ -34,7 +34,7 @@ def main() -> None:
     """Print a trial's median setup seconds from assets (cold and warm cache) and from the data folder; return None."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="demo")
-    parser.add_argument("--assignment", default="xla-maml:en>hi")
+    parser.add_argument("--assignment", default=None, help="default: the sweep's first meta-learning cell")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--smoke-test", action="store_true", help="the smoke preset, one repetition")
     args = parser.parse_args()
@@ -50,10 +50,11 @@ def main() -> None:
     from xlamaml.search.trainable import XlaMamlTrainable
 
     sw = load_sweep(preset_path(args.preset))
+    args.assignment = args.assignment or next(a for a in sw.assignments if not a.startswith("baseline"))
     with tempfile.TemporaryDirectory(prefix="xlamaml-bench-") as tmp:
         assets_root = storage.join(tmp, "exp", "assets")
         t0 = time.perf_counter()
-        run = prepare_assets(sw.run, sw.sweep, assets_root, remote=False)
+        run = prepare_assets(sw, assets_root, remote=False)
         print(f"assets ready (tokenizing, English stage from the cache or trained): {time.perf_counter() - t0:.1f} s")
         trial = merge(run, {"assignment": args.assignment, "seed": sw.sweep.seeds[0], "threads": 1})
         base = next(p for p in Path(tmp, "exp", "assets").iterdir() if p.name.startswith("base-"))

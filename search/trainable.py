@@ -109,12 +109,15 @@ class XlaMamlTrainable(tune.Trainable):
         self.device = setup_torch(self.cfg)
         self.task = get_task(self.cfg.task)  # resolved once per trial, passed to every stage
         base, source = trial_data(self.cfg, self.task)
-        # Trials reading the sweep's tokenized data need no tokenizer (it takes longer to load than the model).
+        layers = cached_layers(self.cfg)
+        # Trials reading the sweep's tokenized data need no tokenizer (it takes longer to load than the model), and
+        # with the sweep's feature asset (named by config, not by the bottom's weights) no embeddings or bottom layers.
         self.model, self.tokenizer = self.task.load_model(self.cfg.model, str(base), self.cfg.seed,
-                                                          tokenizer=source is None)
+                                                          tokenizer=source is None,
+                                                          skip_bottom=layers if source is not None and layers else 0)
         self.model.to(self.device)
         self.source = source or TokenizingSource(self.cfg, self.task, self.tokenizer)
-        if cached_layers(self.cfg) is not None:
+        if layers is not None:
             folder = trial_features(self.cfg, self.task, self.model, self.source, self.device)
             self.source = read_features(self.cfg, self.model, self.source, folder)
         self.meta: MetaState | None = None

@@ -125,13 +125,21 @@ def _with_type_ids(tokenizer: PreTrainedTokenizerBase, type_vocab_size: int) -> 
     return tokenizer
 
 
-def load_pretrained(auto_cls, name: str, seed: int = 0, *, tokenizer: bool = True,
+def load_pretrained(auto_cls, name: str, seed: int = 0, *, tokenizer: bool = True, skip_bottom: int = 0,
                     **kwargs) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | None]:
     """Return (model with `auto_cls`'s head, tokenizer or None when not asked for) from a hub name, a directory or
     "embedded". The tokenizer takes longer to load than the model (XLM-R's: 1.6 s against 0.1 s from the page
-    cache), and a trial reading a sweep's tokenized data needs none."""
+    cache), and a trial reading a sweep's tokenized data needs none. `skip_bottom` = L >= 1 (a directory, no
+    tokenizer): the embeddings and bottom L layers are left unloaded when the directory allows it exactly
+    (trainables/top_layers.py); the model then runs from the feature cache only."""
     where = resolve_model_source(name)
     with _loading(name):
+        if skip_bottom and not tokenizer and Path(where).is_dir():
+            from xlamaml.trainables.top_layers import load_top  # imports this module
+
+            model = load_top(auto_cls, where, skip_bottom, **kwargs)
+            if model is not None:
+                return model, None
         if not tokenizer:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
@@ -156,12 +164,14 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
 
 
 def load_classifier(cfg: ModelConfig, num_labels: int, source: str | None = None, seed: int = 0, *,
-                    tokenizer: bool = True) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | None]:
-    """Return (sequence classifier, tokenizer or None) from `source` (a checkpoint dir) or `cfg.name`."""
+                    tokenizer: bool = True, skip_bottom: int = 0
+                    ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | None]:
+    """Return (sequence classifier, tokenizer or None) from `source` (a checkpoint dir) or `cfg.name`; `skip_bottom`
+    as in load_pretrained."""
     if source is None and cfg.name == "tiny":
         return build_tiny_model(cfg, num_labels, seed)
     return load_pretrained(AutoModelForSequenceClassification, source or cfg.name, seed, tokenizer=tokenizer,
-                           num_labels=num_labels)
+                           skip_bottom=skip_bottom, num_labels=num_labels)
 
 
 _LAYER = re.compile(r"\.layer\.(\d+)\.")

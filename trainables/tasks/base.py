@@ -105,9 +105,11 @@ class Task(ABC):
 
     @abstractmethod
     def load_model(self, model_cfg: ModelConfig, source: str | None, seed: int, *,
-                   tokenizer: bool = True) -> tuple[torch.nn.Module, Any]:
+                   tokenizer: bool = True, skip_bottom: int = 0) -> tuple[torch.nn.Module, Any]:
         """Return (model with this task's head, tokenizer; None when `tokenizer` is false and the model is not the
-        tiny one) from `source` (a checkpoint directory) or the config."""
+        tiny one) from `source` (a checkpoint directory) or the config; `skip_bottom` = L: the embeddings and
+        bottom L layers may be left unloaded (models.load_pretrained), for a model that runs from the feature
+        cache only."""
 
     def data_split_key(self, cfg: RunConfig) -> dict[str, Any]:
         """Return the config values, beyond data files and tokenizer, that decide which rows a split holds."""

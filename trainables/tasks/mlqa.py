@@ -104,11 +104,12 @@ class MLQATask(Task):
         return {"em": scores["exact_match"], "f1": scores["f1"]}
 
     def load_model(self, model_cfg: ModelConfig, source: str | None, seed: int, *,
-                   tokenizer: bool = True) -> tuple[torch.nn.Module, Any]:
+                   tokenizer: bool = True, skip_bottom: int = 0) -> tuple[torch.nn.Module, Any]:
         """Return (span-extraction model, tokenizer or None)."""
         if source is None and model_cfg.name == "tiny":
             return build_tiny_qa_model(model_cfg, seed)
-        return load_pretrained(AutoModelForQuestionAnswering, source or model_cfg.name, seed, tokenizer=tokenizer)
+        return load_pretrained(AutoModelForQuestionAnswering, source or model_cfg.name, seed, tokenizer=tokenizer,
+                               skip_bottom=skip_bottom)
 
     def data_split_key(self, cfg: RunConfig) -> dict[str, Any]:
         """Return the held-out split settings: offline, they (and the seed) decide which articles are test."""

@@ -59,6 +59,7 @@ class XNLITask(Task):
         return {"acc": accuracy(preds, enc.labels)}
 
     def load_model(self, model_cfg: ModelConfig, source: str | None, seed: int, *,
-                   tokenizer: bool = True) -> tuple[torch.nn.Module, Any]:
+                   tokenizer: bool = True, skip_bottom: int = 0) -> tuple[torch.nn.Module, Any]:
         """Return (3-way sequence classifier, tokenizer or None)."""
-        return load_classifier(model_cfg, NUM_LABELS, source=source, seed=seed, tokenizer=tokenizer)
+        return load_classifier(model_cfg, NUM_LABELS, source=source, seed=seed, tokenizer=tokenizer,
+                               skip_bottom=skip_bottom)
