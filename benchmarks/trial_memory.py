@@ -42,8 +42,12 @@ def memory_mb() -> dict[str, float]:
     return out
 
 
-def run_trial(trial: dict[str, Any], top_only: bool) -> dict[str, float]:
-    """Return the memory (MB) after the imports and at the end of one whole trial, and its setup and total seconds."""
+def run_trial(trial: dict[str, Any], top_only: bool, workdir: str) -> dict[str, float]:
+    """Return the memory (MB) after the imports and at the end of one whole trial (run in `workdir`, where it writes
+    its predictions, as a Ray trial does in its folder), and its setup and total seconds."""
+    import os
+
+    os.chdir(workdir)
     from xlamaml.search.trainable import XlaMamlTrainable
     from xlamaml.trainables import top_layers
 
@@ -60,9 +64,9 @@ def run_trial(trial: dict[str, Any], top_only: bool) -> dict[str, float]:
             "setup_s": setup, "total_s": time.perf_counter() - t0}
 
 
-def _child(queue: mp.Queue, trial: dict[str, Any], top_only: bool) -> None:
+def _child(queue: mp.Queue, trial: dict[str, Any], top_only: bool, workdir: str) -> None:
     try:
-        queue.put(run_trial(trial, top_only))
+        queue.put(run_trial(trial, top_only, workdir))
     except Exception as e:  # reported in the table rather than killing the other measurements
         queue.put({"error": f"{type(e).__name__}: {e}"})
 
@@ -98,7 +102,7 @@ def main() -> None:
               f"{'total s':>8}")
         for name, (extra, top_only) in VARIANTS.items():
             queue = ctx.Queue()
-            proc = ctx.Process(target=_child, args=(queue, merge(trial, extra), top_only))
+            proc = ctx.Process(target=_child, args=(queue, merge(trial, extra), top_only, tempfile.mkdtemp(dir=tmp)))
             proc.start()
             res = queue.get()
             proc.join()

@@ -14,6 +14,7 @@ from xlamaml.trainables.config_parsing import merge
 
 def test_a_cached_trial_loads_only_its_top_layers_and_trains_as_the_whole_model_did(tmp_path, monkeypatch):
     monkeypatch.setenv("XLAMAML_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # a trial writes its predictions into its working directory, as under Ray
     sw = load_sweep(preset_path("smoke"), overrides=["meta.freeze_embeddings=true", "meta.freeze_layers=1",
                                                      "english.epochs=1"])
     run = prepare_assets(sw, storage.join(str(tmp_path), "exp", "assets"), remote=False)
