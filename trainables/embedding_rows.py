@@ -37,6 +37,12 @@ def find_embedding_rows(model: torch.nn.Module, params: Mapping[str, torch.Tenso
         return None
     if not isinstance(emb, torch.nn.Embedding):
         return None
+    try:
+        out = model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        out = None
+    if out is not None and getattr(out, "weight", None) is emb.weight:
+        return None  # tied to an output layer, which reads every row
     for name, p in params.items():
         if p is emb.weight:
             return EmbeddingRows(name, emb.padding_idx)

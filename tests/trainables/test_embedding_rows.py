@@ -54,3 +54,13 @@ def test_the_padding_row_keeps_its_index_and_no_token_takes_it(padding_idx):
     assert torch.equal(small["w"][renumbered["input_ids"]], params["w"][batch["input_ids"]])
     if padding_idx is not None:
         assert ((renumbered["input_ids"] == padding_idx) == (batch["input_ids"] == padding_idx)).all()
+
+
+def test_embeddings_tied_to_an_output_layer_stay_dense():
+    from transformers import BertConfig, BertForMaskedLM
+
+    model = BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=32, tie_word_embeddings=True))
+    params = {n: p for n, p in model.named_parameters()}
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    assert find_embedding_rows(model, params) is None
