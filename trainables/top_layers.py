@@ -67,8 +67,8 @@ def load_top(auto_cls: Any, folder: str | Path, layers: int, **config_kwargs: An
         model = auto_cls.from_config(config)
     drop_bottom(model, layers)
     state = model.state_dict()
-    saved = dict(model.named_buffers())
-    if any(name not in state for name in saved) or any(name not in files for name in state):
+    buffers = dict(model.named_buffers())
+    if any(name not in state for name in buffers) or any(name not in files for name in state):
         return None  # a buffer the files do not hold, or a weight from_pretrained would have initialised
     model.to_empty(device="cpu")
     by_file: dict[Path, list[str]] = {}
