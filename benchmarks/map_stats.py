@@ -117,6 +117,15 @@ def ranking_by_fraction(m: RecordedMap) -> tuple[dict[float, tuple[np.ndarray, n
     return out, "\n".join(lines)
 
 
+def dev_excess(m: RecordedMap) -> tuple[np.ndarray, str]:
+    """Return each target's mean full-budget dev gain minus its test gain over the judged cells (points), and a line."""
+    excess = np.nanmean(m.dev_gains() - m.test_gains, axis=1)  # (dev langs,)
+    return excess, (f"full-budget dev gains exceed the test gains by {np.nanmean(excess):+.2f} points on average (per "
+                    f"target {np.nanmin(excess):+.2f} to {np.nanmax(excess):+.2f}). On XNLI a large excess is the "
+                    f"parallel-dev leak: the episode pools are the first dev pairs of their languages, and every "
+                    f"target's first dev pairs translate them (docs/recorded-maps.md)")
+
+
 def effects_design(m: RecordedMap) -> list[tuple[str, list[str]]]:
     """Return the main-effect factors [(name, the level of every (target, cell) pair, target-major)]."""
     pairs = [(ti, ci) for ti in range(len(m.dev_langs)) for ci in range(len(m.cells))]
@@ -259,7 +268,7 @@ def report(m: RecordedMap, name: str) -> str:
         f"range [{np.nanmin(gains):+.2f}, {np.nanmax(gains):+.2f}] points",
         "### 1. do languages matter (test, points)\n\n" + matter,
         "### 2. how dev at each fraction of the meta steps ranks the cells (Spearman with the final test gain, per "
-        "target)\n\n" + ranking,
+        "target)\n\n" + ranking + "\n\n" + dev_excess(m)[1],
         "### 3. structure\n\n" + structure(m),
         "### 4. noise\n\n" + noise(m),
         "### 5. cost\n\n" + cost(m)])

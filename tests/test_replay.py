@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.map_stats import languages_matter, ranking_by_fraction, report
+from benchmarks.map_stats import dev_excess, languages_matter, ranking_by_fraction, report
 from benchmarks.recorded_map import read_map, write_map
 from benchmarks.replay import ReplayWorld, recorded_cost, replay, truth_map
 from xlamaml.search.schedule import AdaptiveConfig
@@ -17,9 +17,10 @@ LANGS = ["de", "hi", "sw"]
 
 
 def make_map(path: Path, *, noise: float = 0.0, dev_items: int = 200, test_items: int = 400, seeds: int = 3,
-             langs: list[str] = LANGS) -> Path:
+             langs: list[str] = LANGS, dev_shift: float = 0.0) -> Path:
     """Write a pairs map whose cells' gains are known: cell j lifts every item's chance by gains[j] (dev and test
-    alike), so a noiseless map ranks its cells on dev exactly as on test; return its path."""
+    alike, dev by `dev_shift` more at the full budget), so a noiseless map ranks its cells on dev exactly as on test;
+    return its path."""
     rng = np.random.default_rng(0)
     cells = [f"x-maml:{a}" if a == b else f"xla-maml:{a}>{b}" for a in langs for b in langs]
     fractions = [0.1, 0.5, 1.0]
@@ -33,7 +34,7 @@ def make_map(path: Path, *, noise: float = 0.0, dev_items: int = 200, test_items
         for s in range(seeds):
             for i, f in enumerate(fractions):
                 jitter = rng.normal(0, noise, (n_l, 1))
-                dev[j, s, i] = u_dev < 0.5 + f * g + jitter
+                dev[j, s, i] = u_dev < 0.5 + f * (g + dev_shift) + jitter
             test[j, s] = u_test < 0.5 + g + rng.normal(0, noise, (n_l, 1))
     shape = (len(cells), seeds)
     arrays = {"dev": dev, "test": test, "base_dev": base_dev, "base_test": base_test,
@@ -109,6 +110,13 @@ def test_map_stats_sees_the_known_structure(tmp_path):
     ranks, _ = ranking_by_fraction(m)
     assert np.nanmean(ranks[1.0][1]) > 0.9  # dev at the full budget ranks as test does
     assert "rank above noise" in report(m, "m")
+
+
+def test_map_stats_measures_how_far_dev_gains_exceed_test_gains(tmp_path):
+    excess, _ = dev_excess(read_map(make_map(tmp_path / "m.npz", dev_items=2000, test_items=2000)))
+    assert np.all(np.abs(excess) < 1.5)  # dev and test lifted alike: no excess beyond the item noise
+    excess, text = dev_excess(read_map(make_map(tmp_path / "s.npz", dev_items=2000, test_items=2000, dev_shift=0.06)))
+    assert np.all(np.abs(excess - 6.0) < 1.5) and "exceed the test gains by +" in text
 
 
 @pytest.mark.parametrize("script", ["replay.py", "map_stats.py", "map_model_check.py", "prior_rank.py"])
