@@ -110,12 +110,13 @@ def _legacy_xnli(trial: Path, split: str, lang: str, predictions: Path,
         return None
     data, ev = params.get("data") or {}, params.get("eval") or {}
     limit = ev.get("max_examples") if split == "test" else ev.get("dev_max_examples")
+    start = 0 if split == "test" else int(ev.get("dev_offset") or 0)
     folder, source = data.get("dir"), str(data.get("xnli", "auto"))
     if not folder or not Path(folder).is_dir():
         folder = data_dir or default_data_dir()
         if Path(source).is_absolute() and not Path(source).exists():  # a file of the other machine
             source = "auto"
-    uids, labels = _xnli_labels(source, split, lang, folder, limit)
+    uids, labels = _xnli_labels(source, split, lang, folder, limit, start)
     from xlamaml.trainables.data.xnli import LABEL_IDS  # the data readers load only for old experiments
 
     words = predictions.read_text(encoding="utf-8").split()
@@ -127,10 +128,10 @@ def _legacy_xnli(trial: Path, split: str, lang: str, predictions: Path,
 
 @functools.lru_cache(maxsize=64)
 def _xnli_labels(source: str, split: str, lang: str, data_dir: str | None,
-                 limit: int | None) -> tuple[tuple[str, ...], np.ndarray]:
-    """Return (uids, labels) of the first `limit` pairs of an XNLI split, as a trial scored them."""
+                 limit: int | None, start: int = 0) -> tuple[tuple[str, ...], np.ndarray]:
+    """Return (uids, labels) of `limit` pairs of an XNLI split from pair `start` on, as a trial scored them."""
     from xlamaml.trainables.data.xnli import load_xnli
 
     ds = load_xnli(source, split, [lang], data_dir)[lang]
-    n = len(ds) if limit is None else min(int(limit), len(ds))
-    return tuple(ds["uid"][:n]), np.asarray(ds["label"][:n])
+    n = len(ds) if limit is None else min(start + int(limit), len(ds))
+    return tuple(ds["uid"][start:n]), np.asarray(ds["label"][start:n])

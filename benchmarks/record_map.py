@@ -100,7 +100,7 @@ class _Worker:
         if layers is not None:
             run_from_features(model, self.table, layers)
         meta = start_meta(cfg, self.task, model, self.source) if cfg.method != "baseline" else None
-        dev = self.source.sets("dev", cfg.dev_langs, cfg.eval.dev_max_examples)
+        dev = self.source.sets("dev", cfg.dev_langs, cfg.eval.dev_max_examples, start=cfg.eval.dev_offset)
         amp = autocast_dtype(cfg.precision, device)
 
         def outcomes(sets: dict) -> np.ndarray:

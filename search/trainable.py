@@ -123,7 +123,8 @@ class XlaMamlTrainable(tune.Trainable):
         self.meta: MetaState | None = None
         if self.cfg.method != "baseline":
             self.meta = start_meta(self.cfg, self.task, self.model, self.source)
-        self.dev = self.source.sets("dev", self.cfg.dev_langs, self.cfg.eval.dev_max_examples)
+        self.dev = self.source.sets("dev", self.cfg.dev_langs, self.cfg.eval.dev_max_examples,
+                                    start=self.cfg.eval.dev_offset)
         # Restored at the first step, not here: Ray zeroes the iteration and time counters after `reset_config` (a
         # reused actor), which would renumber a continued trial's reports.
         resume_from = flat_trial(config).get("resume_from")

@@ -134,6 +134,11 @@ class EvalConfig:
     dev: bool = False  # `xlamaml run`: also score every target's dev set (model choice uses dev, never test)
     dev_langs: list[str] = field(default_factory=list)  # dev sets a sweep trial reports; [] = the targets
     dev_max_examples: Optional[int] = checked(500, rule=positive_int_or_none)  # per language, for those reports
+    # The first dev pair those reports (and `dev`) score. XNLI's dev sets are parallel and the meta stage's pools are
+    # the first meta.max_examples dev pairs, so a report on the first pairs scores translations of pairs the run
+    # trained on (dev gains 2-6 points above test on the recorded maps); meta.max_examples here scores only pairs
+    # no pool holds.
+    dev_offset: int = checked(0, rule=non_negative_int)
     # QA: "heldout" scores a deterministic part of MLQA dev (whole articles; the rest is meta and
     # few-shot data), since no MLQA test split is here; "official" uses MLQA_V1's test files.
     qa_test: str = checked("heldout", rule=one_of(*QA_TEST))

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 from xlamaml.trainables.config import RunConfig
 from xlamaml.trainables.data.subset import limit
 from xlamaml.trainables.embedded import converter_key
-from xlamaml.trainables.errors import XlamamlError
+from xlamaml.trainables.errors import ConfigError, XlamamlError
 from xlamaml.trainables.tasks.base import Task
 
 ENGLISH = "english"  # the split name of the English stage's training set
@@ -38,19 +38,23 @@ class MissingSetError(XlamamlError, KeyError):
 @dataclass(frozen=True)
 class SetKey:
     """One encoded set: a split ("dev", "test", "english" or an extra split), a language (or an extra set's name),
-    its first `max_examples` rows (None: all), train rows or evaluation rows, and the seed where rows depend on it."""
+    `max_examples` rows (None: all) from row `start` on, train rows or evaluation rows, and the seed where rows depend
+    on it."""
 
     split: str
     lang: str
     max_examples: int | None = None
     train: bool = False
     seed: int | None = None
+    start: int = 0
 
     @property
     def file_name(self) -> str:
         """Return the set's file name in a data asset."""
         seed = "" if self.seed is None else f"-s{self.seed}"
-        return f"{self.split}-{self.lang}-{self.max_examples or 'all'}-{'train' if self.train else 'eval'}{seed}.npz"
+        start = f"-from{self.start}" if self.start else ""  # sets from row 0 keep the names assets already hold
+        return (f"{self.split}-{self.lang}{start}-{self.max_examples or 'all'}-{'train' if self.train else 'eval'}"
+                f"{seed}.npz")
 
 
 def data_key(cfg: RunConfig, task: Task) -> str:
@@ -82,7 +86,7 @@ def needed_sets(cfg: RunConfig, task: Task) -> list[SetKey]:
         keys += [SetKey("dev", lang, m.max_examples, True) for lang in sorted(set(m.support_langs) | set(m.query_langs))]
     if cfg.few_shot.enabled:
         keys += [SetKey("dev", lang, None, True) for lang in e.target_langs]
-    keys += [SetKey("dev", lang, e.dev_max_examples) for lang in cfg.dev_langs]  # dev reports
+    keys += [SetKey("dev", lang, e.dev_max_examples, start=e.dev_offset) for lang in cfg.dev_langs]  # dev reports
     for split, names in task.extra_eval_names(cfg, e.target_langs).items():
         keys += [SetKey(split, name, e.max_examples) for name in names]
     return list(dict.fromkeys(keys))
@@ -107,9 +111,10 @@ class DataSource(ABC):
         """Return {extra split: the names of its sets} for the targets `langs` (MLQA's G-XLT pairs)."""
 
     def sets(self, split: str, langs: Iterable[str], max_examples: int | None = None,
-             train: bool = False) -> dict[str, Any]:
-        """Return {lang: encoded `split` of lang} (first `max_examples` examples; `train`: one row per example)."""
-        return {lang: self.get(SetKey(split, lang, max_examples, train)) for lang in langs}
+             train: bool = False, start: int = 0) -> dict[str, Any]:
+        """Return {lang: encoded `split` of lang} (`max_examples` examples from row `start`; `train`: one row per
+        example)."""
+        return {lang: self.get(SetKey(split, lang, max_examples, train, start=start)) for lang in langs}
 
     def extra_sets(self, langs: list[str]) -> dict[str, dict[str, Any]]:
         """Return {extra split: {name: encoded set}} scored beside the test sets; none for most tasks (a set with no
@@ -119,6 +124,15 @@ class DataSource(ABC):
             sets = {name: self.get(SetKey(split, name, self.cfg.eval.max_examples)) for name in names}
             out[split] = {name: enc for name, enc in sets.items() if enc is not None}
         return out
+
+
+def rows(data: Any, key: SetKey) -> Any:
+    """Return the rows of `data` the set `key` names (a ConfigError naming eval.dev_offset when none are left)."""
+    try:
+        return limit(data, key.max_examples, key.start)
+    except ValueError as e:
+        raise ConfigError(f"eval.dev_offset {key.start}: {key.split} {key.lang}: {e}; expected an offset below the "
+                          f"set's size") from None
 
 
 class TokenizingSource(DataSource):
@@ -134,15 +148,16 @@ class TokenizingSource(DataSource):
             return self.english_set(key)[0]
         if key.split in ("dev", "test"):
             data = self.task.load(self.cfg, key.split, [key.lang])[key.lang]
-            return self.task.encode(limit(data, key.max_examples), self.tokenizer, self.cfg, key.train)
+            return self.task.encode(rows(data, key), self.tokenizer, self.cfg, key.train)
         return self.task.encode_extra(self.cfg, self.tokenizer, key.split, key.lang, key.max_examples)
 
     def sets(self, split: str, langs: Iterable[str], max_examples: int | None = None,
-             train: bool = False) -> dict[str, Any]:
+             train: bool = False, start: int = 0) -> dict[str, Any]:
         """Return {lang: encoded `split` of lang}, reading the languages' files in one call."""
         langs = list(langs)
         data = self.task.load(self.cfg, split, langs)
-        return {lang: self.task.encode(limit(data[lang], max_examples), self.tokenizer, self.cfg, train)
+        return {lang: self.task.encode(rows(data[lang], SetKey(split, lang, max_examples, train, start=start)),
+                                       self.tokenizer, self.cfg, train)
                 for lang in langs}
 
     def english(self) -> tuple[Any, str]:

@@ -231,7 +231,8 @@ def run(cfg: RunConfig, out_dir: str | Path, force: bool = False) -> dict[str, f
     if layers is not None:  # built on first use in the node's cache, then read by every later run
         keys = needed_sets(cfg, task)
         if cfg.eval.dev:
-            keys += [SetKey("dev", lang, cfg.eval.max_examples) for lang in cfg.eval.target_langs]
+            keys += [SetKey("dev", lang, cfg.eval.max_examples, start=cfg.eval.dev_offset)
+                     for lang in cfg.eval.target_langs]
         folder = ensure_local_features(model, source_sets(source, keys), layers=layers, dtype=cfg.meta.feature_dtype,
                                        batch_size=cfg.eval.batch_size, device=device)
         source = read_features(cfg, model, source, folder)
@@ -244,7 +245,7 @@ def run(cfg: RunConfig, out_dir: str | Path, force: bool = False) -> dict[str, f
     pred_dir = out / "predictions" if cfg.eval.write_predictions else None
     metrics.update(score_test(cfg, task, model, source=source, device=device, pred_dir=pred_dir))
     if cfg.eval.dev:
-        dev = source.sets("dev", targets, cfg.eval.max_examples)
+        dev = source.sets("dev", targets, cfg.eval.max_examples, start=cfg.eval.dev_offset)
         metrics = add_averages({**metrics, **evaluate_sets(task, model, dev, "dev", cfg, device=device)},
                                "dev", targets, aux_langs=cfg.aux_langs, names=task.metrics)
     metrics["eval/seconds"] = time.perf_counter() - t_eval

@@ -157,7 +157,7 @@ class _Trials:
 
     def dev_per_lang(self, cfg: RunConfig, cap: Optional[int]) -> list[int]:
         """Return the dev items one evaluation scores per dev language, at most `cap` each (None: all)."""
-        return [_cap(cap, self._available(cfg, "dev", lang)) for lang in cfg.dev_langs]
+        return [_cap(cap, max(0, self._available(cfg, "dev", lang) - cfg.eval.dev_offset)) for lang in cfg.dev_langs]
 
     def dev_max(self, cfg: RunConfig) -> int:
         """Return the most dev items a report scores in one language (eval.dev_max_examples, capped by the data)."""

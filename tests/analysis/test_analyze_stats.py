@@ -243,3 +243,11 @@ def test_another_programs_ray_experiment_is_refused_in_one_line(tmp_path):
     (trial / "result.json").write_text('{"loss": 0.5, "training_iteration": 1}\n')
     assert main(["-q", "analyze", str(exp), "--out", str(tmp_path / "out")]) == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_legacy_xnli_dev_labels_start_at_the_runs_dev_offset(data_dir):
+    from xlamaml.analysis.outcomes import _xnli_labels
+
+    all_uids, all_labels = _xnli_labels("auto", "dev", "de", str(data_dir), None)
+    uids, labels = _xnli_labels("auto", "dev", "de", str(data_dir), 5, 500)
+    assert uids == all_uids[500:505] and labels.tolist() == all_labels[500:505].tolist()

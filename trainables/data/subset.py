@@ -7,9 +7,13 @@ from typing import TypeVar
 D = TypeVar("D")  # a datasets.Dataset (anything with __len__ and select)
 
 
-def limit(dataset: D, max_examples: int | None) -> D:
-    """Return the first `max_examples` rows of a dataset (all rows when None)."""
-    if max_examples is None or max_examples >= len(dataset):  # type: ignore[arg-type]
+def limit(dataset: D, max_examples: int | None, start: int = 0) -> D:
+    """Return `max_examples` rows of a dataset from row `start` on (every row from there when None)."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if start and start >= n:
+        raise ValueError(f"a data set of {n} rows has none from row {start} on")
+    stop = n if max_examples is None else min(n, start + max_examples)
+    if start == 0 and stop == n:
         return dataset
-    # The first rows, not a random draw: XNLI is parallel, so every language scores the same pairs.
-    return dataset.select(range(max_examples))  # type: ignore[attr-defined]
+    # Leading rows, not a random draw: XNLI is parallel, so every language scores the same pairs.
+    return dataset.select(range(start, stop))  # type: ignore[attr-defined]
