@@ -41,6 +41,8 @@ from xlamaml.trainables.data_source import DataSource  # noqa: E402
 from xlamaml.trainables.errors import XlamamlError  # noqa: E402
 
 FRACTIONS = [0.05, 0.1, 0.25, 0.5, 1.0]
+# Run-config keys added after maps were recorded, with the value every earlier trial had: (section, key, default).
+ADDED_LATER = [("eval", "dev_offset", 0)]
 ALL = ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"]
 # --full: every language as a target, every test item, 3 seeds; the cells of every language (en -> aux: all but en).
 FULL = ["eval.target_langs=[]", "eval.dev_langs=[]", "eval.max_examples=null", "sweep.seeds=[1,2,3]"]
@@ -198,8 +200,11 @@ def prepare(sw: Sweep) -> tuple[str, str | None]:
 def fingerprint(sw: Sweep, fractions: list[float]) -> str:
     """Return a digest of everything a trial's outcomes depend on (the parts of another config never mix). The seed
     list is left out: each part names its seed, so more seeds reuse the trials already recorded."""
-    d = sw.to_dict()
+    d = json.loads(json.dumps(sw.to_dict(), default=str))  # a copy: to_dict hands out the sweep's own run dict
     d["sweep"] = {k: v for k, v in d["sweep"].items() if k != "seeds"}
+    for section, key, default in ADDED_LATER:  # at its default a later key changes no outcome: older parts still fit
+        if d["run"].get(section, {}).get(key) == default:
+            del d["run"][section][key]
     text = json.dumps({"sweep": d, "fractions": fractions}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -161,3 +161,21 @@ def test_calibrate_sim_reads_a_recorded_map(tmp_path):
     assert "9 cells x seeds [42, 43, 44]" in out.stdout
     assert "rung 0: 50% of the meta steps, seed 42, 200 dev items" in out.stdout
     assert "flags for adaptive_sim.py: --disagree" in out.stdout
+
+
+def test_a_config_key_added_after_a_recording_keeps_its_parts_key_at_its_default():
+    from benchmarks.record_map import FRACTIONS, fingerprint, load_sweep
+    from xlamaml.cli import preset_path
+
+    sw = load_sweep(str(preset_path("map-en-aux-deep-t4")), [])
+    as_recorded = sw.to_dict()
+    del as_recorded["run"]["eval"]["dev_offset"]  # the config before eval.dev_offset existed
+
+    class Before:
+        def to_dict(self):
+            return as_recorded
+
+    assert fingerprint(sw, FRACTIONS) == fingerprint(Before(), FRACTIONS)
+    assert sw.to_dict()["run"]["eval"]["dev_offset"] == 0  # the digest leaves the sweep's own config alone
+    moved = load_sweep(str(preset_path("map-en-aux-deep-t4")), ["eval.dev_offset=500"])
+    assert fingerprint(moved, FRACTIONS) != fingerprint(sw, FRACTIONS)  # other dev rows: other outcomes
