@@ -1,5 +1,6 @@
 """benchmarks/recorded_map.py, record_map.py, replay.py and map_stats.py on small maps made here."""
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -168,7 +169,7 @@ def test_a_config_key_added_after_a_recording_keeps_its_parts_key_at_its_default
     from xlamaml.cli import preset_path
 
     sw = load_sweep(str(preset_path("map-en-aux-deep-t4")), [])
-    as_recorded = sw.to_dict()
+    as_recorded = copy.deepcopy(sw.to_dict())
     del as_recorded["run"]["eval"]["dev_offset"]  # the config before eval.dev_offset existed
 
     class Before:
