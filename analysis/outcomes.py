@@ -130,8 +130,8 @@ def _legacy_xnli(trial: Path, split: str, lang: str, predictions: Path,
 def _xnli_labels(source: str, split: str, lang: str, data_dir: str | None,
                  limit: int | None, start: int = 0) -> tuple[tuple[str, ...], np.ndarray]:
     """Return (uids, labels) of `limit` pairs of an XNLI split from pair `start` on, as a trial scored them."""
+    from xlamaml.trainables.data.subset import limit as scored_rows  # the rows rule the trial used
     from xlamaml.trainables.data.xnli import load_xnli
 
-    ds = load_xnli(source, split, [lang], data_dir)[lang]
-    n = len(ds) if limit is None else min(start + int(limit), len(ds))
-    return tuple(ds["uid"][start:n]), np.asarray(ds["label"][start:n])
+    ds = scored_rows(load_xnli(source, split, [lang], data_dir)[lang], None if limit is None else int(limit), start)
+    return tuple(ds["uid"]), np.asarray(ds["label"])

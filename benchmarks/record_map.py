@@ -37,7 +37,7 @@ from benchmarks.recorded_map import MAPS, write_map  # noqa: E402
 from xlamaml.cli import preset_path  # noqa: E402
 from xlamaml.search.schedule import rung_steps  # noqa: E402
 from xlamaml.search.spec import Sweep, load_sweep  # noqa: E402
-from xlamaml.trainables.data_source import DataSource  # noqa: E402
+from xlamaml.trainables.data_source import DataSource, dev_reports  # noqa: E402
 from xlamaml.trainables.errors import XlamamlError  # noqa: E402
 
 FRACTIONS = [0.05, 0.1, 0.25, 0.5, 1.0]
@@ -102,7 +102,7 @@ class _Worker:
         if layers is not None:
             run_from_features(model, self.table, layers)
         meta = start_meta(cfg, self.task, model, self.source) if cfg.method != "baseline" else None
-        dev = self.source.sets("dev", cfg.dev_langs, cfg.eval.dev_max_examples, start=cfg.eval.dev_offset)
+        dev = dev_reports(self.source, cfg)
         amp = autocast_dtype(cfg.precision, device)
 
         def outcomes(sets: dict) -> np.ndarray:

@@ -29,7 +29,8 @@ from xlamaml.trainables.config import RunConfig
 from xlamaml.trainables.errors import ConfigError, MissingFileError
 from xlamaml.trainables.evaluate import add_averages, evaluate_sets
 from xlamaml.trainables.models import apply_freezing
-from xlamaml.trainables.data_source import AssetSource, DataSource, TokenizingSource, data_key, needed_sets
+from xlamaml.trainables.data_source import (AssetSource, DataSource, TokenizingSource, data_key, dev_reports,
+                                            needed_sets)
 from xlamaml.trainables.feature_cache import cached_layers, ensure_local_features, feature_key, source_sets
 from xlamaml.trainables.stages import (MetaState, advance_meta, meta_summary, read_features, score_test, setup_torch,
                                start_meta)
@@ -123,8 +124,7 @@ class XlaMamlTrainable(tune.Trainable):
         self.meta: MetaState | None = None
         if self.cfg.method != "baseline":
             self.meta = start_meta(self.cfg, self.task, self.model, self.source)
-        self.dev = self.source.sets("dev", self.cfg.dev_langs, self.cfg.eval.dev_max_examples,
-                                    start=self.cfg.eval.dev_offset)
+        self.dev = dev_reports(self.source, self.cfg)
         # Restored at the first step, not here: Ray zeroes the iteration and time counters after `reset_config` (a
         # reused actor), which would renumber a continued trial's reports.
         resume_from = flat_trial(config).get("resume_from")

@@ -86,7 +86,7 @@ def needed_sets(cfg: RunConfig, task: Task) -> list[SetKey]:
         keys += [SetKey("dev", lang, m.max_examples, True) for lang in sorted(set(m.support_langs) | set(m.query_langs))]
     if cfg.few_shot.enabled:
         keys += [SetKey("dev", lang, None, True) for lang in e.target_langs]
-    keys += [SetKey("dev", lang, e.dev_max_examples, start=e.dev_offset) for lang in cfg.dev_langs]  # dev reports
+    keys += [SetKey("dev", lang, e.dev_max_examples, start=e.dev_offset) for lang in cfg.dev_langs]  # dev_reports
     for split, names in task.extra_eval_names(cfg, e.target_langs).items():
         keys += [SetKey(split, name, e.max_examples) for name in names]
     return list(dict.fromkeys(keys))
@@ -124,6 +124,11 @@ class DataSource(ABC):
             sets = {name: self.get(SetKey(split, name, self.cfg.eval.max_examples)) for name in names}
             out[split] = {name: enc for name, enc in sets.items() if enc is not None}
         return out
+
+
+def dev_reports(source: "DataSource", cfg: RunConfig) -> dict[str, Any]:
+    """Return {lang: encoded dev set} that a trial's dev reports score (eval.dev_max_examples from eval.dev_offset)."""
+    return source.sets("dev", cfg.dev_langs, cfg.eval.dev_max_examples, start=cfg.eval.dev_offset)
 
 
 def rows(data: Any, key: SetKey) -> Any:
