@@ -8,9 +8,10 @@ cells, how much of it simple structure explains, and how noisy it is.
 Sections, per map (gains in points over the baseline; a cell is judged only on targets it did not train on):
 1. Do languages matter: per target, the best cell (by its test gain) minus the median cell, with a 95% interval
    paired over test items plus the two cells' own seed variances (`cell_difference`), and with the seeds paired
-   across cells (`seed_paired_difference`: a grid gives every cell the same seeds); the same with the best
-   cell chosen on dev (full budget, every seed), which carries no selection bias; and the spread (max - min) of
-   the target's test gains.
+   across cells (`seed_paired_difference`: a grid gives every cell the same seeds), that difference's run and item
+   parts and the test items its interval would need to clear zero (`paired_noise_parts`, `items_to_clear`); the
+   same with the best cell chosen on dev (full budget, every seed), which carries no selection bias; and the
+   spread (max - min) of the target's test gains.
 2. Ranking by budget: per target, Spearman of the dev gains at each recorded fraction of the meta steps (one seed,
    as an adaptive rung 0 runs, and every seed) with the final test gains; mean, sd and range over targets.
 3. Structure: the share of the test-gain variance (judged (target, cell) pairs) that main effects explain (target,
@@ -56,14 +57,40 @@ def cell_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 # Two-sided 95% quantiles of Student's t by degrees of freedom (seeds - 1), for seed-paired intervals.
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086,
+        21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042}
+
+
+def t975(df: int) -> float:
+    """Return the two-sided 95% quantile of Student's t with `df` degrees of freedom (beyond the table: the first
+    Cornish-Fisher term, within 0.003 of it)."""
+    return T975[df] if df in T975 else Z95 + (Z95 ** 3 + Z95) / (4 * df)
 
 
 def seed_paired_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Return (mean difference, 95% half-width) of two cells' (seeds, items) outcomes with the seeds paired (a grid
     gives every cell the same seeds, and a seed moves all of its runs alike): t over the per-seed mean differences."""
     d = (a - b).mean(axis=1)
-    return float(d.mean()), T975.get(len(d) - 1, Z95) * float(d.std(ddof=1)) / math.sqrt(len(d))
+    return float(d.mean()), t975(len(d) - 1) * float(d.std(ddof=1)) / math.sqrt(len(d))
+
+
+def paired_noise_parts(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Return (run variance, per-item variance) of two cells' seed-paired (seeds, items) differences: the per-seed
+    mean difference varies by run + item / items. The run part is what a seed does to a whole run and stays however
+    many items are scored; the item part (two-way residual of seeds x items) averages out over more items."""
+    d = (a - b).astype(float)  # (seeds, items)
+    s, n = d.shape
+    resid = d - d.mean(axis=0, keepdims=True) - d.mean(axis=1, keepdims=True) + d.mean()
+    item = float((resid ** 2).sum()) / ((s - 1) * (n - 1))
+    return max(float(d.mean(axis=1).var(ddof=1)) - item / n, 0.0), item
+
+
+def items_to_clear(diff: float, run: float, item: float, seeds: int) -> float:
+    """Return how many test items (projected from `paired_noise_parts`) the seed-paired 95% interval of a mean
+    difference `diff` needs to clear zero with `seeds` seeds; inf where the run part alone keeps it from clearing."""
+    room = (diff * math.sqrt(seeds) / t975(seeds - 1)) ** 2 - run
+    return item / room if diff > 0 and room > 0 else math.inf
 
 
 def languages_matter(m: RecordedMap) -> tuple[list[dict], str]:
@@ -78,15 +105,19 @@ def languages_matter(m: RecordedMap) -> tuple[list[dict], str]:
         x = m.test[:, :, m.test_rows[ti], :]  # (cells, seeds, items)
         d, se = cell_difference(x[best], x[median])
         _, half = seed_paired_difference(x[best], x[median])
+        run, item = paired_noise_parts(x[best], x[median])
         dd, dse = cell_difference(x[dev_best], x[median])
         rows.append({"target": t, "best": m.cells[best], "median": m.cells[median], "diff": 100 * d,
                      "lo": 100 * (d - Z95 * se), "hi": 100 * (d + Z95 * se), "dev_best": m.cells[dev_best],
                      "dev_diff": 100 * dd, "dev_lo": 100 * (dd - Z95 * dse), "dev_hi": 100 * (dd + Z95 * dse),
-                     "spread": float(np.ptp(truth[ti, judged])), "paired_lo": 100 * (d - half)})
-    lines = ["| target | best (test) | - median, 95% CI | best on dev | its test - median, 95% CI | spread |",
-             "|---|---|---|---|---|---|"]
+                     "spread": float(np.ptp(truth[ti, judged])), "paired_lo": 100 * (d - half),
+                     "run_sd": 100 * math.sqrt(run), "item_sd": 100 * math.sqrt(item / x.shape[-1]),
+                     "items_to_clear": items_to_clear(d, run, item, x.shape[1])})
+    lines = ["| target | best (test) | - median, 95% CI | seed-paired: low end; run sd, item sd; items to clear | "
+             "best on dev | its test - median, 95% CI | spread |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['target']} | {r['best']} | {r['diff']:+.2f} [{r['lo']:+.2f}, {r['hi']:+.2f}] | "
+                     f"{r['paired_lo']:+.2f}; {r['run_sd']:.2f}, {r['item_sd']:.2f}; {r['items_to_clear']:,.0f} | "
                      f"{r['dev_best']} | {r['dev_diff']:+.2f} [{r['dev_lo']:+.2f}, {r['dev_hi']:+.2f}] | "
                      f"{r['spread']:.2f} |")
     clear = sum(r["lo"] > 0 for r in rows)
@@ -94,7 +125,9 @@ def languages_matter(m: RecordedMap) -> tuple[list[dict], str]:
     dev_clear = sum(r["dev_lo"] > 0 for r in rows)
     lines.append(f"\nbest > median clear of zero: {clear} of {len(rows)} targets (best on test), {dev_clear} of "
                  f"{len(rows)} (best chosen on dev), {paired} of {len(rows)} with the seeds paired across cells "
-                 f"(t over per-seed differences); spread of test gains: median "
+                 f"(t over per-seed differences; the per-seed difference's sd splits into a run part and an item "
+                 f"part, and 'items to clear' projects how many test items the paired interval needs, inf where the "
+                 f"run part alone keeps it from clearing); spread of test gains: median "
                  f"{np.median([r['spread'] for r in rows]):.2f}, min {min(r['spread'] for r in rows):.2f} points")
     return rows, "\n".join(lines)
 

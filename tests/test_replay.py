@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.map_stats import dev_excess, languages_matter, ranking_by_fraction, report
+from benchmarks.map_stats import (dev_excess, items_to_clear, languages_matter, paired_noise_parts, ranking_by_fraction,
+                                  report, t975)
 from benchmarks.recorded_map import read_map, write_map
 from benchmarks.replay import ReplayWorld, recorded_cost, replay, truth_map
 from xlamaml.search.schedule import AdaptiveConfig
@@ -118,6 +119,23 @@ def test_map_stats_measures_how_far_dev_gains_exceed_test_gains(tmp_path):
     assert np.all(np.abs(excess) < 1.5)  # dev and test lifted alike: no excess beyond the item noise
     excess, text = dev_excess(read_map(make_map(tmp_path / "s.npz", dev_items=2000, test_items=2000, dev_shift=0.06)))
     assert np.all(np.abs(excess - 6.0) < 1.5) and "exceed the test gains by +" in text
+
+
+def test_paired_noise_parts_splits_a_seed_paired_difference_into_its_run_and_item_parts():
+    # Outcomes of two cells on 4,000 items x 6 seeds: a seed moves cell a's whole run by sd 0.02 (the run part), and
+    # each item is a coin flip around the cells' chances (the item part: per-item variance about 0.5 for p = 0.5).
+    rng = np.random.default_rng(1)
+    shift = rng.normal(0, 0.02, (6, 1))
+    a = (rng.random((6, 4000)) < 0.52 + shift).astype(np.int8)
+    b = (rng.random((6, 4000)) < 0.50).astype(np.int8)
+    run, item = paired_noise_parts(a, b)
+    assert 0.45 < item < 0.55
+    assert 0.005 < np.sqrt(run) < 0.04
+    # More items can only shrink the item part: a difference the run part alone hides never clears.
+    assert items_to_clear(0.02, run=0.02 ** 2 * 10, item=0.5, seeds=6) == np.inf
+    need = items_to_clear(0.02, run=0.0, item=0.5, seeds=6)
+    assert 0.02 - t975(5) * np.sqrt(0.5 / need / 6) == pytest.approx(0.0, abs=1e-12)
+    assert t975(5) == 2.571 and abs(t975(60) - 2.000) < 0.003
 
 
 @pytest.mark.parametrize("script", ["replay.py", "map_stats.py", "map_model_check.py", "prior_rank.py"])
