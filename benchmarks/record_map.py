@@ -264,7 +264,8 @@ def record(preset: str, sets: list[str], out: Path, fractions: list[float], work
     t0 = time.perf_counter()
     base, features = prepare(sw)
     prepare_s = time.perf_counter() - t0
-    trials = [("baseline", seeds[0])] + [(c, s) for c in cells for s in seeds]
+    # Seed-major: a recording cut short leaves whole seeds of every cell, which `--set sweep.seeds=[...]` can assemble.
+    trials = [("baseline", seeds[0])] + [(c, s) for s in seeds for c in cells]
     todo = [(a, s) for a, s in trials if not (parts / part_name(a, s)).is_file()]
     print(f"record_map: {len(cells)} cells x {len(seeds)} seeds + baseline; {len(trials) - len(todo)} done, "
           f"{len(todo)} to run on {workers} workers (base and features ready in {prepare_s:.0f} s)", flush=True)
