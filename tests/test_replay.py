@@ -109,6 +109,7 @@ def test_map_stats_sees_the_known_structure(tmp_path):
     m = read_map(make_map(tmp_path / "m.npz", test_items=2000))
     rows, text = languages_matter(m)
     assert all(r["lo"] > 0 for r in rows) and "clear of zero: 3 of 3" in text
+    assert all(r["paired_lo"] > 0 and r["dev_paired_lo"] > 0 for r in rows)
     ranks, _ = ranking_by_fraction(m)
     assert np.nanmean(ranks[1.0][1]) > 0.9  # dev at the full budget ranks as test does
     assert "rank above noise" in report(m, "m")
