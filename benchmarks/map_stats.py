@@ -89,8 +89,7 @@ def paired_noise_parts(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 def languages_matter(m: RecordedMap) -> tuple[list[dict], str]:
     """Return per target {target, best, median, diff, lo, hi, dev_best, dev_diff, dev_lo, dev_hi, spread, paired_lo,
-    run_sd, item_sd, dev_paired_lo}, and a
-    table of them."""
+    run_sd, item_sd, dev_paired_lo}, and a table of them."""
     rows, truth, dev = [], m.test_gains, m.dev_gains()
     for ti, t in enumerate(m.dev_langs):
         judged = np.flatnonzero(m.judged[ti])
