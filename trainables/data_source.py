@@ -86,7 +86,7 @@ def needed_sets(cfg: RunConfig, task: Task) -> list[SetKey]:
         keys += [SetKey("dev", lang, m.max_examples, True) for lang in sorted(set(m.support_langs) | set(m.query_langs))]
     if cfg.few_shot.enabled:
         keys += [SetKey("dev", lang, None, True) for lang in e.target_langs]
-    keys += [SetKey("dev", lang, e.dev_max_examples, start=e.dev_offset) for lang in cfg.dev_langs]  # dev_reports
+    keys += dev_report_keys(cfg)
     for split, names in task.extra_eval_names(cfg, e.target_langs).items():
         keys += [SetKey(split, name, e.max_examples) for name in names]
     return list(dict.fromkeys(keys))
@@ -126,9 +126,15 @@ class DataSource(ABC):
         return out
 
 
+def dev_report_keys(cfg: RunConfig) -> list[SetKey]:
+    """Return the dev sets a trial's dev reports score: eval.dev_max_examples rows of each dev language from
+    eval.dev_offset on."""
+    return [SetKey("dev", lang, cfg.eval.dev_max_examples, start=cfg.eval.dev_offset) for lang in cfg.dev_langs]
+
+
 def dev_reports(source: "DataSource", cfg: RunConfig) -> dict[str, Any]:
-    """Return {lang: encoded dev set} that a trial's dev reports score (eval.dev_max_examples from eval.dev_offset)."""
-    return source.sets("dev", cfg.dev_langs, cfg.eval.dev_max_examples, start=cfg.eval.dev_offset)
+    """Return {lang: encoded dev set} that a trial's dev reports score (`dev_report_keys`)."""
+    return {key.lang: source.get(key) for key in dev_report_keys(cfg)}
 
 
 def rows(data: Any, key: SetKey) -> Any:
