@@ -11,7 +11,8 @@ benchmarks/recorded_map.py.
 Each trial computes what a sweep trial of the same config computes (the same stage functions: trainables.stages),
 in-process: the English stage and the feature cache are built once (node cache), then `--workers` processes run the
 trials, each loading the base as a trial does. Finished trials are kept in `<out>.parts/`, so an interrupted recording
-resumes where it stopped (a changed config refuses to mix with them; --fresh starts over).
+resumes where it stopped (a changed config, or a machine of another kind or precision, refuses to mix with them;
+--fresh starts over).
 """
 
 from __future__ import annotations
@@ -227,15 +228,51 @@ def versions() -> dict[str, str]:
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     cpu = hardware(torch.device("cpu"), torch.get_num_threads()).removeprefix("CPU ").rsplit(",", 1)[0]
-    try:  # the instruction sets bf16 speed depends on (trainables.precision reads the same file)
-        have = set(Path("/proc/cpuinfo").read_text().split())
-        flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in have]
-    except OSError:
-        flags = []
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "xlamaml_commit": commit, "cpu": cpu, "cpu_flags": " ".join(flags), "cpus": str(os.cpu_count()),
+            "xlamaml_commit": commit, "cpu": cpu, "cpu_flags": cpu_flags(), "cpus": str(os.cpu_count()),
             "gpu": gpu}
+
+
+def cpu_flags() -> str:
+    """Return the instruction sets among avx2, avx512f, avx512_bf16 and amx_bf16 this CPU has, space-separated."""
+    try:  # the ones bf16 speed and the kernels' rounding depend on (trainables.precision reads the same file)
+        have = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return ""
+    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in have)
+
+
+def compute(sw: Sweep) -> dict[str, str]:
+    """Return what this machine runs a trial's arithmetic on: the device, the forward passes' dtype, and the CPU's
+    instruction sets or the GPU's name."""
+    import torch
+
+    from xlamaml.trainables.models import pick_device
+    from xlamaml.trainables.precision import autocast_dtype
+
+    device = pick_device(sw.cfg.device)
+    dtype = autocast_dtype(sw.cfg.precision, device)
+    return {"device": device.type, "forward": "fp32" if dtype is None else str(dtype).removeprefix("torch."),
+            "machine": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_flags()}
+
+
+def check_compute(parts: Path, held: dict[str, str] | None, here: dict[str, str]) -> None:
+    """Refuse to add trials to `parts` when its trials ran on another kind of machine (return None where they match).
+
+    The fingerprint digests the config, which says `precision: auto`, not what it resolved to: without this check a
+    recording begun on a bf16 CPU and resumed on an fp32 one would mix trials of two precisions into one map."""
+    if held is None:  # parts recorded before this check: nothing to compare
+        print(f"record_map: {parts} does not name the machine its trials ran on; taken as this one "
+              f"({_describe(here)})", flush=True)
+    elif held != here:
+        raise SystemExit(f"{parts}: its trials ran on {_describe(held)}, this machine runs {_describe(here)}; their "
+                         f"outcomes would differ, and one map comes from one kind of machine: resume on such a "
+                         f"machine, or pass --fresh to start over")
+
+
+def _describe(c: dict[str, str]) -> str:
+    return f"{c['device']} ({c['machine'] or 'no flags read'}) with {c['forward']} forward passes"
 
 
 def record(preset: str, sets: list[str], out: Path, fractions: list[float], workers: int, fresh: bool) -> Path:
@@ -249,18 +286,20 @@ def record(preset: str, sets: list[str], out: Path, fractions: list[float], work
     key = fingerprint(sw, fractions)
     spec_file = parts / "spec.json"
     earlier_s = 0.0  # the wall time of earlier invocations that recorded trials of these parts
+    here = compute(sw)
     if parts.is_dir() and not fresh:
         spec = json.loads(spec_file.read_text()) if spec_file.is_file() else {}
         held, earlier_s = spec.get("key"), float(spec.get("wall_s", 0.0))
         if held != key:
             raise SystemExit(f"{parts}: holds trials of another config (key {held}, this one {key}); "
                              f"pass --fresh to start over")
+        check_compute(parts, spec.get("compute"), here)
     elif parts.is_dir():
         for f in parts.iterdir():
             f.unlink()
     parts.mkdir(parents=True, exist_ok=True)
-    spec_file.write_text(json.dumps({"key": key, "sweep": sw.to_dict(), "fractions": fractions, "wall_s": earlier_s},
-                                    default=str))
+    spec_file.write_text(json.dumps({"key": key, "compute": here, "sweep": sw.to_dict(), "fractions": fractions,
+                                     "wall_s": earlier_s}, default=str))
     t0 = time.perf_counter()
     base, features = prepare(sw)
     prepare_s = time.perf_counter() - t0

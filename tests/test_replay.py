@@ -195,3 +195,24 @@ def test_a_config_key_added_after_a_recording_keeps_its_parts_key_at_its_default
     assert sw.to_dict()["run"]["eval"]["dev_offset"] == 0  # the digest leaves the sweep's own config alone
     moved = load_sweep(str(preset_path("map-en-aux-deep-t4")), ["eval.dev_offset=500"])
     assert fingerprint(moved, FRACTIONS) != fingerprint(sw, FRACTIONS)  # other dev rows: other outcomes
+
+
+def test_record_map_refuses_to_resume_parts_that_ran_on_another_kind_of_machine(tmp_path):
+    import json
+
+    from benchmarks.record_map import FRACTIONS, SMOKE, compute, fingerprint, load_sweep
+    from xlamaml.cli import preset_path
+
+    sw = load_sweep(str(preset_path("map-pairs")), SMOKE)
+    parts = tmp_path / "smoke.npz.parts"
+    parts.mkdir()
+    here = compute(sw)
+    assert here["device"] == "cpu" and here["forward"] == "fp32"  # the smoke test asks for precision=fp32
+    elsewhere = {**here, "forward": "bfloat16", "machine": "avx2 avx512f avx512_bf16 amx_bf16"}
+    (parts / "spec.json").write_text(json.dumps({"key": fingerprint(sw, FRACTIONS), "compute": elsewhere}))
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "record_map.py"), "--smoke-test", "--out",
+                          str(tmp_path / "smoke.npz")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    # Refused before any English stage runs: the same config (key) on another precision and instruction set.
+    assert out.returncode != 0 and "ran on cpu (avx2 avx512f avx512_bf16 amx_bf16) with bfloat16" in out.stderr
+    assert "--fresh" in out.stderr and "Traceback" not in out.stderr
+    assert json.loads((parts / "spec.json").read_text())["compute"] == elsewhere  # the parts' record is kept
