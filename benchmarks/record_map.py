@@ -261,7 +261,9 @@ def check_compute(parts: Path, held: dict[str, str] | None, here: dict[str, str]
     """Refuse to add trials to `parts` when its trials ran on another kind of machine (return None where they match).
 
     The fingerprint digests the config, which says `precision: auto`, not what it resolved to: without this check a
-    recording begun on a bf16 CPU and resumed on an fp32 one would mix trials of two precisions into one map."""
+    recording begun on a bf16 CPU and resumed on an fp32 one would mix trials of two precisions into one map. Even
+    where the outcomes agree (the demo's fp32 table is the same on AVX2 and AMX CPUs), the seconds each trial records,
+    which replays charge, would mix two machines' speeds (3.3x apart on those two)."""
     if held is None:  # parts recorded before this check: nothing to compare
         print(f"record_map: {parts} does not name the machine its trials ran on; taken as this one "
               f"({_describe(here)})", flush=True)
