@@ -200,7 +200,7 @@ def test_a_config_key_added_after_a_recording_keeps_its_parts_key_at_its_default
 def test_record_map_refuses_to_resume_parts_that_ran_on_another_kind_of_machine(tmp_path):
     import json
 
-    from benchmarks.record_map import FRACTIONS, SMOKE, compute, fingerprint, load_sweep
+    from benchmarks.record_map import FRACTIONS, SMOKE, compute, fingerprint, load_sweep, record
     from xlamaml.cli import preset_path
 
     sw = load_sweep(str(preset_path("map-pairs")), SMOKE)
@@ -210,9 +210,10 @@ def test_record_map_refuses_to_resume_parts_that_ran_on_another_kind_of_machine(
     assert here["device"] == "cpu" and here["forward"] == "fp32"  # the smoke test asks for precision=fp32
     elsewhere = {**here, "forward": "bfloat16", "machine": "avx2 avx512f avx512_bf16 amx_bf16"}
     (parts / "spec.json").write_text(json.dumps({"key": fingerprint(sw, FRACTIONS), "compute": elsewhere}))
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "record_map.py"), "--smoke-test", "--out",
-                          str(tmp_path / "smoke.npz")], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    # Refused before any English stage runs: the same config (key) on another precision and instruction set.
-    assert out.returncode != 0 and "ran on cpu (avx2 avx512f avx512_bf16 amx_bf16) with bfloat16" in out.stderr
-    assert "--fresh" in out.stderr and "Traceback" not in out.stderr
+    # Refused before any English stage runs (record() would build one first): the same config (key) on another
+    # precision and instruction set.
+    with pytest.raises(SystemExit) as refused:
+        record(str(preset_path("map-pairs")), SMOKE, tmp_path / "smoke.npz", FRACTIONS, workers=1, fresh=False)
+    assert "ran on cpu (avx2 avx512f avx512_bf16 amx_bf16) with bfloat16" in str(refused.value.code)
+    assert "--fresh" in str(refused.value.code)
     assert json.loads((parts / "spec.json").read_text())["compute"] == elsewhere  # the parts' record is kept
