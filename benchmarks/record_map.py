@@ -235,12 +235,11 @@ def versions() -> dict[str, str]:
 
 
 def cpu_flags() -> str:
-    """Return the instruction sets among avx2, avx512f, avx512_bf16 and amx_bf16 this CPU has, space-separated."""
-    try:  # the ones bf16 speed and the kernels' rounding depend on (trainables.precision reads the same file)
-        have = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return ""
-    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in have)
+    """Return the instruction sets among avx2, avx512f, avx512_bf16 and amx_bf16 this CPU has, space-separated (the
+    ones bf16 speed and the kernels' rounding depend on)."""
+    from xlamaml.trainables.precision import cpu_flags as have
+
+    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in have())
 
 
 def compute(sw: Sweep) -> dict[str, str]:

@@ -17,13 +17,17 @@ import torch
 
 
 @functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """Return the CPU's feature flags (avx2, avx512_bf16, amx_bf16, ...) from /proc/cpuinfo; empty off Linux."""
+    try:
+        return frozenset(Path("/proc/cpuinfo").read_text().split())
+    except OSError:  # not Linux: no flags, so bf16 is taken as emulated (slower than fp32)
+        return frozenset()
+
+
 def cpu_has_native_bf16() -> bool:
     """Return True when this CPU runs bf16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo on Linux."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:  # not Linux: be conservative, emulated bf16 is slower than fp32
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def native_bf16(device: torch.device) -> bool:
